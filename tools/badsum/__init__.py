@@ -1,0 +1,1 @@
+"""badsum: reproduce, prove and remediate the Linux veth checksum bug."""

@@ -1,0 +1,5 @@
+import sys
+
+from badsum.cli import main
+
+sys.exit(main())
