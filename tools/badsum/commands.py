@@ -1,9 +1,76 @@
-"""Sub-commands beyond `lab`: filled in by the harness modules."""
+"""Sub-commands over result files: analyze a cell, record a failed cell, print the table."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from badsum import results, summary
+
+
+def resolve_run(run: str | None, results_dir: Path) -> Path:
+    """A run given as a path, a run id under results/, or the latest run."""
+    if run and Path(run).is_dir():
+        return Path(run)
+    path = results_dir / (run or "latest")
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"no run {run or 'latest'} under {results_dir}: run `ansible-playbook reproduce.yml` first"
+        )
+    return path.resolve()
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    raw = Path(args.raw)
+    result = results.build_cell_result(raw, args.min_corrupted)
+    path = results.write_result(result, Path(args.run_dir))
+    print(json.dumps({"result": str(path), "verdict": result["verdict"], "reason": result["verdict_reason"],
+                      "corrupted_packets": result["corrupted_packets"], "messages": result["messages"]}))
+    return 0
+
+
+def cmd_error_cell(args: argparse.Namespace) -> int:
+    meta = json.loads(args.meta_json)
+    path = results.write_result(results.error_result(meta, args.reason), Path(args.run_dir))
+    print(json.dumps({"result": str(path), "verdict": "error"}))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    run_dir = resolve_run(args.run, Path(args.results))
+    cells, problems = results.load_run(run_dir)
+    if args.json:
+        print(json.dumps({"run": run_dir.name, "cells": [
+            {k: c.get(k) for k in ("topology", "condition", "condition_kind", "verdict", "verdict_reason",
+                                   "corrupted_packets", "csum_errors_total", "messages")}
+            for c in cells], "problems": problems}, indent=1))
+    else:
+        print(f"run {run_dir.name}")
+        print(summary.table(cells))
+        for c in cells:
+            print(f"  {c['topology']}/{c['condition']}: {c['verdict']} - {c['verdict_reason']}")
+        for p in problems:
+            print(f"  unusable result file: {p}")
+    return 1 if problems else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    p = sub.add_parser("analyze", help="judge one cell from its raw measurements and write its result JSON")
+    p.add_argument("raw", help="the cell's raw directory (results/<run>/raw/<cell>)")
+    p.add_argument("--run-dir", required=True, help="where the cell's result JSON goes")
+    p.add_argument("--min-corrupted", type=int, default=3,
+                   help="fewer packets corrupted on the wire than this makes a clean cell inconclusive")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("error-cell", help="record a cell whose set-up or run failed")
+    p.add_argument("--meta-json", required=True, help="the cell's description, as JSON")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--run-dir", required=True)
+    p.set_defaults(func=cmd_error_cell)
+
+    p = sub.add_parser("summary", help="print the outcome table of a run")
+    p.add_argument("run", nargs="?", help="run id or directory (default: latest)")
+    p.add_argument("--results", default="results", help="results directory (default ./results)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_summary)

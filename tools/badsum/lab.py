@@ -177,8 +177,8 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path) -> str:
 
 
 def _make_keys(spec: LabSpec, inventory_dir: Path) -> None:
-    inventory_dir.mkdir(parents=True, exist_ok=True)
-    key = inventory_dir / "id_ed25519"
+    (inventory_dir / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = inventory_dir / ".ssh" / "id_ed25519"
     for path in (key, key.with_suffix(".pub")):
         path.unlink(missing_ok=True)
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"badsum-{spec.lab_id}", "-f", str(key)])

@@ -1,0 +1,1 @@
+../../../tools/badsum/client.py

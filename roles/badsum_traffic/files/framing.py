@@ -1,0 +1,1 @@
+../../../tools/badsum/framing.py

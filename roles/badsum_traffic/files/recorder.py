@@ -1,0 +1,1 @@
+../../../tools/badsum/recorder.py
