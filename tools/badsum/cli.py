@@ -80,8 +80,10 @@ def print_status(report: list[dict]) -> None:
         for node in entry.get("nodes", []):
             flags = " ".join(f"{k}={'yes' if node[k] else 'NO'}" for k in ("netns", "mount_ns", "sshd"))
             print(f"  {node['name']:<8} {flags}")
-        print(f"  namespaces: {len(entry['netns'])}  root links: {len(entry['links'])}  "
-              f"processes: {entry['processes']}")
+        print(
+            f"  namespaces: {len(entry['netns'])}  root links: {len(entry['links'])}  "
+            f"processes: {entry['processes']}"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,13 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--lab", type=_lab_id, default=DEFAULT_LAB, help=f"lab id (default {DEFAULT_LAB})")
     lab.add_argument("--hosts", type=_positive_int, default=2, help="number of emulated hosts (default 2)")
-    lab.add_argument("--slot", type=_positive_int, help="address slot: 198.18.SLOT.0/24 etc. (default: free one)")
+    lab.add_argument(
+        "--slot", type=_positive_int, help="address slot: 198.18.SLOT.0/24 etc. (default: free one)"
+    )
     lab.add_argument("--inventory", help="where to write the inventory (default inventories/local)")
     lab.add_argument("--all", action="store_true", help="down/status: every lab on this machine")
     lab.add_argument("--json", action="store_true", help="status: machine-readable output")
     lab.set_defaults(func=cmd_lab)
 
-    from badsum import commands  # noqa: PLC0415 - keeps `badsum lab` importable without the analysis deps
+    from badsum import commands
 
     commands.register(sub)
     return parser

@@ -10,6 +10,7 @@ Every wait is bounded: connect, each send, and the final drain.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import socket
@@ -76,10 +77,8 @@ def run(args: argparse.Namespace) -> dict:
             break
         time.sleep(0.01)
     drained_at = time.time() if drained else None
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
     sock.close()
     (out / "sent.bin").write_bytes(bytes(stream))
     result = {
@@ -108,8 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for sent.bin and client.json")
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--send-timeout", type=float, default=10.0)
-    p.add_argument("--drain-timeout", type=float, default=15.0,
-                   help="how long to wait for the peer to acknowledge everything")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=15.0,
+        help="how long to wait for the peer to acknowledge everything",
+    )
     return p
 
 

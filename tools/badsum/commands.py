@@ -25,8 +25,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     raw = Path(args.raw)
     result = results.build_cell_result(raw, args.min_corrupted)
     path = results.write_result(result, Path(args.run_dir))
-    print(json.dumps({"result": str(path), "verdict": result["verdict"], "reason": result["verdict_reason"],
-                      "corrupted_packets": result["corrupted_packets"], "messages": result["messages"]}))
+    print(
+        json.dumps(
+            {
+                "result": str(path),
+                "verdict": result["verdict"],
+                "reason": result["verdict_reason"],
+                "corrupted_packets": result["corrupted_packets"],
+                "messages": result["messages"],
+            }
+        )
+    )
     return 0
 
 
@@ -41,10 +50,31 @@ def cmd_summary(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run, Path(args.results))
     cells, problems = results.load_run(run_dir)
     if args.json:
-        print(json.dumps({"run": run_dir.name, "cells": [
-            {k: c.get(k) for k in ("topology", "condition", "condition_kind", "verdict", "verdict_reason",
-                                   "corrupted_packets", "csum_errors_total", "messages")}
-            for c in cells], "problems": problems}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "run": run_dir.name,
+                    "cells": [
+                        {
+                            k: c.get(k)
+                            for k in (
+                                "topology",
+                                "condition",
+                                "condition_kind",
+                                "verdict",
+                                "verdict_reason",
+                                "corrupted_packets",
+                                "csum_errors_total",
+                                "messages",
+                            )
+                        }
+                        for c in cells
+                    ],
+                    "problems": problems,
+                },
+                indent=1,
+            )
+        )
     else:
         print(f"run {run_dir.name}")
         print(summary.table(cells))
@@ -59,8 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="judge one cell from its raw measurements and write its result JSON")
     p.add_argument("raw", help="the cell's raw directory (results/<run>/raw/<cell>)")
     p.add_argument("--run-dir", required=True, help="where the cell's result JSON goes")
-    p.add_argument("--min-corrupted", type=int, default=3,
-                   help="fewer packets corrupted on the wire than this makes a clean cell inconclusive")
+    p.add_argument(
+        "--min-corrupted",
+        type=int,
+        default=3,
+        help="fewer packets corrupted on the wire than this makes a clean cell inconclusive",
+    )
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("error-cell", help="record a cell whose set-up or run failed")

@@ -17,6 +17,7 @@ detached timer process for netem), never by the controller staying alive.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -84,18 +85,58 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
     added_qdisc = "clsact" not in sh("tc", "qdisc", "show", "dev", a.iface).stdout
     if added_qdisc:
         sh("tc", "qdisc", "add", "dev", a.iface, "clsact")
-    sh("tc", "filter", "replace", "dev", a.iface, a.hook, "pref", FILTER_PREF, "handle", "1",
-       "bpf", "da", "obj", a.obj, "sec", "tc")
+    sh(
+        "tc",
+        "filter",
+        "replace",
+        "dev",
+        a.iface,
+        a.hook,
+        "pref",
+        FILTER_PREF,
+        "handle",
+        "1",
+        "bpf",
+        "da",
+        "obj",
+        a.obj,
+        "sec",
+        "tc",
+    )
     now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
     start = now + int(a.start_in * 1e9)
     end = start + int(a.duration * 1e9)
-    cfg = CFG.pack(start, end, int(round(a.rate * 10000)), lo, hi, DIRECTIONS[a.direction],
-                   PATTERNS[a.pattern], a.stuck_bit, a.stuck_value, a.stuck_offset,
-                   1 if a.hook == "ingress" else 0)
+    cfg = CFG.pack(
+        start,
+        end,
+        round(a.rate * 10000),
+        lo,
+        hi,
+        DIRECTIONS[a.direction],
+        PATTERNS[a.pattern],
+        a.stuck_bit,
+        a.stuck_value,
+        a.stuck_offset,
+        1 if a.hook == "ingress" else 0,
+    )
     # The maps start zeroed (inert) when tc loads the program; writing the
     # config is the single step that arms it.
-    sh("bpftool", "map", "update", "pinned", str(PIN_DIR / "bs_cfg"), "key", "hex", "00", "00", "00", "00",
-       "value", "hex", *[f"{b:02x}" for b in cfg])
+    sh(
+        "bpftool",
+        "map",
+        "update",
+        "pinned",
+        str(PIN_DIR / "bs_cfg"),
+        "key",
+        "hex",
+        "00",
+        "00",
+        "00",
+        "00",
+        "value",
+        "hex",
+        *[f"{b:02x}" for b in cfg],
+    )
     return {"added_qdisc": added_qdisc, "start_ns": start, "end_ns": end}
 
 
@@ -117,11 +158,28 @@ def ebpf_stats() -> dict:
     for v in _raw_values("bs_events"):
         ns, seq, off, plen, sport, dport, bit, old, new = EVENT.unpack(v[: EVENT.size])
         if ns:
-            events.append({"ns": ns, "seq": seq, "payload_off": off, "payload_len": plen,
-                           "sport": sport, "dport": dport, "bit": bit, "old": old, "new": new})
+            events.append(
+                {
+                    "ns": ns,
+                    "seq": seq,
+                    "payload_off": off,
+                    "payload_len": plen,
+                    "sport": sport,
+                    "dport": dport,
+                    "bit": bit,
+                    "old": old,
+                    "new": new,
+                }
+            )
     events.sort(key=lambda e: e["ns"])
-    return {"matched_packets": matched, "corrupted_packets": corrupted, "corrupted_bytes": changed_bytes,
-            "outside_window_packets": outside, "events": events, "counted_by": "ebpf"}
+    return {
+        "matched_packets": matched,
+        "corrupted_packets": corrupted,
+        "corrupted_bytes": changed_bytes,
+        "outside_window_packets": outside,
+        "events": events,
+        "counted_by": "ebpf",
+    }
 
 
 def _raw_values(name: str) -> list[bytes]:
@@ -163,26 +221,35 @@ def netem_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
     ]
     for lo_port in range(lo, hi + 1):
         for fam, kw in (("ip", "ip"), ("ipv6", "ip6")):
-            for side in ({"to-port": ["dport"], "from-port": ["sport"], "both": ["dport", "sport"]}
-                         [a.direction]):
-                setup.append(f"tc filter add dev {a.iface} parent bad5: protocol {fam} prio 1 u32 "
-                             f"match {kw} {side} {lo_port} 0xffff flowid bad5:3")
+            for side in {"to-port": ["dport"], "from-port": ["sport"], "both": ["dport", "sport"]}[
+                a.direction
+            ]:
+                setup.append(
+                    f"tc filter add dev {a.iface} parent bad5: protocol {fam} prio 1 u32 "
+                    f"match {kw} {side} {lo_port} 0xffff flowid bad5:3"
+                )
     teardown = f"tc qdisc del dev {a.iface} root handle bad5:"
     script = f"sleep {a.start_in}; {'; '.join(setup)}; sleep {a.duration}; {teardown}"
     # Detached from this SSH session: the host itself ends the window.
-    proc = subprocess.Popen(["setsid", "sh", "-c", script], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["setsid", "sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     now = time.monotonic_ns()
-    return {"timer_pid": proc.pid, "start_ns": now + int(a.start_in * 1e9),
-            "end_ns": now + int((a.start_in + a.duration) * 1e9)}
+    return {
+        "timer_pid": proc.pid,
+        "start_ns": now + int(a.start_in * 1e9),
+        "end_ns": now + int((a.start_in + a.duration) * 1e9),
+    }
 
 
 def netem_disarm(iface: str, timer_pid: int | None) -> None:
     if timer_pid:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(timer_pid, 15)
-        except ProcessLookupError:
-            pass
     if iface_exists(iface):
         sh("tc", "qdisc", "del", "dev", iface, "root", "handle", "bad5:", check=False)
 
@@ -204,8 +271,13 @@ def cmd_arm(a: argparse.Namespace) -> dict:
     armed = ebpf_arm(a, lo, hi) if a.backend == "ebpf" else netem_arm(a, lo, hi)
     offset = time.time_ns() - time.monotonic_ns()
     state = {
-        "backend": a.backend, "iface": a.iface, "hook": a.hook, "ports": [lo, hi],
-        "direction": a.direction, "rate": a.rate, "pattern": a.pattern,
+        "backend": a.backend,
+        "iface": a.iface,
+        "hook": a.hook,
+        "ports": [lo, hi],
+        "direction": a.direction,
+        "rate": a.rate,
+        "pattern": a.pattern,
         "stuck": {"bit": a.stuck_bit, "value": a.stuck_value, "offset": a.stuck_offset},
         "window_start": (armed["start_ns"] + offset) / 1e9,
         "window_end": (armed["end_ns"] + offset) / 1e9,

@@ -28,7 +28,9 @@ def _in_ns(path: str, cmd: list[str]) -> str:
 def read(path: str) -> dict[str, int]:
     # -a absolute, -s leave nstat's history alone, -z include zeros
     kernel = json.loads(_in_ns(path, ["nstat", "-asz", "--json"]))["kernel"]
-    counters = {k: int(v) for k, v in kernel.items() if "CsumErr" in k or k in ("TcpInSegs", "TcpRetransSegs")}
+    counters = {
+        k: int(v) for k, v in kernel.items() if "CsumErr" in k or k in ("TcpInSegs", "TcpRetransSegs")
+    }
     if shutil.which("conntrack"):
         invalid = 0
         for line in _in_ns(path, ["conntrack", "-S"]).splitlines():

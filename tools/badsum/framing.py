@@ -22,12 +22,11 @@ MAGIC = b"#BADSUM "
 HEADER_RE = re.compile(
     rb"#BADSUM seq=(\d{8}) len=(\d{6}) sent=(\d{20}) sha256=([0-9a-f]{64}) crc=([0-9a-f]{8})\n"
 )
-HEADER_LEN = len(b"#BADSUM seq=00000000 len=000000 sent=00000000000000000000 sha256=" + b"0" * 64 + b" crc=00000000\n")
-MAX_PAYLOAD = 999_999
-TEXT = (
-    b"the quick brown fox jumps over the lazy dog; "
-    b"THE FIVE BOXING WIZARDS JUMP QUICKLY. 0123456789 "
+HEADER_LEN = len(
+    b"#BADSUM seq=00000000 len=000000 sent=00000000000000000000 sha256=" + b"0" * 64 + b" crc=00000000\n"
 )
+MAX_PAYLOAD = 999_999
+TEXT = b"the quick brown fox jumps over the lazy dog; THE FIVE BOXING WIZARDS JUMP QUICKLY. 0123456789 "
 
 
 def payload_for(seq: int, size: int) -> bytes:

@@ -9,6 +9,7 @@ switch namespace, whose bridge plays the top-of-rack switch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -330,10 +331,8 @@ def lab_pids(lab_id: str) -> list[int]:
 def _kill(pids: list[int], timeout: float = 2.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _is_zombie(p)]

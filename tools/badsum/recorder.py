@@ -16,6 +16,7 @@ each message arrived. The recorder ends the server itself after --timeout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -28,8 +29,10 @@ from pathlib import Path
 
 def record(out: Path, cmd: list[str], timeout: float) -> None:
     """Runs in the detached child: the server's stdout is our stdin pipe."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=open(out / "server.err", "wb"), start_new_session=True)
+    with open(out / "server.err", "wb") as errors:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, start_new_session=True
+        )
     (out / "server.pid").write_text(str(proc.pid))
     chunks: list[list[float]] = []
     total = 0
@@ -62,8 +65,15 @@ def record(out: Path, cmd: list[str], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait(timeout=5)
-    result = {"command": cmd, "bytes": total, "chunks": chunks, "exit_code": code,
-              "timed_out": timed_out, "stopped": stop["asked"], "ended": time.time()}
+    result = {
+        "command": cmd,
+        "bytes": total,
+        "chunks": chunks,
+        "exit_code": code,
+        "timed_out": timed_out,
+        "stopped": stop["asked"],
+        "ended": time.time(),
+    }
     tmp = out / "recv.json.tmp"
     tmp.write_text(json.dumps(result))
     tmp.rename(out / "recv.json")
@@ -132,10 +142,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
             time.sleep(0.02)
     server = _pid(out / "server.pid")
     if server and Path(f"/proc/{server}").exists():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(server, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         stopped = True
     if not getattr(args, "quiet", False):
         print(json.dumps({"stopped": stopped}))

@@ -70,12 +70,19 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
     window_start = _field(corruption, "window_start", raw / "corruption.json")
     window_end = _field(corruption, "window_end", raw / "corruption.json")
 
-    stream = analyzer.analyze_stream(sent, received, _field(client, "messages", raw / "client.json"),
-                                     _field(recv, "chunks", raw / "recv.json"))
+    stream = analyzer.analyze_stream(
+        sent,
+        received,
+        _field(client, "messages", raw / "client.json"),
+        _field(recv, "chunks", raw / "recv.json"),
+    )
     csum = counter_deltas(before, after)
     csum_total = sum(sum(c.values()) for c in csum.values())
-    conntrack = {ns: d.get("ConntrackInvalid", 0) for ns, d in counter_deltas(before, after, "Conntrack").items()
-                 if "ConntrackInvalid" in after.get(ns, {})}
+    conntrack = {
+        ns: d.get("ConntrackInvalid", 0)
+        for ns, d in counter_deltas(before, after, "Conntrack").items()
+        if "ConntrackInvalid" in after.get(ns, {})
+    }
     counts = {s: stream.count(s) for s in ("intact", "corrupt", "missing")}
     held = analyzer.held_messages(stream.messages, window_end)
     decided, reason = verdict.decide(
@@ -105,7 +112,8 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
         "messages": {"sent": len(stream.messages), **counts},
         "corrupt_messages": [
             {"seq": m.seq, "bit_diffs": [list(d) for d in m.bit_diffs]}
-            for m in stream.messages if m.status == "corrupt"
+            for m in stream.messages
+            if m.status == "corrupt"
         ],
         "timeline": [
             {"seq": m.seq, "sent": m.sent, "arrived": m.arrived, "status": m.status} for m in stream.messages
@@ -133,8 +141,14 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
 
 def error_result(meta: dict, reason: str) -> dict:
     """A cell whose set-up or run failed: reported, never silently dropped."""
-    return {"schema": SCHEMA, **meta, "verdict": verdict.ERROR, "verdict_reason": reason,
-            "corrupted_packets": None, "messages": None}
+    return {
+        "schema": SCHEMA,
+        **meta,
+        "verdict": verdict.ERROR,
+        "verdict_reason": reason,
+        "corrupted_packets": None,
+        "messages": None,
+    }
 
 
 def write_result(result: dict, run_dir: Path) -> Path:

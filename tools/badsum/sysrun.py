@@ -28,8 +28,7 @@ def run(
     )
     if check and proc.returncode != 0:
         raise CommandError(
-            f"`{' '.join(cmd)}` failed (exit {proc.returncode}): "
-            f"{(proc.stderr or proc.stdout).strip()}"
+            f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}"
         )
     return proc
 

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from badsum.labspec import LabError, LabSpec, validate_in_lab_range, validate_lab_id
+
+
+def test_names_and_addresses_follow_from_id_and_slot() -> None:
+    spec = LabSpec("lab0", hosts=2, slot=3)
+    h2 = spec.host(2)
+    assert (h2.name, h2.netns, h2.mgmt_v4, h2.data_v4) == ("host2", "lab0-h2", "198.18.3.12", "198.19.3.12")
+    assert h2.data_v6.startswith("fd00:")
+    assert spec.switch.netns == "lab0-sw"
+    assert [n.name for n in spec.nodes()] == ["switch", "host1", "host2"]
+
+
+def test_every_address_is_inside_the_lab_ranges() -> None:
+    spec = LabSpec("big", hosts=200, slot=255)
+    for node in spec.nodes():
+        for addr in (node.mgmt_v4, node.mgmt_v6, node.data_v4 or node.mgmt_v4, node.data_v6 or node.mgmt_v6):
+            validate_in_lab_range(addr)
+
+
+def test_interface_names_fit_the_kernel_limit() -> None:
+    spec = LabSpec("abcdef", hosts=200, slot=0)
+    assert len(spec.bridge) <= 15
+    assert all(len(n.mgmt_link) <= 15 for n in spec.nodes())
+
+
+@pytest.mark.parametrize("bad", ["", "Lab", "1lab", "toolongid", "a-b", "lab 0"])
+def test_bad_lab_ids_are_refused(bad: str) -> None:
+    with pytest.raises(LabError, match="lab id"):
+        validate_lab_id(bad)
+
+
+@pytest.mark.parametrize(("hosts", "slot"), [(0, 0), (201, 0), (2, 256), (2, -1)])
+def test_bad_sizes_are_refused(hosts: int, slot: int) -> None:
+    with pytest.raises(LabError):
+        LabSpec("lab0", hosts, slot)
+
+
+@pytest.mark.parametrize("addr", ["10.0.0.1", "172.17.0.1", "192.168.1.1", "8.8.8.8", "2001:db8::1"])
+def test_addresses_outside_the_lab_are_refused(addr: str) -> None:
+    with pytest.raises(LabError, match="outside the embedded lab"):
+        validate_in_lab_range(addr)
