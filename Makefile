@@ -1,0 +1,83 @@
+# badsum - the two commands of the README, and the pieces they are made of.
+#   make reproduce   install everything, then run reproduce.yml on the embedded lab
+#   make test        install everything, then lint + unit + integration tests
+# Both are safe to run twice.
+
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump conntrack iptables \
+	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
+	gcc-multilib util-linux procps
+
+.PHONY: reproduce test deps apt venv lint unit integration verify lab-up lab-down lab-status bench clean
+
+reproduce: deps
+	$(BIN)/ansible-playbook reproduce.yml $(ARGS)
+
+test: deps lint unit integration
+
+deps: apt venv
+
+# Installs only what is missing, so a second run costs a few dpkg queries.
+# policy-rc.d keeps apt from starting the packages' system services (sshd...):
+# the lab starts its own daemons, inside its own namespaces.
+apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		rc=$$?; [ -n "$$guard" ] && rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when requirements.txt or the package's metadata changed.
+$(VENV)/.installed: requirements.txt tools/pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e tools/
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(BIN)/ruff check tools tests bench
+	$(BIN)/ruff format --check tools tests bench
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production -q
+
+unit: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: venv
+	$(BIN)/python -m pytest -q tests/integration
+
+verify: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/testinfra --hosts=ansible://all \
+		--ansible-inventory=inventories/local --badsum-run=results/latest
+
+lab-up: venv
+	$(BIN)/badsum lab up
+
+lab-down: venv
+	$(BIN)/badsum lab down
+
+lab-status: venv
+	$(BIN)/badsum lab status
+
+bench: venv
+	$(BIN)/python bench/lab_and_cell.py
+
+clean: lab-down
+	rm -rf results

@@ -1,0 +1,68 @@
+"""The bare cell for real, plus the controls: no corruption, and total corruption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import only_cell, playbook
+
+
+def test_reproduce_gives_a_clean_bare_row_proven_by_measurement(lab: Path, tmp_path: Path) -> None:
+    run = playbook(lab, "reproduce.yml", tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:]
+    cell = only_cell(tmp_path)
+    assert cell["verdict"] == "clean", cell["verdict_reason"]
+    assert cell["corrupted_packets"] > 0
+    assert cell["csum_errors"]["host"]["TcpInCsumErrors"] > 0
+    assert cell["messages"]["corrupt"] == 0 and cell["messages"]["missing"] == 0
+    assert "| bare" in run.stdout and "clean" in run.stdout
+    assert "passed" in run.stdout  # the testinfra suite ran inside reproduce.yml
+
+
+def test_control_run_without_corruption_is_spotless(lab: Path, tmp_path: Path) -> None:
+    run = playbook(lab, "playbooks/experiment.yml", tmp_path, "-e", "badsum_experiment_rate=0")
+    assert run.returncode == 0, run.stdout[-3000:]
+    cell = only_cell(tmp_path)
+    assert cell["corrupted_packets"] == 0
+    assert cell["csum_errors_total"] == 0
+    assert cell["messages"]["intact"] == cell["messages"]["sent"]
+    assert cell["verdict"] == "inconclusive"  # a clean result with nothing on the wire proves nothing
+
+
+def test_total_corruption_stalls_tcp_which_recovers_after_the_window(lab: Path, tmp_path: Path) -> None:
+    run = playbook(
+        lab, "playbooks/experiment.yml", tmp_path,
+        "-e", "badsum_experiment_rate=100", "-e", "badsum_experiment_corruption_duration=1.5",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    cell = only_cell(tmp_path)
+    assert cell["corrupted_packets"] > 0
+    assert cell["messages"]["corrupt"] == 0 and cell["messages"]["missing"] == 0
+    # nothing got through during the window: the messages sent in it arrived after it
+    assert cell["held_messages"]["count"] > 0
+    window = cell["corruption"]
+    during = [m for m in cell["timeline"] if window["window_start"] + 0.2 < m["arrived"] < window["window_end"]]
+    assert during == []
+    assert cell["verdict"] == "clean"
+
+
+def test_netem_on_a_kernel_without_it_fails_naming_the_ebpf_backend(lab: Path, tmp_path: Path) -> None:
+    run = playbook(lab, "playbooks/experiment.yml", tmp_path, "-e", "badsum_experiment_backend=netem",
+                   "-e", "badsum_experiment_corruption_iface=eth0", "-e", "badsum_experiment_corruptor=host1")
+    cell = only_cell(tmp_path)
+    if "netem" in cell.get("verdict_reason", "") and cell["verdict"] == "error":
+        assert "ebpf backend" in cell["verdict_reason"]
+    else:  # a kernel with sch_netem: the backend must then have corrupted something
+        assert cell["corrupted_packets"] is not None
+
+
+def test_bad_input_is_refused_before_anything_changes(lab: Path, tmp_path: Path) -> None:
+    for extra, message in (
+        ("badsum_experiment_rate=150", "rate must be 0-100"),
+        ("badsum_experiment_port=22", "SSH's port"),
+        ("badsum_experiment_pattern=sideways", "badsum_experiment_pattern"),
+        ("badsum_experiment_topologies=['nope']", "badsum_experiment_topologies"),
+    ):
+        run = playbook(lab, "playbooks/experiment.yml", tmp_path / extra.split("=")[0], "-e", extra)
+        assert run.returncode != 0 or "error" in run.stdout, extra
+        assert message in run.stdout, (extra, run.stdout[-2000:])
