@@ -24,7 +24,12 @@ pytestmark = pytest.mark.lab
 
 def badsum(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "badsum", *args], cwd=ROOT, capture_output=True, text=True, check=check, timeout=120
+        [sys.executable, "-m", "badsum", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
     )
 
 
@@ -56,7 +61,9 @@ def playbook(inventory: Path, playbook: str, results: Path, *extra: str, timeout
         str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), playbook,
         "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_results_dir={results}", *extra,
     ]  # fmt: skip
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    return subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
 
 
 def only_cell(results: Path) -> dict:

@@ -85,8 +85,11 @@ def test_down_after_sigkill_mid_experiment_leaves_nothing(tmp_path: Path) -> Non
     deadline = time.monotonic() + 60
     armed = False
     while time.monotonic() < deadline and not armed:
-        out = subprocess.run(["ip", "netns", "exec", f"{lab_id}-sw", "tc", "filter", "show", "dev", "p2", "egress"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["ip", "netns", "exec", f"{lab_id}-sw", "tc", "filter", "show", "dev", "p2", "egress"],
+            capture_output=True,
+            text=True,
+        ).stdout
         armed = "badsum_corrupt" in out
         time.sleep(0.1)
     time.sleep(1.0)

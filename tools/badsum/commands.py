@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from badsum import results, summary
+from badsum import hostkit, results, summary
 
 
 def resolve_run(run: str | None, results_dir: Path) -> Path:
@@ -21,8 +22,24 @@ def resolve_run(run: str | None, results_dir: Path) -> Path:
     return path.resolve()
 
 
+# What Ansible gathers for a cell arrives as one JSON document on stdin; each
+# part is kept as its own file in the raw directory, next to sent.bin and
+# recv.bin, so a cell can be judged again from its files alone.
+RAW_PARTS = ("meta", "client", "recv", "corruption", "counters_before", "counters_after", "topology")
+
+
+def store_measurements(raw: Path, measurements: dict) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    for part in RAW_PARTS:
+        if part in measurements:
+            (raw / f"{part}.json").write_text(json.dumps(measurements[part], indent=1))
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     raw = Path(args.raw)
+    if args.measurements:
+        text = sys.stdin.read() if args.measurements == "-" else Path(args.measurements).read_text()
+        store_measurements(raw, json.loads(text))
     result = results.build_cell_result(raw, args.min_corrupted)
     path = results.write_result(result, Path(args.run_dir))
     print(
@@ -85,10 +102,21 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_hostkit(args: argparse.Namespace) -> int:
+    changed = hostkit.write(Path(args.out))
+    print(json.dumps({"path": args.out, "changed": changed}))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hostkit", help="build the host kit (the scripts Ansible copies to each host)")
+    p.add_argument("out", help="where to write badsum-host.pyz")
+    p.set_defaults(func=cmd_hostkit)
+
     p = sub.add_parser("analyze", help="judge one cell from its raw measurements and write its result JSON")
     p.add_argument("raw", help="the cell's raw directory (results/<run>/raw/<cell>)")
     p.add_argument("--run-dir", required=True, help="where the cell's result JSON goes")
+    p.add_argument("--measurements", help="JSON file (or - for stdin): the cell's measurements, stored first")
     p.add_argument(
         "--min-corrupted",
         type=int,

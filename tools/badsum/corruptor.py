@@ -302,6 +302,9 @@ def cmd_stats(a: argparse.Namespace) -> dict:
         # netem keeps no count: the traffic role counts bad checksums in a capture.
         state["stats"] = {"corrupted_packets": None, "counted_by": "capture"}
     state["expired"] = time.time() >= state["window_end"]
+    if a.disarm:
+        cmd_disarm(a)
+        state["disarmed"] = True
     return state
 
 
@@ -334,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-in", type=float, default=1.0)
     p.add_argument("--duration", type=float, default=3.0)
     p.add_argument("--protect-port", type=int, default=22)
+    p.add_argument("--disarm", action="store_true", help="stats: remove the injector after reading it")
     p.add_argument("--obj", default="/var/lib/badsum/badsum_corrupt.bpf.o")
     return p
 

@@ -159,12 +159,6 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path) -> str:
         down(spec.lab_id)
     ensure_ns_root()
     spec.state_dir.mkdir(parents=True, exist_ok=True)
-    _make_keys(spec, inventory_dir)
-    _make_networks(spec)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda node: _start_node(spec, node), spec.nodes()))
-    _wait_for_sshd(spec)
-    write_inventory(spec, inventory_dir)
     state = {
         "lab_id": spec.lab_id,
         "hosts": spec.hosts,
@@ -172,7 +166,18 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path) -> str:
         "inventory": str(inventory_dir.resolve()),
         "project": str(project_dir.resolve()),
         "created": time.time(),
+        "complete": False,
     }
+    # Written first: it reserves the slot for labs created at the same time,
+    # and tells `down` where this lab's inventory is if we are interrupted.
+    _state_file(spec.lab_id).write_text(json.dumps(state, indent=2))
+    _make_keys(spec, inventory_dir)
+    _make_networks(spec)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda node: _start_node(spec, node), spec.nodes()))
+    _wait_for_sshd(spec)
+    write_inventory(spec, inventory_dir)
+    state["complete"] = True
     _state_file(spec.lab_id).write_text(json.dumps(state, indent=2))
     return f"lab {spec.lab_id} is up: {spec.hosts} hosts + switch, inventory {inventory_dir}"
 

@@ -124,9 +124,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         args.quiet = True
         cmd_stop(args)
     result = json.loads((out / "recv.json").read_text()) if (out / "recv.json").exists() else {}
-    summary = {k: v for k, v in result.items() if k != "chunks"}
-    summary["reads"] = len(result.get("chunks", []))
-    print(json.dumps(summary))
+    print(json.dumps(result))  # the whole record, arrival times included
     return 0 if result else 1
 
 

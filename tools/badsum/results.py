@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,7 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
         "server": {k: recv.get(k) for k in ("command", "exit_code", "timed_out", "ended")},
         "verdict": decided,
         "verdict_reason": reason,
+        "cell_finished": time.time(),
     }
 
 

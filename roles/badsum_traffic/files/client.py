@@ -1,1 +1,0 @@
-../../../tools/badsum/client.py
