@@ -8,7 +8,7 @@ the corruption role places it. Every action prints one JSON object.
             --direction to-port|from-port|both --rate PCT --pattern random|stuck-bit
             --start-in S --duration S [--obj FILE]
     stats   --iface IF         what the injector did (ebpf: exact counts and events)
-    disarm  --iface IF         remove filters, qdiscs and pinned maps we added
+    disarm  --iface IF         remove the filter (and with it the program's maps) and qdiscs we added
 
 The corruption window is enforced on this host (by the kernel for ebpf, by a
 detached timer process for netem), never by the controller staying alive.
@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-PIN_DIR = Path("/sys/fs/bpf/tc/globals")
 MAPS = ("bs_cfg", "bs_stats", "bs_events")
 STATE_DIR = Path("/run/badsum")
 FILTER_PREF = "49"
@@ -103,6 +102,7 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
         "sec",
         "tc",
     )
+    maps = attached_maps(a.iface, a.hook)
     now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
     start = now + int(a.start_in * 1e9)
     end = start + int(a.duration * 1e9)
@@ -121,41 +121,42 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
     )
     # The maps start zeroed (inert) when tc loads the program; writing the
     # config is the single step that arms it.
-    sh(
-        "bpftool",
-        "map",
-        "update",
-        "pinned",
-        str(PIN_DIR / "bs_cfg"),
-        "key",
-        "hex",
-        "00",
-        "00",
-        "00",
-        "00",
-        "value",
-        "hex",
-        *[f"{b:02x}" for b in cfg],
-    )
-    return {"added_qdisc": added_qdisc, "start_ns": start, "end_ns": end}
+    key = ["key", "hex", "00", "00", "00", "00"]
+    value = ["value", "hex", *[f"{b:02x}" for b in cfg]]
+    sh("bpftool", "map", "update", "id", str(maps["bs_cfg"]), *key, *value)
+    return {"added_qdisc": added_qdisc, "start_ns": start, "end_ns": end, "maps": maps}
+
+
+def attached_maps(iface: str, hook: str) -> dict[str, int]:
+    """The maps of the program attached to iface/hook, by name (each attachment has its own)."""
+    shown = sh("tc", "filter", "show", "dev", iface, hook, "pref", FILTER_PREF).stdout
+    ids = [line.split(" id ", 1)[1].split()[0] for line in shown.splitlines() if " id " in line]
+    if not ids:
+        raise Fail(f"no badsum program attached to {iface} {hook} after loading it")
+    prog = json.loads(sh("bpftool", "-j", "prog", "show", "id", ids[0]).stdout)
+    maps = {}
+    for map_id in prog.get("map_ids", []):
+        info = json.loads(sh("bpftool", "-j", "map", "show", "id", str(map_id)).stdout)
+        if info.get("name") in MAPS:
+            maps[info["name"]] = map_id
+    if set(maps) != set(MAPS):
+        raise Fail(f"the program on {iface} has maps {sorted(maps)}, expected {list(MAPS)}")
+    return maps
 
 
 def ebpf_disarm(iface: str, hook: str, added_qdisc: bool) -> None:
+    """Detaching the program frees it and its maps: nothing else to remove."""
     if iface_exists(iface):
         sh("tc", "filter", "del", "dev", iface, hook, "pref", FILTER_PREF, check=False)
         if added_qdisc:
             sh("tc", "qdisc", "del", "dev", iface, "clsact", check=False)
-    for name in MAPS:
-        (PIN_DIR / name).unlink(missing_ok=True)
 
 
-def ebpf_stats() -> dict:
-    if not (PIN_DIR / "bs_stats").exists():
-        raise Fail("no armed ebpf corruptor here (pinned maps are missing)")
-    stats = [struct.unpack("<Q", v)[0] for v in _raw_values("bs_stats")]
+def ebpf_stats(maps: dict[str, int]) -> dict:
+    stats = [struct.unpack("<Q", v)[0] for v in _raw_values(maps["bs_stats"], "bs_stats")]
     matched, corrupted, changed_bytes, outside = stats[:4]
     events = []
-    for v in _raw_values("bs_events"):
+    for v in _raw_values(maps["bs_events"], "bs_events"):
         ns, seq, off, plen, sport, dport, bit, old, new = EVENT.unpack(v[: EVENT.size])
         if ns:
             events.append(
@@ -182,9 +183,9 @@ def ebpf_stats() -> dict:
     }
 
 
-def _raw_values(name: str) -> list[bytes]:
-    # `bpftool map dump` with BTF prints formatted values; ask for the raw bytes.
-    out = sh("bpftool", "-j", "map", "dump", "pinned", str(PIN_DIR / name)).stdout
+def _raw_values(map_id: int, name: str) -> list[bytes]:
+    # bpftool's JSON carries the raw bytes next to the BTF-formatted value.
+    out = sh("bpftool", "-j", "map", "dump", "id", str(map_id)).stdout
     values = []
     for row in json.loads(out):
         raw = row.get("value") if isinstance(row.get("value"), list) else None
@@ -294,7 +295,9 @@ def cmd_stats(a: argparse.Namespace) -> dict:
     if not state:
         raise Fail(f"no corruption was armed on {a.iface} here")
     if state["backend"] == "ebpf":
-        stats = ebpf_stats()
+        if not state.get("maps"):
+            raise Fail(f"no ebpf corruptor was armed on {a.iface} here")
+        stats = ebpf_stats(state["maps"])
         for ev in stats["events"]:
             ev["time"] = (ev.pop("ns") + state["clock_offset_ns"]) / 1e9
         state["stats"] = stats

@@ -4,8 +4,9 @@
  * payload of the experiment's TCP segments the way a faulty switch does, and
  * leaves the checksum alone so that the receiver has a chance to notice.
  *
- * It is inert outside the window [start_ns, end_ns) written by the arming
- * script into bs_cfg: an interrupted controller never leaves a corrupting
+ * Its maps are not pinned: each attachment (one per switch port) has its own,
+ * found by the control script through the program's id. It is inert outside
+ * the window [start_ns, end_ns) written by the arming script into bs_cfg: an interrupted controller never leaves a corrupting
  * switch behind. Only TCP segments carrying payload to/from the configured
  * port range are ever touched, so management traffic (SSH) is safe.
  */
@@ -62,7 +63,6 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct bs_cfg);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bs_cfg SEC(".maps");
 
 struct {
@@ -70,7 +70,6 @@ struct {
 	__uint(max_entries, ST_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bs_stats SEC(".maps");
 
 struct {
@@ -78,7 +77,6 @@ struct {
 	__uint(max_entries, EVENTS);
 	__type(key, __u32);
 	__type(value, struct bs_event);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bs_events SEC(".maps");
 
 static __always_inline void count(__u32 idx, __u64 n)
