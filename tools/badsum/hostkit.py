@@ -15,8 +15,11 @@ import io
 import zipfile
 from pathlib import Path
 
-MODULES = ("client", "corruptor", "counters", "framing", "recorder")
-TOOLS = ("client", "corruptor", "counters", "recorder")
+MODULES = (
+    "client", "condition", "corruptor", "counters", "framing", "hostnet", "recorder",
+    "topo_cni", "topo_docker", "topo_mesos", "topology",
+)  # fmt: skip
+TOOLS = ("client", "condition", "corruptor", "counters", "recorder", "topology")
 
 MAIN = '''"""badsum host kit: {tools}."""
 import runpy
