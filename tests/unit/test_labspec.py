@@ -15,7 +15,7 @@ def test_names_and_addresses_follow_from_id_and_slot() -> None:
 
 
 def test_every_address_is_inside_the_lab_ranges() -> None:
-    spec = LabSpec("big", hosts=200, slot=255)
+    spec = LabSpec("big", hosts=200, slot=127)
     for node in spec.nodes():
         for addr in (node.mgmt_v4, node.mgmt_v6, node.data_v4 or node.mgmt_v4, node.data_v6 or node.mgmt_v6):
             validate_in_lab_range(addr)
@@ -33,7 +33,7 @@ def test_bad_lab_ids_are_refused(bad: str) -> None:
         validate_lab_id(bad)
 
 
-@pytest.mark.parametrize(("hosts", "slot"), [(0, 0), (201, 0), (2, 256), (2, -1)])
+@pytest.mark.parametrize(("hosts", "slot"), [(0, 0), (201, 0), (2, 128), (2, -1)])
 def test_bad_sizes_are_refused(hosts: int, slot: int) -> None:
     with pytest.raises(LabError):
         LabSpec("lab0", hosts, slot)
@@ -43,3 +43,16 @@ def test_bad_sizes_are_refused(hosts: int, slot: int) -> None:
 def test_addresses_outside_the_lab_are_refused(addr: str) -> None:
     with pytest.raises(LabError, match="outside the embedded lab"):
         validate_in_lab_range(addr)
+
+
+def test_container_prefixes_are_distinct_and_inside_the_lab() -> None:
+    seen = set()
+    for slot in (0, 127):
+        spec = LabSpec("lab0", hosts=16, slot=slot)
+        for n in range(1, 17):
+            prefixes = spec.containers(n)
+            for value in prefixes.values():
+                validate_in_lab_range(value)
+                assert value not in seen
+                seen.add(value)
+    assert LabSpec("lab0", hosts=20, slot=0).containers(17) == {}

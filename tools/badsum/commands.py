@@ -25,7 +25,9 @@ def resolve_run(run: str | None, results_dir: Path) -> Path:
 # What Ansible gathers for a cell arrives as one JSON document on stdin; each
 # part is kept as its own file in the raw directory, next to sent.bin and
 # recv.bin, so a cell can be judged again from its files alone.
-RAW_PARTS = ("meta", "client", "recv", "corruption", "counters_before", "counters_after", "topology")
+RAW_PARTS = (
+    "meta", "client", "recv", "corruption", "counters_before", "counters_after", "topology", "condition",
+)  # fmt: skip
 
 
 def store_measurements(raw: Path, measurements: dict) -> None:

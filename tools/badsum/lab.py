@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from badsum.inventory import remove_inventory, write_inventory
-from badsum.labspec import NS_ROOT, STATE_ROOT, LabError, LabSpec, Node, validate_lab_id
+from badsum.labspec import MAX_SLOT, NS_ROOT, STATE_ROOT, LabError, LabSpec, Node, validate_lab_id
 from badsum.sysrun import run
 
 SSH_READY_TIMEOUT = 10.0
@@ -128,10 +128,10 @@ def all_states() -> dict[str, dict]:
 
 def allocate_slot(lab_id: str) -> int:
     used = {st["slot"] for lid, st in all_states().items() if lid != lab_id}
-    for slot in range(256):
+    for slot in range(MAX_SLOT + 1):
         if slot not in used:
             return slot
-    raise LabError("all 256 lab slots are in use: take a lab down first (`badsum lab down --lab ID`)")
+    raise LabError("every lab slot is in use: take a lab down first (`badsum lab down --lab ID`)")
 
 
 def existing_netns() -> list[str]:

@@ -24,6 +24,8 @@ LAB_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 MAX_HOSTS = 200
 HOST_OFFSET = 10  # host N gets .(10+N) on both networks
 SWITCH_OCTET = 254
+MAX_SLOT = 127  # 198.18.128.0/17 and 198.19.128.0/17 hold the container prefixes
+CONTAINER_HOSTS = 16  # hosts per lab with container prefixes (a /28 each in a /24)
 
 
 class LabError(Exception):
@@ -62,8 +64,8 @@ class LabSpec:
         validate_lab_id(self.lab_id)
         if not 1 <= self.hosts <= MAX_HOSTS:
             raise LabError(f"--hosts must be between 1 and {MAX_HOSTS}, got {self.hosts}")
-        if not 0 <= self.slot <= 255:
-            raise LabError(f"--slot must be between 0 and 255, got {self.slot}")
+        if not 0 <= self.slot <= MAX_SLOT:
+            raise LabError(f"--slot must be between 0 and {MAX_SLOT}, got {self.slot}")
         object.__setattr__(self, "mgmt_v4", ipaddress.IPv4Network(f"198.18.{self.slot}.0/24"))
         object.__setattr__(self, "data_v4", ipaddress.IPv4Network(f"198.19.{self.slot}.0/24"))
         object.__setattr__(self, "mgmt_v6", ipaddress.IPv6Network(f"fd00:b5:{self.slot:x}:0::/64"))
@@ -107,6 +109,17 @@ class LabSpec:
             data_v6=self._v6(self.data_v6, octet),
             switch_port=f"p{n}",
         )
+
+    def containers(self, n: int) -> dict[str, str]:
+        """Host n's container prefixes: pod CIDR, docker bridge, docker IPv6 (hosts 1-16)."""
+        if not 1 <= n <= CONTAINER_HOSTS:
+            return {}
+        base = 16 * (n - 1)
+        return {
+            "badsum_pod_cidr": f"198.19.{128 + self.slot}.{base}/28",
+            "badsum_docker_bip": f"198.18.{128 + self.slot}.{base + 1}/28",
+            "badsum_docker_ipv6_cidr": f"fd00:b5:{self.slot:x}:{0x100 + n:x}::/64",
+        }
 
     @property
     def switch(self) -> Node:

@@ -60,6 +60,7 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
     corruption = _load_json(raw / "corruption.json")
     before = _load_json(raw / "counters_before.json")
     after = _load_json(raw / "counters_after.json")
+    condition = _load_json(raw / "condition.json") if (raw / "condition.json").exists() else {}
     sent = (raw / "sent.bin").read_bytes()
     received = (raw / "recv.bin").read_bytes() if (raw / "recv.bin").exists() else b""
 
@@ -107,6 +108,7 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
             "counted_by": stats.get("counted_by"),
             "events": stats.get("events", [])[:MAX_EVENTS],
         },
+        "emulator": condition.get("emulator"),
         "csum_errors": csum,
         "csum_errors_total": csum_total,
         "conntrack_invalid": conntrack,
