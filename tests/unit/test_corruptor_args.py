@@ -56,6 +56,6 @@ def test_netem_missing_names_the_ebpf_backend(monkeypatch) -> None:
 
 
 def test_config_layout_matches_the_bpf_struct() -> None:
-    # struct bs_cfg in badsum_corrupt.bpf.c is 32 bytes
-    assert corruptor.CFG.size == 32
+    # struct bs_cfg in badsum_corrupt.bpf.c is 48 bytes
+    assert corruptor.CFG.size == 48
     assert corruptor.EVENT.size == 24

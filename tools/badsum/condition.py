@@ -16,6 +16,7 @@ import argparse
 import json
 import struct
 import sys
+from pathlib import Path
 
 try:
     from badsum import hostnet as hn
@@ -45,6 +46,8 @@ def _attached(netns: str, ifname: str) -> str:
 
 
 def attach(obj: str, veths: list[tuple[str, str]]) -> dict:
+    if not Path(obj).exists():
+        raise hn.HostError(f"{obj} is missing: build the emulator first (playbooks/prepare.yml does)")
     changed = False
     for netns, ifname in veths:
         if "badsum_vethbug" in _attached(netns, ifname):

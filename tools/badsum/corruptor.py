@@ -32,7 +32,7 @@ STATE_DIR = Path("/run/badsum")
 FILTER_PREF = "49"
 DIRECTIONS = {"to-port": 1, "from-port": 2, "both": 3}
 PATTERNS = {"random": 0, "stuck-bit": 1}
-CFG = struct.Struct("<QQIHHBBBBBB2x")
+CFG = struct.Struct("<QQQQIHHBBBBBB2x")  # struct bs_cfg
 EVENT = struct.Struct("<QIHHHHBBBx")
 NETEM_MISSING = (
     "the netem backend needs sch_netem, which this kernel does not have "
@@ -104,11 +104,12 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
     )
     maps = attached_maps(a.iface, a.hook)
     now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
-    start = now + int(a.start_in * 1e9)
-    end = start + int(a.duration * 1e9)
+    expire = now + int((a.start_in + a.duration + a.expire_after) * 1e9)
     cfg = CFG.pack(
-        start,
-        end,
+        0,
+        int(a.start_in * 1e9),
+        int(a.duration * 1e9),
+        expire,
         round(a.rate * 10000),
         lo,
         hi,
@@ -124,7 +125,7 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
     key = ["key", "hex", "00", "00", "00", "00"]
     value = ["value", "hex", *[f"{b:02x}" for b in cfg]]
     sh("bpftool", "map", "update", "id", str(maps["bs_cfg"]), *key, *value)
-    return {"added_qdisc": added_qdisc, "start_ns": start, "end_ns": end, "maps": maps}
+    return {"added_qdisc": added_qdisc, "expire_ns": expire, "maps": maps}
 
 
 def attached_maps(iface: str, hook: str) -> dict[str, int]:
@@ -280,8 +281,11 @@ def cmd_arm(a: argparse.Namespace) -> dict:
         "rate": a.rate,
         "pattern": a.pattern,
         "stuck": {"bit": a.stuck_bit, "value": a.stuck_value, "offset": a.stuck_offset},
-        "window_start": (armed["start_ns"] + offset) / 1e9,
-        "window_end": (armed["end_ns"] + offset) / 1e9,
+        # ebpf: the window opens with the traffic, known once it has (stats);
+        # netem: it is timed from now by the host.
+        "window_start": (armed["start_ns"] + offset) / 1e9 if "start_ns" in armed else None,
+        "window_end": (armed["end_ns"] + offset) / 1e9 if "end_ns" in armed else None,
+        "expires": (armed.get("expire_ns", armed.get("end_ns", 0)) + offset) / 1e9,
         "clock_offset_ns": offset,
         **armed,
     }
@@ -300,11 +304,15 @@ def cmd_stats(a: argparse.Namespace) -> dict:
         stats = ebpf_stats(state["maps"])
         for ev in stats["events"]:
             ev["time"] = (ev.pop("ns") + state["clock_offset_ns"]) / 1e9
+        start, _delay, duration, _expire = CFG.unpack(_raw_values(state["maps"]["bs_cfg"], "bs_cfg")[0])[:4]
+        if start:
+            state["window_start"] = (start + state["clock_offset_ns"]) / 1e9
+            state["window_end"] = (start + duration + state["clock_offset_ns"]) / 1e9
         state["stats"] = stats
     else:
         # netem keeps no count: the traffic role counts bad checksums in a capture.
         state["stats"] = {"corrupted_packets": None, "counted_by": "capture"}
-    state["expired"] = time.time() >= state["window_end"]
+    state["expired"] = time.time() >= (state["window_end"] or state["expires"])
     if a.disarm:
         cmd_disarm(a)
         state["disarmed"] = True
@@ -337,8 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stuck-bit", type=int, choices=range(8), default=2)
     p.add_argument("--stuck-value", type=int, choices=(0, 1), default=1)
     p.add_argument("--stuck-offset", type=int, choices=range(32), default=13)
-    p.add_argument("--start-in", type=float, default=1.0)
-    p.add_argument("--duration", type=float, default=3.0)
+    p.add_argument(
+        "--start-in",
+        type=float,
+        default=1.0,
+        help="ebpf: seconds from the first experiment segment to the window; netem: from now",
+    )
+    p.add_argument("--duration", type=float, default=3.0, help="seconds the window lasts")
+    p.add_argument(
+        "--expire-after",
+        type=float,
+        default=120.0,
+        help="ebpf: inert this long after start-in + duration from now, even if no traffic came",
+    )
     p.add_argument("--protect-port", type=int, default=22)
     p.add_argument("--disarm", action="store_true", help="stats: remove the injector after reading it")
     p.add_argument("--obj", default="/var/lib/badsum/badsum_corrupt.bpf.o")

@@ -3,8 +3,9 @@
 
 Standard library only; the traffic role copies it to the receiving host.
 
-    start --out DIR --timeout S -- nc -l -p 5001     detach, run the server, record
-    wait  --out DIR --timeout S                      until the server has exited
+    start --out DIR --timeout S [--counters L=NS] -- nc -l -p 5001
+                                                     read counters, detach, run the server, record
+    wait  --out DIR --timeout S [--counters L=NS]    until the server has exited, then read counters
     stop  --out DIR                                  end it now (teardown)
 
 The server is whatever command is given: nc in the host's own stack, or nc in
@@ -25,6 +26,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+try:
+    from badsum import counters
+except ImportError:  # inside the host kit
+    import counters  # type: ignore[no-redef]
 
 
 def record(out: Path, cmd: list[str], timeout: float) -> None:
@@ -79,7 +85,17 @@ def record(out: Path, cmd: list[str], timeout: float) -> None:
     tmp.rename(out / "recv.json")
 
 
+def _counters(args: argparse.Namespace) -> dict:
+    """Counters read in the same call (before the server starts, after it ends): one round trip less."""
+    if not args.counters:
+        return {}
+    return {
+        "counters": {spec.split("=", 1)[0]: counters.read(spec.split("=", 1)[1]) for spec in args.counters}
+    }
+
+
 def cmd_start(args: argparse.Namespace) -> int:
+    before = _counters(args)  # before anything can reach the server
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("recv.bin", "recv.json", "server.pid", "server.err", "recorder.pid"):
@@ -104,7 +120,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + 5
     while not (out / "server.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
-    print(json.dumps({"started": (out / "server.pid").exists(), "out": str(out)}))
+    result = {"started": (out / "server.pid").exists(), "out": str(out)}
+    print(json.dumps({**result, **before}))
     return 0
 
 
@@ -124,7 +141,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         args.quiet = True
         cmd_stop(args)
     result = json.loads((out / "recv.json").read_text()) if (out / "recv.json").exists() else {}
-    print(json.dumps(result))  # the whole record, arrival times included
+    print(json.dumps({**result, **_counters(args)}))  # the whole record, arrival times included
     return 0 if result else 1
 
 
@@ -153,6 +170,13 @@ def main() -> int:
     p.add_argument("action", choices=["start", "wait", "stop"])
     p.add_argument("--out", required=True)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument(
+        "--counters",
+        action="append",
+        default=[],
+        metavar="LABEL=NETNS",
+        help="start/wait: also read the checksum counters in these namespaces",
+    )
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args = p.parse_args(argv[:cut])

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 try:
@@ -88,16 +89,39 @@ def start_daemon(bip: str, fixed_cidr_v6: str, data_root: str, service_mode: str
     return True
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def stop_daemon(service_mode: str) -> bool:
+    """End dockerd and its containerd (both ours), once the container is gone.
+
+    A graceful dockerd shutdown takes ~2 s, waiting on containerd; with no
+    container left there is nothing to save, so after a short grace period
+    both are killed. Their state directories are removed by the caller.
+    """
     pid = _pid()
+    containerd = Path(EXEC_ROOT) / "containerd" / "containerd.pid"
+    try:
+        child = int(containerd.read_text())
+    except (OSError, ValueError):
+        child = None
     if service_mode == "systemd":
-        hn.sh("systemctl", "stop", "badsum-dockerd", check=False)
-    if pid:
-        os.kill(pid, signal.SIGTERM)
-        try:
-            hn.wait_for(lambda: not Path(f"/proc/{pid}").exists(), 15, "dockerd to exit")
-        except hn.HostError:
-            os.kill(pid, signal.SIGKILL)
+        hn.sh("systemctl", "kill", "--signal=SIGKILL", "badsum-dockerd", check=False)
+    for victim in (pid, child):
+        if victim and _alive(victim):
+            os.kill(victim, signal.SIGTERM)
+    deadline = time.monotonic() + 0.5
+    while any(v and _alive(v) for v in (pid, child)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for victim in (pid, child):
+        if victim and _alive(victim):
+            os.kill(victim, signal.SIGKILL)
+    hn.wait_for(lambda: not any(v and _alive(v) for v in (pid, child)), 5, "dockerd and containerd to exit")
     for path in (SOCKET, PIDFILE):
         Path(path).unlink(missing_ok=True)
     return pid is not None

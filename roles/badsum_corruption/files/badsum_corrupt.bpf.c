@@ -5,10 +5,15 @@
  * leaves the checksum alone so that the receiver has a chance to notice.
  *
  * Its maps are not pinned: each attachment (one per switch port) has its own,
- * found by the control script through the program's id. It is inert outside
- * the window [start_ns, end_ns) written by the arming script into bs_cfg: an interrupted controller never leaves a corrupting
- * switch behind. Only TCP segments carrying payload to/from the configured
- * port range are ever touched, so management traffic (SSH) is safe.
+ * found by the control script through the program's id.
+ *
+ * The window follows the traffic, not the controller: it opens delay_ns after
+ * the first matching segment and lasts duration_ns, so a slow SSH round trip
+ * never shifts it out of the experiment. Past expire_ns (absolute, set when
+ * armed) the program is inert whatever happened: an interrupted controller
+ * never leaves a corrupting switch behind. Only TCP segments carrying payload
+ * to/from the configured port range are ever touched, so management traffic
+ * (SSH) is safe.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -29,8 +34,10 @@
 #define EVENTS 1024
 
 struct bs_cfg {
-	__u64 start_ns;
-	__u64 end_ns;
+	__u64 start_ns;    /* 0 until the first matching segment, then the window's start */
+	__u64 delay_ns;    /* from the first matching segment to the window */
+	__u64 duration_ns; /* the window's length */
+	__u64 expire_ns;   /* absolute deadline: inert after it */
 	__u32 rate_ppm; /* probability per segment, parts per million */
 	__u16 port_lo;
 	__u16 port_hi;
@@ -125,7 +132,7 @@ int badsum_corrupt(struct __sk_buff *skb)
 	__u64 now;
 
 	c = bpf_map_lookup_elem(&bs_cfg, &zero);
-	if (!c || !c->end_ns)
+	if (!c || !c->expire_ns)
 		return TC_ACT_OK;
 	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_OK;
@@ -169,7 +176,13 @@ int badsum_corrupt(struct __sk_buff *skb)
 	seq = bpf_ntohl(tcp->seq);
 
 	now = bpf_ktime_get_ns();
-	if (now < c->start_ns || now >= c->end_ns) {
+	if (now >= c->expire_ns) {
+		count(ST_OUTSIDE, 1);
+		return TC_ACT_OK;
+	}
+	if (!c->start_ns) /* the first segment opens the clock; one CPU wins */
+		__sync_val_compare_and_swap(&c->start_ns, 0, now + c->delay_ns);
+	if (now < c->start_ns || now >= c->start_ns + c->duration_ns) {
 		count(ST_OUTSIDE, 1);
 		return TC_ACT_OK;
 	}
