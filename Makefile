@@ -64,7 +64,7 @@ integration: venv
 	$(BIN)/python -m pytest -q tests/integration
 
 verify: venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/testinfra --hosts=ansible://all \
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/testinfra \
 		--ansible-inventory=inventories/local --badsum-run=results/latest
 
 lab-up: venv

@@ -1,7 +1,8 @@
 """testinfra suites: run against the lab's inventory, judge a run's result files.
 
-    pytest tests/testinfra --hosts=ansible://all --ansible-inventory=inventories/local \
-        --badsum-run=results/latest
+    pytest tests/testinfra --ansible-inventory=inventories/local --badsum-run=results/latest
+
+Each module names its hosts (testinfra_hosts) by inventory group.
 """
 
 from __future__ import annotations
