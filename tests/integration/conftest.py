@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "itest"
@@ -49,8 +50,9 @@ def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def lab(inventory: Path) -> Iterator[Path]:
     """One lab for the session's experiments; removed at the end, also on failure."""
+    hosts = yaml.safe_load((inventory / "group_vars" / "all.yml").read_text())["badsum_lab_hosts"]
     badsum("lab", "down", "--lab", LAB)
-    badsum("lab", "up", "--lab", LAB, "--inventory", str(inventory))
+    badsum("lab", "up", "--lab", LAB, "--hosts", str(hosts), "--inventory", str(inventory))
     yield inventory
     badsum("lab", "down", "--lab", LAB)
 

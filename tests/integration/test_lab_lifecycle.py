@@ -9,9 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import LAB, ROOT, VENV_BIN, badsum
-
 from badsum.labspec import NS_ROOT, STATE_ROOT
+from conftest import LAB, ROOT, VENV_BIN, badsum
 
 LIFE = "ilife"
 
@@ -78,11 +77,11 @@ def test_down_after_sigkill_mid_experiment_leaves_nothing(tmp_path: Path) -> Non
     proc = subprocess.Popen(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(inv), "playbooks/experiment.yml",
          "-e", f"badsum_lab_id={lab_id}", "-e", f"badsum_results_dir={tmp_path / 'results'}",
-         "-e", "badsum_experiment_count=200"],
+         "-e", '{"badsum_experiment_topologies": ["docker-ipv6"], "badsum_experiment_count": 200}'],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    # Kill it once the corruptor is armed and traffic flows: the worst moment.
-    deadline = time.monotonic() + 60
+    # Kill it once dockerd runs, the corruptor is armed and traffic flows: the worst moment.
+    deadline = time.monotonic() + 90
     armed = False
     while time.monotonic() < deadline and not armed:
         out = subprocess.run(
@@ -98,7 +97,17 @@ def test_down_after_sigkill_mid_experiment_leaves_nothing(tmp_path: Path) -> Non
     assert armed, "the experiment never armed the corruptor"
     in_lab = badsum("lab", "status", "--lab", lab_id, "--json").stdout
     assert json.loads(in_lab)[0]["processes"] > 0  # the server and the client were left running
+    in_host = subprocess.run(
+        ["ip", "netns", "pids", f"{lab_id}-h2"], capture_output=True, text=True
+    ).stdout.split()
+    names = {
+        Path(f"/proc/{pid}/comm").read_text().strip() for pid in in_host if Path(f"/proc/{pid}").exists()
+    }
+    assert "dockerd" in names, names  # the cell was killed with its dockerd running
 
     badsum("lab", "down", "--lab", lab_id)
     assert leftovers(lab_id) == []
     assert json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout) == []
+    alive = [pid for pid in in_host if Path(f"/proc/{pid}").exists() and "Z" not in
+             Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]]  # fmt: skip
+    assert alive == [], "processes of the killed run survived the teardown"
