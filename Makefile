@@ -14,7 +14,7 @@ APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump 
 	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
 	gcc-multilib util-linux procps
 
-.PHONY: reproduce test deps apt venv lint unit integration verify lab-up lab-down lab-status bench clean
+.PHONY: reproduce test deps apt venv lint unit integration verify molecule lab-up lab-down lab-status bench clean
 
 reproduce: deps
 	$(BIN)/ansible-playbook reproduce.yml $(ARGS)
@@ -66,6 +66,13 @@ integration: venv
 verify: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/testinfra \
 		--ansible-inventory=inventories/local --badsum-run=results/latest
+
+# Every topology's scenario against the embedded lab (up and prepared first).
+molecule: venv lab-up
+	$(BIN)/ansible-playbook playbooks/prepare.yml
+	for s in bare mesos kubernetes docker-ipv6 docker-nat; do \
+		BADSUM_MOLECULE_INVENTORY=$(CURDIR)/inventories/local $(BIN)/molecule test -s $$s || exit 1; \
+	done
 
 lab-up: venv
 	$(BIN)/badsum lab up

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-testinfra_hosts = ["ansible://clients[0]"]
 
-
-def test_client_routes_the_containers_via_the_server(host, result: dict) -> None:
+def test_client_routes_the_containers_via_the_server(client, result: dict) -> None:
     if not result["client_routes"]:
         pytest.skip("no route needed: the target is the server's own address")
-    routes = host.check_output("ip route show table all")
+    routes = client.check_output("ip route show table all")
     for route in result["client_routes"]:
         assert f"{route['dst']} via {route['via']}" in routes
-

@@ -1,0 +1,39 @@
+"""Each topology's molecule scenario, against the test lab: converge, idempotence, verify, cleanup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, VENV_BIN, playbook
+
+SCENARIOS = ["bare", "mesos", "kubernetes", "docker-ipv6", "docker-nat"]
+
+
+@pytest.fixture(scope="module")
+def prepared(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = playbook(lab, "playbooks/prepare.yml", tmp_path_factory.mktemp("results"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    return lab
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_molecule_scenario(prepared: Path, scenario: str) -> None:
+    env = dict(
+        os.environ,
+        PATH=f"{VENV_BIN}:{os.environ['PATH']}",
+        BADSUM_MOLECULE_INVENTORY=str(prepared),
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+    )
+    run = subprocess.run(
+        [str(VENV_BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-4000:]
+    for step in ("converge", "idempotence", "verify", "cleanup"):
+        assert f"{step}: Executed: Successful" in output.replace("\x1b", ""), step
+    assert " passed" in output  # the testinfra suite really ran
