@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump conntrack iptables \
 	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
-	gcc-multilib util-linux procps
+	gcc-multilib util-linux procps docker.io containernetworking-plugins
 
 .PHONY: reproduce test deps apt venv lint unit integration verify molecule lab-up lab-down lab-status bench clean
 
@@ -36,7 +36,12 @@ apt:
 		guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-		rc=$$?; [ -n "$$guard" ] && rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+		rc=$$?; [ -n "$$guard" ] && rm -f /usr/sbin/policy-rc.d; \
+		if echo "$$missing" | grep -qw docker.io && [ -d /run/systemd/system ]; then \
+			echo "disabling the system dockerd that docker.io just installed (172.17.0.0/16): badsum runs its own"; \
+			systemctl disable --now docker.service docker.socket || true; \
+		fi; \
+		exit $$rc; \
 	fi
 
 $(BIN)/activate:
@@ -85,6 +90,7 @@ lab-status: venv
 
 bench: venv
 	$(BIN)/python bench/lab_and_cell.py
+	$(BIN)/python bench/matrix_repeat.py
 
 clean: lab-down
 	rm -rf results

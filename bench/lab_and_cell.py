@@ -58,7 +58,7 @@ def cell_time(inventory: Path, results: Path) -> tuple[float, float, dict]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(proc.stdout[-3000:])
-    cell = json.loads(next((results / "latest").glob("*.json")).read_text())
+    cell = json.loads(next((results / "latest").glob("*-*.json")).read_text())
     return wall, float(cell["cell_finished"]) - float(cell["cell_started"]), cell
 
 

@@ -69,6 +69,6 @@ def playbook(inventory: Path, playbook: str, results: Path, *extra: str, timeout
 
 
 def only_cell(results: Path) -> dict:
-    cells = [json.loads(p.read_text()) for p in (results / "latest").glob("*.json")]
+    cells = [json.loads(p.read_text()) for p in (results / "latest").glob("*-*.json")]
     assert len(cells) == 1, cells
     return cells[0]

@@ -28,7 +28,7 @@ def run_dir(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def cells(run_dir: Path) -> dict[tuple[str, str], dict]:
     found = {}
-    for path in sorted(run_dir.glob("*.json")):
+    for path in sorted(run_dir.glob("*-*.json")):
         data = json.loads(path.read_text())
         found[(data["topology"], data["condition"])] = data
     if not found:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 from badsum import hostkit, results, summary
@@ -104,6 +106,34 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def controller_command_line() -> list[str]:
+    """The ansible-playbook (or badsum) command that started this run: the nearest such ancestor."""
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        words = [w.decode(errors="replace") for w in argv if w]
+        if any(Path(w).name in ("ansible-playbook", "badsum") for w in words[:2]):
+            return words
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return []
+
+
+def cmd_run_info(args: argparse.Namespace) -> int:
+    info = json.loads(sys.stdin.read())
+    info["hosts"] = dict(zip(info.pop("host_names", []), info.pop("host_info", []), strict=True))
+    info["command_line"] = controller_command_line()
+    info["started"] = time.time()
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps({"run_info": str(run_dir / "run.json")}))
+    return 0
+
+
 def cmd_hostkit(args: argparse.Namespace) -> int:
     changed = hostkit.write(Path(args.out))
     print(json.dumps({"path": args.out, "changed": changed}))
@@ -111,6 +141,10 @@ def cmd_hostkit(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run-info", help="record a run's environment (JSON on stdin) as <run>/run.json")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_run_info)
+
     p = sub.add_parser("hostkit", help="build the host kit (the scripts Ansible copies to each host)")
     p.add_argument("out", help="where to write badsum-host.pyz")
     p.set_defaults(func=cmd_hostkit)

@@ -170,9 +170,10 @@ def write_result(result: dict, run_dir: Path) -> Path:
 
 
 def load_run(run_dir: Path) -> tuple[list[dict], list[str]]:
-    """All cell results of a run, and one error line per file that could not be used."""
+    """All cell results of a run (files named <topology>-<condition>.json), and one error line
+    per file that could not be used."""
     cells, problems = [], []
-    for path in sorted(run_dir.glob("*.json")):
+    for path in sorted(run_dir.glob("*-*.json")):
         try:
             data = _load_json(path)
             for key in ("topology", "condition", "verdict"):
