@@ -6,43 +6,7 @@ from pathlib import Path
 import pytest
 
 from badsum import framing, results, summary
-
-
-def make_raw(tmp: Path, *, flip: bool = False, corrupted: int = 7, csum: int = 7) -> Path:
-    raw = tmp / "raw" / "bare-patched"
-    raw.mkdir(parents=True)
-    stream, msgs = b"", []
-    for i in range(4):
-        frame = framing.encode(i, framing.payload_for(i, 100), 1)
-        msgs.append({"seq": i, "offset": len(stream), "length": len(frame), "sent": 10.0 + i})
-        stream += frame
-    received = bytearray(stream)
-    if flip:
-        received[msgs[2]["offset"] + framing.HEADER_LEN + 3] ^= 0x80
-    (raw / "sent.bin").write_bytes(stream)
-    (raw / "recv.bin").write_bytes(bytes(received))
-    files = {
-        "meta.json": {
-            "topology": "bare",
-            "condition": "patched",
-            "condition_kind": "real",
-            "kernel": "6.18",
-            "backend": "ebpf",
-        },
-        "client.json": {"messages": msgs, "error": None},
-        "recv.json": {"chunks": [[11.0, len(stream) // 2], [16.0, len(stream)]]},
-        "corruption.json": {
-            "backend": "ebpf",
-            "window_start": 11.5,
-            "window_end": 14.0,
-            "stats": {"corrupted_packets": corrupted, "events": []},
-        },
-        "counters_before.json": {"host": {"TcpInCsumErrors": 3, "ConntrackInvalid": 0}},
-        "counters_after.json": {"host": {"TcpInCsumErrors": 3 + csum, "ConntrackInvalid": 0}},
-    }
-    for name, data in files.items():
-        (raw / name).write_text(json.dumps(data))
-    return raw
+from synthetic import make_raw
 
 
 def test_clean_cell(tmp_path: Path) -> None:
@@ -56,7 +20,10 @@ def test_clean_cell(tmp_path: Path) -> None:
 def test_corrupt_cell_records_bits(tmp_path: Path) -> None:
     cell = results.build_cell_result(make_raw(tmp_path, flip=True, csum=0))
     assert cell["verdict"] == "corrupt-delivered"
-    assert cell["corrupt_messages"] == [{"seq": 2, "bit_diffs": [[framing.HEADER_LEN + 3, 7]]}]
+    frame = framing.HEADER_LEN + 100
+    assert cell["corrupt_messages"] == [
+        {"seq": 2, "stream_offset": 2 * frame, "bit_diffs": [[framing.HEADER_LEN + 3, 7]]}
+    ]
 
 
 def test_missing_field_names_file_and_field(tmp_path: Path) -> None:

@@ -28,14 +28,15 @@ def resolve_run(run: str | None, results_dir: Path) -> Path:
 # part is kept as its own file in the raw directory, next to sent.bin and
 # recv.bin, so a cell can be judged again from its files alone.
 RAW_PARTS = (
-    "meta", "client", "recv", "corruption", "counters_before", "counters_after", "topology", "condition",
+    "meta", "client", "recv", "corruption", "counters_before", "counters_after", "topology",
+    "condition", "capture",
 )  # fmt: skip
 
 
 def store_measurements(raw: Path, measurements: dict) -> None:
     raw.mkdir(parents=True, exist_ok=True)
     for part in RAW_PARTS:
-        if part in measurements:
+        if measurements.get(part) is not None:
             (raw / f"{part}.json").write_text(json.dumps(measurements[part], indent=1))
 
 
@@ -122,6 +123,32 @@ def controller_command_line() -> list[str]:
     return []
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from badsum import runner
+
+    project = Path(args.project).resolve()
+    if not (project / "reproduce.yml").exists():
+        raise FileNotFoundError(
+            f"{project} has no reproduce.yml: run from the badsum checkout or pass --project"
+        )
+    extravars = runner.parse_extravars(args.extra)
+    inventory = Path(args.inventory) if args.inventory else project / "inventories" / "local"
+    return runner.run(project, inventory, extravars, args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from badsum import report  # matplotlib is slow to import: only here
+
+    run_dir = resolve_run(args.run, Path(args.results))
+    compare = resolve_run(args.compare, Path(args.results)) if args.compare else None
+    built = report.build(run_dir, compare)
+    print(f"report: {built['html']}")
+    print(f"        {built['md']}")
+    for problem in built["problems"]:
+        print(f"unusable result file: {problem}", file=sys.stderr)
+    return 1 if built["problems"] else 0
+
+
 def cmd_run_info(args: argparse.Namespace) -> int:
     info = json.loads(sys.stdin.read())
     info["hosts"] = dict(zip(info.pop("host_names", []), info.pop("host_info", []), strict=True))
@@ -141,6 +168,24 @@ def cmd_hostkit(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce", help="run reproduce.yml with live progress; exit 0 if the incident's table came out"
+    )
+    p.add_argument("-e", "--extra-vars", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed to the playbook (repeatable; a JSON object works too)")  # fmt: skip
+    p.add_argument("-i", "--inventory", help="inventory (default inventories/local: the embedded lab)")
+    p.add_argument("--project", default=".", help="the badsum checkout (default .)")
+    p.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary instead of the table"
+    )
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="write report.html and report.md of a run from its result files")
+    p.add_argument("run", nargs="?", help="run id or directory (default: latest)")
+    p.add_argument("--compare", metavar="OTHER", help="another run to compare with")
+    p.add_argument("--results", default="results", help="results directory (default ./results)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("run-info", help="record a run's environment (JSON on stdin) as <run>/run.json")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_run_info)

@@ -16,10 +16,10 @@ import zipfile
 from pathlib import Path
 
 MODULES = (
-    "client", "condition", "corruptor", "counters", "framing", "hostnet", "recorder",
+    "capture", "client", "condition", "corruptor", "counters", "framing", "hostnet", "recorder",
     "topo_cni", "topo_docker", "topo_mesos", "topology",
 )  # fmt: skip
-TOOLS = ("client", "condition", "corruptor", "counters", "recorder", "topology")
+TOOLS = ("capture", "client", "condition", "corruptor", "counters", "recorder", "topology")
 
 MAIN = '''"""badsum host kit: {tools}."""
 import runpy

@@ -54,8 +54,10 @@ def inventory_data(spec: LabSpec, inventory_dir: Path) -> dict:
         "badsum_data_ipv6_prefix": str(spec.data_v6),
         "badsum_mgmt_ipv4_prefix": str(spec.mgmt_v4),
         "badsum_experiment_corruptor": sw.name,
-        # every node sees this machine's /var/lib: install things once
+        # every node sees this machine's /var/lib: install things once, in a
+        # directory of this lab's own (removed with the lab)
         "badsum_common_shared_filesystem": True,
+        "badsum_lib_dir": str(spec.state_dir / "lib"),
     }
     return {
         "all": {

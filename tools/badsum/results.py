@@ -61,14 +61,16 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
     before = _load_json(raw / "counters_before.json")
     after = _load_json(raw / "counters_after.json")
     condition = _load_json(raw / "condition.json") if (raw / "condition.json").exists() else {}
+    capture = _load_json(raw / "capture.json") if (raw / "capture.json").exists() else None
     sent = (raw / "sent.bin").read_bytes()
     received = (raw / "recv.bin").read_bytes() if (raw / "recv.bin").exists() else b""
 
     stats = _field(corruption, "stats", raw / "corruption.json")
     corrupted = stats.get("corrupted_packets")
-    if corrupted is None and (raw / "capture.json").exists():
-        # netem keeps no count: the bad checksums seen in the capture are the count.
-        corrupted = _load_json(raw / "capture.json").get("bad_checksum_packets")
+    if corrupted is None and capture:
+        # netem keeps no count: the bad checksums seen at host B's NIC are the count.
+        at_b = [c["incorrect"] for name, c in capture.items() if name.startswith("host-b-")]
+        corrupted = at_b[0] if at_b else None
     window_start = _field(corruption, "window_start", raw / "corruption.json")
     window_end = _field(corruption, "window_end", raw / "corruption.json")
 
@@ -86,6 +88,7 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
         if "ConntrackInvalid" in after.get(ns, {})
     }
     counts = {s: stream.count(s) for s in ("intact", "corrupt", "missing")}
+    offsets = {int(m["seq"]): int(m["offset"]) for m in client["messages"]}
     held = analyzer.held_messages(stream.messages, window_end)
     decided, reason = verdict.decide(
         verdict.Evidence(counts["corrupt"], counts["missing"], corrupted, csum_total), min_corrupted
@@ -109,12 +112,17 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
             "events": stats.get("events", [])[:MAX_EVENTS],
         },
         "emulator": condition.get("emulator"),
+        "capture": _capture_summary(capture),
         "csum_errors": csum,
         "csum_errors_total": csum_total,
         "conntrack_invalid": conntrack,
         "messages": {"sent": len(stream.messages), **counts},
         "corrupt_messages": [
-            {"seq": m.seq, "bit_diffs": [list(d) for d in m.bit_diffs]}
+            {
+                "seq": m.seq,
+                "stream_offset": offsets.get(m.seq, 0),
+                "bit_diffs": [list(d) for d in m.bit_diffs],
+            }
             for m in stream.messages
             if m.status == "corrupt"
         ],
@@ -140,6 +148,17 @@ def build_cell_result(raw: Path, min_corrupted: int = verdict.DEFAULT_MIN_CORRUP
         "verdict": decided,
         "verdict_reason": reason,
         "cell_finished": time.time(),
+    }
+
+
+def _capture_summary(capture: dict | None) -> dict | None:
+    """Pcap files, bad-checksum counts per capture point, and tcpdump's own lines for a few."""
+    if not capture:
+        return None
+    return {
+        "files": [c["file"] for c in capture.values()],
+        "incorrect_by_point": {name: c["incorrect"] for name, c in capture.items()},
+        "incorrect": [line for c in capture.values() for line in c["samples"]][:8],
     }
 
 

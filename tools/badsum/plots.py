@@ -1,0 +1,97 @@
+"""The report's plots: data first (testable), then PNG bytes rendered with matplotlib.
+
+PNGs carry no timestamp or software tag, so rebuilding a report from the same
+result files gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: rendering to files only
+import matplotlib.pyplot as plt
+
+
+@dataclass
+class TimelineData:
+    times: list[float]  # seconds from the first send, at every event
+    intact: list[int]  # messages arrived intact so far
+    corrupt: list[int]  # messages arrived corrupt so far
+    pending: list[int]  # sent, not arrived yet
+    window: tuple[float, float] | None
+
+
+def timeline_data(cell: dict) -> TimelineData:
+    events: list[tuple[float, str]] = []
+    timeline = cell.get("timeline") or []
+    if not timeline:
+        return TimelineData([], [], [], [], None)
+    t0 = min(m["sent"] for m in timeline)
+    for m in timeline:
+        events.append((m["sent"] - t0, "sent"))
+        if m.get("arrived") is not None:
+            events.append((m["arrived"] - t0, m["status"]))
+    events.sort(key=lambda e: (e[0], e[1] != "sent"))
+    times, intact, corrupt, pending = [], [], [], []
+    n_sent = n_intact = n_corrupt = 0
+    for t, kind in events:
+        n_sent += kind == "sent"
+        n_intact += kind == "intact"
+        n_corrupt += kind == "corrupt"
+        times.append(t)
+        intact.append(n_intact)
+        corrupt.append(n_corrupt)
+        pending.append(n_sent - n_intact - n_corrupt)
+    corruption = cell.get("corruption") or {}
+    window = None
+    if corruption.get("window_start") is not None and corruption.get("window_end") is not None:
+        window = (corruption["window_start"] - t0, corruption["window_end"] - t0)
+    return TimelineData(times, intact, corrupt, pending, window)
+
+
+def bit_offsets_mod32(cell: dict) -> Counter[int]:
+    """Offsets of the flipped bits in the stream, mod 32 bytes: the incident's signature."""
+    counts: Counter[int] = Counter()
+    for msg in cell.get("corrupt_messages") or []:
+        base = int(msg.get("stream_offset", 0))
+        for offset, _bit in msg["bit_diffs"]:
+            counts[(base + int(offset)) % 32] += 1
+    return counts
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def timeline_png(cell: dict) -> bytes:
+    data = timeline_data(cell)
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    if data.window:
+        ax.axvspan(*data.window, color="#f4c7c3", label="corruption window")
+    ax.step(data.times, data.intact, where="post", color="#2e7d32", label="intact")
+    ax.step(data.times, data.corrupt, where="post", color="#c62828", label="corrupt")
+    ax.step(data.times, data.pending, where="post", color="#1565c0", label="pending")
+    ax.set_xlabel("seconds since the first message")
+    ax.set_ylabel("messages")
+    ax.set_title(f"{cell['topology']} / {cell['condition']}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, ncol=4)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def offsets_png(cell: dict) -> bytes:
+    counts = bit_offsets_mod32(cell)
+    fig, ax = plt.subplots(figsize=(7, 2.2))
+    ax.bar(range(32), [counts.get(i, 0) for i in range(32)], color="#c62828")
+    ax.set_xlabel("offset of the flipped bit in the stream, mod 32 bytes")
+    ax.set_ylabel("bits")
+    ax.set_xticks(range(0, 32, 4))
+    fig.tight_layout()
+    return _png(fig)
