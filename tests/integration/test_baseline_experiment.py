@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
-from conftest import only_cell, playbook
+from conftest import LAB, ROOT, VENV_BIN, only_cell, playbook
 
 BARE = ("-e", '{"badsum_experiment_topologies": ["bare"], "badsum_experiment_conditions": ["patched"]}')
 
@@ -97,3 +99,27 @@ def test_conntrack_checksum_off_makes_docker_nat_deliver_corrupt_data(lab: Path,
     assert cell["conntrack_checksum"] == "0"
     assert cell["verdict"] == "corrupt-delivered", cell["verdict_reason"]
     assert cell["conntrack_invalid"]["host"] == 0
+
+
+def test_badsum_reproduce_shows_progress_and_says_whether_the_table_matched(
+    lab: Path, tmp_path: Path
+) -> None:
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    selection = '{"badsum_experiment_topologies": ["mesos"], "badsum_experiment_conditions": ["vulnerable"]}'
+    run = subprocess.run(
+        [str(VENV_BIN / "badsum"), "reproduce", "-i", str(lab), "--json", "-e", selection,
+         "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_results_dir={tmp_path}", "-e", "badsum_verify=false",
+         "-e", "capture=true"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    summary = json.loads(run.stdout)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert summary["matches_incident"] and summary["cells"][0]["verdict"] == "corrupt-delivered"
+    cell = only_cell(tmp_path)
+    # the captures: clean at host A, the damage seen at host B and in the container
+    points = cell["capture"]["incorrect_by_point"]
+    assert points["host-a-eth0"] == 0
+    assert points["host-b-eth0"] == cell["corrupted_packets"]
+    assert points["container-eth0"] > 0
+    assert any("incorrect" in line for line in cell["capture"]["incorrect"])
+    assert (tmp_path / "latest" / "report.html").exists()

@@ -4,9 +4,9 @@
     capture start --out DIR --name NAME --iface IF [--netns PATH] --port P [--timeout S] [--max-packets N]
     capture stop  --out DIR --port P         stop every capture in DIR, decode, print JSON
 
-`stop` reports, per pcap, how many TCP segments tcpdump finds with an
-incorrect checksum, and a few of them as tcpdump prints them (-vv), as the
-article showed them.
+`stop` reports, per pcap, how many TCP segments towards the server tcpdump
+finds with an incorrect checksum, and a few of them as tcpdump prints them
+(-vv), as the article showed them.
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ def start(a: argparse.Namespace) -> dict:
 
 
 def decode(pcap: Path, port: int) -> tuple[int, list[str]]:
-    proc = subprocess.run(["tcpdump", "-r", str(pcap), "-nn", "-vv", "tcp", "port", str(port)],
+    # Segments towards the server only: what the corruptor damages. The
+    # server's own ACKs, captured before its NIC fills in the checksum (TX
+    # offload), would show as "incorrect" without being corrupt.
+    proc = subprocess.run(["tcpdump", "-r", str(pcap), "-nn", "-vv", "tcp", "dst", "port", str(port)],
                           capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
     lines = proc.stdout.splitlines()
     bad = []
