@@ -52,7 +52,8 @@ def cell_time(inventory: Path, results: Path) -> tuple[float, float, dict]:
     start = time.perf_counter()
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/experiment.yml",
-         "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_results_dir={results}"],
+         "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_results_dir={results}",
+         "-e", '{"badsum_experiment_topologies": ["bare"], "badsum_experiment_conditions": ["patched"]}'],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     wall = time.perf_counter() - start
