@@ -16,7 +16,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -459,9 +458,3 @@ def status(lab_id: str | None = None) -> list[dict]:
             entry["healthy"] = False
         report.append(entry)
     return report
-
-
-def run_in_node(lab_id: str, netns: str, cmd: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a command inside a node, as its sshd would (used by tests and tools)."""
-    mnt, uts = _ns_files(netns)
-    return run(["nsenter", f"--mount={mnt}", f"--uts={uts}", f"--net=/run/netns/{netns}", *cmd], check=False)
