@@ -63,19 +63,12 @@ def attach(obj: str, veths: list[tuple[str, str]]) -> dict:
 def stats(veths: list[tuple[str, str]]) -> dict:
     seen = marked = 0
     for netns, ifname in veths:
-        shown = _attached(netns, ifname)
-        ids = [line.split(" id ", 1)[1].split()[0] for line in shown.splitlines() if " id " in line]
-        if not ids:
+        map_id = hn.attached_maps(_attached(netns, ifname)).get(STATS_MAP)
+        if map_id is None:
             continue
-        prog = json.loads(hn.sh("bpftool", "-j", "prog", "show", "id", ids[0]).stdout)
-        for map_id in prog.get("map_ids", []):
-            info = json.loads(hn.sh("bpftool", "-j", "map", "show", "id", str(map_id)).stdout)
-            if info.get("name") != STATS_MAP:
-                continue
-            rows = json.loads(hn.sh("bpftool", "-j", "map", "dump", "id", str(map_id)).stdout)
-            values = [struct.unpack("<Q", bytes(int(x, 16) for x in r["value"]))[0] for r in rows]
-            seen += values[0]
-            marked += values[1]
+        values = [struct.unpack("<Q", v)[0] for v in hn.map_values(map_id)]
+        seen += values[0]
+        marked += values[1]
     return {"changed": False, "packets_seen": seen, "packets_marked_verified": marked}
 
 

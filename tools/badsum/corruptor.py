@@ -27,6 +27,11 @@ import sys
 import time
 from pathlib import Path
 
+try:
+    from badsum import hostnet as hn
+except ImportError:  # inside the host kit
+    import hostnet as hn  # type: ignore[no-redef]
+
 MAPS = ("bs_cfg", "bs_stats", "bs_events")
 STATE_DIR = Path("/run/badsum")
 FILTER_PREF = "49"
@@ -131,15 +136,7 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
 def attached_maps(iface: str, hook: str) -> dict[str, int]:
     """The maps of the program attached to iface/hook, by name (each attachment has its own)."""
     shown = sh("tc", "filter", "show", "dev", iface, hook, "pref", FILTER_PREF).stdout
-    ids = [line.split(" id ", 1)[1].split()[0] for line in shown.splitlines() if " id " in line]
-    if not ids:
-        raise Fail(f"no badsum program attached to {iface} {hook} after loading it")
-    prog = json.loads(sh("bpftool", "-j", "prog", "show", "id", ids[0]).stdout)
-    maps = {}
-    for map_id in prog.get("map_ids", []):
-        info = json.loads(sh("bpftool", "-j", "map", "show", "id", str(map_id)).stdout)
-        if info.get("name") in MAPS:
-            maps[info["name"]] = map_id
+    maps = {name: i for name, i in hn.attached_maps(shown).items() if name in MAPS}
     if set(maps) != set(MAPS):
         raise Fail(f"the program on {iface} has maps {sorted(maps)}, expected {list(MAPS)}")
     return maps
@@ -154,10 +151,10 @@ def ebpf_disarm(iface: str, hook: str, added_qdisc: bool) -> None:
 
 
 def ebpf_stats(maps: dict[str, int]) -> dict:
-    stats = [struct.unpack("<Q", v)[0] for v in _raw_values(maps["bs_stats"], "bs_stats")]
+    stats = [struct.unpack("<Q", v)[0] for v in hn.map_values(maps["bs_stats"])]
     matched, corrupted, changed_bytes, outside = stats[:4]
     events = []
-    for v in _raw_values(maps["bs_events"], "bs_events"):
+    for v in hn.map_values(maps["bs_events"]):
         ns, seq, off, plen, sport, dport, bit, old, new = EVENT.unpack(v[: EVENT.size])
         if ns:
             events.append(
@@ -182,18 +179,6 @@ def ebpf_stats(maps: dict[str, int]) -> dict:
         "events": events,
         "counted_by": "ebpf",
     }
-
-
-def _raw_values(map_id: int, name: str) -> list[bytes]:
-    # bpftool's JSON carries the raw bytes next to the BTF-formatted value.
-    out = sh("bpftool", "-j", "map", "dump", "id", str(map_id)).stdout
-    values = []
-    for row in json.loads(out):
-        raw = row.get("value") if isinstance(row.get("value"), list) else None
-        if raw is None:
-            raise Fail(f"unexpected bpftool output for {name}: {row}")
-        values.append(bytes(int(x, 16) for x in raw))
-    return values
 
 
 # -- netem -----------------------------------------------------------------------
@@ -304,7 +289,7 @@ def cmd_stats(a: argparse.Namespace) -> dict:
         stats = ebpf_stats(state["maps"])
         for ev in stats["events"]:
             ev["time"] = (ev.pop("ns") + state["clock_offset_ns"]) / 1e9
-        start, _delay, duration, _expire = CFG.unpack(_raw_values(state["maps"]["bs_cfg"], "bs_cfg")[0])[:4]
+        start, _delay, duration, _expire = CFG.unpack(hn.map_values(state["maps"]["bs_cfg"])[0])[:4]
         if start:
             state["window_start"] = (start + state["clock_offset_ns"]) / 1e9
             state["window_end"] = (start + duration + state["clock_offset_ns"]) / 1e9
@@ -368,7 +353,7 @@ def main() -> int:
     args = build_parser().parse_args()
     try:
         result = {"arm": cmd_arm, "stats": cmd_stats, "disarm": cmd_disarm}[args.action](args)
-    except Fail as exc:
+    except (Fail, hn.HostError) as exc:
         print(json.dumps({"error": str(exc)}))
         print(f"badsum-corruptor: {exc}", file=sys.stderr)
         return 2

@@ -116,6 +116,32 @@ def delete_filter(iface: str, hook: str, pref: int) -> bool:
     return True
 
 
+# -- eBPF programs attached with tc -------------------------------------------------
+
+
+def attached_maps(tc_filter_show: str) -> dict[str, int]:
+    """Map ids by name, of the program that `tc filter show` lists (tc loads maps unpinned)."""
+    ids = [line.split(" id ", 1)[1].split()[0] for line in tc_filter_show.splitlines() if " id " in line]
+    if not ids:
+        return {}
+    prog = json.loads(sh("bpftool", "-j", "prog", "show", "id", ids[0]).stdout)
+    maps = {}
+    for map_id in prog.get("map_ids", []):
+        info = json.loads(sh("bpftool", "-j", "map", "show", "id", str(map_id)).stdout)
+        maps[info.get("name", "")] = int(map_id)
+    return maps
+
+
+def map_values(map_id: int) -> list[bytes]:
+    """A map's values as raw bytes (bpftool's JSON has them next to the BTF-formatted value)."""
+    values = []
+    for row in json.loads(sh("bpftool", "-j", "map", "dump", "id", str(map_id)).stdout):
+        if not isinstance(row.get("value"), list):
+            raise HostError(f"unexpected bpftool output for map {map_id}: {row}")
+        values.append(bytes(int(x, 16) for x in row["value"]))
+    return values
+
+
 # -- the known state of a host: firewall and forwarding -------------------------------
 
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.rp_filter")
@@ -175,6 +201,14 @@ def restore(name: str) -> bool:
         sh("sysctl", "-qw", f"{key}={value}")
     path.unlink()
     return True
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent (or init) to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def wait_for(check, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from badsum.hostnet import alive
 from badsum.inventory import remove_inventory, write_inventory
 from badsum.labspec import MAX_SLOT, NS_ROOT, STATE_ROOT, LabError, LabSpec, Node, validate_lab_id
 from badsum.sysrun import run
@@ -362,17 +363,10 @@ def _kill(pids: list[int], timeout: float = 2.0) -> None:
                 os.kill(pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _is_zombie(p)]
+            pids = [p for p in pids if alive(p)]
             if not pids:
                 return
             time.sleep(0.02)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
 
 
 def down(lab_id: str) -> str:

@@ -89,14 +89,6 @@ def start_daemon(bip: str, fixed_cidr_v6: str, data_root: str, service_mode: str
     return True
 
 
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for init to reap it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def stop_daemon(service_mode: str) -> bool:
     """End dockerd and its containerd (both ours), once the container is gone.
 
@@ -113,15 +105,15 @@ def stop_daemon(service_mode: str) -> bool:
     if service_mode == "systemd":
         hn.sh("systemctl", "kill", "--signal=SIGKILL", "badsum-dockerd", check=False)
     for victim in (pid, child):
-        if victim and _alive(victim):
+        if victim and hn.alive(victim):
             os.kill(victim, signal.SIGTERM)
     deadline = time.monotonic() + 0.5
-    while any(v and _alive(v) for v in (pid, child)) and time.monotonic() < deadline:
+    while any(v and hn.alive(v) for v in (pid, child)) and time.monotonic() < deadline:
         time.sleep(0.02)
     for victim in (pid, child):
-        if victim and _alive(victim):
+        if victim and hn.alive(victim):
             os.kill(victim, signal.SIGKILL)
-    hn.wait_for(lambda: not any(v and _alive(v) for v in (pid, child)), 5, "dockerd and containerd to exit")
+    hn.wait_for(lambda: not any(v and hn.alive(v) for v in (pid, child)), 5, "dockerd and containerd to exit")
     for path in (SOCKET, PIDFILE):
         Path(path).unlink(missing_ok=True)
     return pid is not None
