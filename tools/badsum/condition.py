@@ -13,7 +13,6 @@ device of veth_xmit). Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import struct
 import sys
 from pathlib import Path
@@ -87,16 +86,8 @@ def main() -> int:
     p.add_argument("--obj", default="/var/lib/badsum/badsum_vethbug.bpf.o")
     p.add_argument("--veth", action="append", default=[], help="NETNS_PATH:IFNAME (repeatable)")
     a = p.parse_args()
-    try:
-        veths = _veths(a.veth)
-        result = attach(a.obj, veths) if a.action == "attach" else stats(veths) if a.action == "stats" else (
-            detach(veths))  # fmt: skip
-    except hn.HostError as exc:
-        print(json.dumps({"error": str(exc)}))
-        print(f"badsum-condition: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
+    actions = {"attach": lambda v: attach(a.obj, v), "stats": stats, "detach": detach}
+    return hn.report("condition", lambda: actions[a.action](_veths(a.veth)))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,8 @@ NETEM_MISSING = (
 )
 
 
-class Fail(Exception):
-    pass
+class Fail(hn.HostError):
+    """A refusal of this tool's own (bad input, missing backend): reported like any host error."""
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -351,14 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> int:
     args = build_parser().parse_args()
-    try:
-        result = {"arm": cmd_arm, "stats": cmd_stats, "disarm": cmd_disarm}[args.action](args)
-    except (Fail, hn.HostError) as exc:
-        print(json.dumps({"error": str(exc)}))
-        print(f"badsum-corruptor: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
+    return hn.report(
+        "corruptor", lambda: {"arm": cmd_arm, "stats": cmd_stats, "disarm": cmd_disarm}[args.action](args)
+    )
 
 
 if __name__ == "__main__":

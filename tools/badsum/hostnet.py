@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -201,6 +202,18 @@ def restore(name: str) -> bool:
         sh("sysctl", "-qw", f"{key}={value}")
     path.unlink()
     return True
+
+
+def report(tool: str, action) -> int:
+    """Run a host-kit tool's action: one JSON object on stdout, exit 2 with the reason on failure."""
+    try:
+        result = action()
+    except HostError as exc:
+        print(json.dumps({"error": str(exc)}))
+        print(f"badsum-{tool}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
 
 
 def alive(pid: int) -> bool:

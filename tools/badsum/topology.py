@@ -15,7 +15,6 @@ kernel condition), client_routes (to add on the client host), path.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 try:
@@ -73,14 +72,7 @@ def run(a: argparse.Namespace) -> dict:
 
 def main() -> int:
     args = build_parser().parse_args()
-    try:
-        result = run(args)
-    except hostnet.HostError as exc:
-        print(json.dumps({"error": str(exc)}))
-        print(f"badsum-topology: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
+    return hostnet.report("topology", lambda: run(args))
 
 
 if __name__ == "__main__":
