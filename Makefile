@@ -48,17 +48,17 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 # Re-installs only when requirements.txt or the package's metadata changed.
-$(VENV)/.installed: requirements.txt tools/pyproject.toml | $(BIN)/activate
+$(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q -e tools/
+	$(BIN)/pip install -q -e .
 	touch $@
 
 venv: $(VENV)/.installed
 
 lint: venv
-	$(BIN)/ruff check tools tests bench
-	$(BIN)/ruff format --check tools tests bench
+	$(BIN)/ruff check badsum collections tests bench
+	$(BIN)/ruff format --check badsum collections tests bench
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production -q
 

@@ -1,0 +1,124 @@
+"""The `badsum` command: a thin front end over the modules of this package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from badsum.lab import provider as labmod
+from badsum.lab.spec import DEFAULT_HOSTS, DEFAULT_LAB, LabError, LabSpec, validate_lab_id
+from badsum.lab.sysrun import CommandError, require_root
+
+
+def project_dir() -> Path:
+    """The checkout this command runs from: the nearest parent holding reproduce.yml."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "reproduce.yml").exists():
+            return d
+    return here
+
+
+def default_inventory(lab_id: str) -> Path:
+    name = "local" if lab_id == DEFAULT_LAB else f"lab-{lab_id}"
+    return project_dir() / "inventories" / name
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _lab_id(text: str) -> str:
+    try:
+        validate_lab_id(text)
+    except LabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    require_root(f"`badsum lab {args.action}`")
+    if args.action == "up":
+        slot = args.slot if args.slot is not None else labmod.allocate_slot(args.lab)
+        spec = LabSpec(args.lab, args.hosts, slot)
+        inventory = Path(args.inventory) if args.inventory else default_inventory(args.lab)
+        print(labmod.up(spec, inventory, project_dir()))
+    elif args.action == "down":
+        ids = sorted({e["lab_id"] for e in labmod.status()}) if args.all else [args.lab]
+        for lab_id in ids or [args.lab]:
+            print(labmod.down(lab_id))
+    else:
+        report = labmod.status(None if args.all else args.lab)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_status(report)
+    return 0
+
+
+def print_status(report: list[dict]) -> None:
+    if not report:
+        print("no lab is up")
+        return
+    for entry in report:
+        health = "healthy" if entry["healthy"] else "NOT healthy"
+        if not entry["state_file"]:
+            health = "leftovers of an interrupted run (run `badsum lab down --lab ID`)"
+        print(f"lab {entry['lab_id']}: {health}")
+        if entry.get("inventory"):
+            print(f"  inventory: {entry['inventory']}  slot: {entry['slot']}  hosts: {entry['hosts']}")
+        for node in entry.get("nodes", []):
+            flags = " ".join(f"{k}={'yes' if node[k] else 'NO'}" for k in ("netns", "mount_ns", "sshd"))
+            print(f"  {node['name']:<8} {flags}")
+        memory = f"{entry['memory_bytes'] / 2**20:.1f} MiB" if entry.get("memory_bytes") is not None else "?"
+        print(
+            f"  namespaces: {len(entry['netns'])}  root links: {len(entry['links'])}  "
+            f"processes: {entry['processes']}  cgroups: {len(entry['cgroups'])}  memory: {memory}"
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="badsum", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lab = sub.add_parser("lab", help="manage the embedded lab (emulated hosts + switch)")
+    lab.add_argument("action", choices=["up", "down", "status"])
+    lab.add_argument("--lab", type=_lab_id, default=DEFAULT_LAB, help=f"lab id (default {DEFAULT_LAB})")
+    lab.add_argument(
+        "--hosts",
+        type=_positive_int,
+        default=DEFAULT_HOSTS,
+        help=f"number of emulated hosts (default {DEFAULT_HOSTS}: the lab reproduce.yml uses)",
+    )
+    lab.add_argument("--slot", type=_positive_int, help="address slot: 198.18.SLOT.0/24 etc. (default: free one)")
+    lab.add_argument("--inventory", help="where to write the inventory (default inventories/local)")
+    lab.add_argument("--all", action="store_true", help="down/status: every lab on this machine")
+    lab.add_argument("--json", action="store_true", help="status: machine-readable output")
+    lab.set_defaults(func=cmd_lab)
+
+    from badsum import commands
+
+    commands.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (LabError, CommandError, PermissionError, FileNotFoundError, ValueError) as exc:
+        print(f"badsum: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The host kit: everything badsum runs on a host, standard library only.
+
+This package is built, whole, into one zipapp (badsum-host.pyz, see
+badsum.hostkit) that Ansible installs on each host. There it runs in two ways:
+
+    python3 badsum-host.pyz TOOL ACTION [--options]   a person, or a test: one JSON object out
+    the badsum.kit.run Ansible module                  imports the zipapp and calls call() directly
+
+Each tool is a module with build_parser() and run(args) -> dict. The table
+below is the one place that says which actions only read the host (they run
+in check mode too and never report a change) and which can tell what they
+would change without changing it (--check).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from .common import HostError, Parser
+
+__all__ = ["TOOLS", "HostError", "Tool", "call"]
+
+
+class Tool:
+    """A tool: its module, what it does, which actions only read, which can dry-run (--check)."""
+
+    # A plain class, not a dataclass: every host call imports this, and
+    # dataclasses would pull in inspect (10 ms of the call's 40).
+    __slots__ = ("checkable", "module", "read_only", "summary")
+
+    def __init__(self, module: str, summary: str, read_only=(), checkable=()) -> None:
+        self.module, self.summary = module, summary
+        self.read_only, self.checkable = tuple(read_only), tuple(checkable)
+
+
+TOOLS: dict[str, Tool] = {
+    "facts": Tool("facts", "what this host is and can do: kernel, commands, interfaces, netem", ("show",)),
+    "state": Tool("state", "what badsum could have left behind: namespaces, links, filters, rules", ("show",)),
+    "bpf": Tool("bpf", "compile badsum's eBPF programs for this kernel (once per source and kernel)"),
+    "topology": Tool("topology", "wire (up) or unwire (down) a container topology"),
+    "condition": Tool("condition", "a cell's kernel condition: the veth-bug emulator on container veths", ("stats",)),
+    "offload": Tool("offload", "RX checksum offload of container veths (the workaround)", ("show",), ("set",)),
+    "sysctl": Tool("sysctl", "set a sysctl for an experiment and put it back", ("show",)),
+    "counters": Tool("counters", "checksum-error and conntrack counters per network namespace", ("read",)),
+    "recorder": Tool("recorder", "run the server (nc -l) and record what it prints", ("wait",)),
+    "client": Tool("client", "send framed messages and keep the exact stream sent"),
+    "corruptor": Tool("corruptor", "arm, read and disarm the corruption injector", ("stats",)),
+    "capture": Tool("capture", "bounded tcpdump of the experiment port"),
+}
+
+
+def call(tool: str, argv: Sequence[str], check_mode: bool = False) -> dict:
+    """Run one tool action; HostError carries the reason when it cannot."""
+    spec = TOOLS.get(tool)
+    if spec is None:
+        raise HostError(f"no tool {tool!r} in the host kit (tools: {', '.join(TOOLS)})")
+    module = importlib.import_module(f"{__name__}.{spec.module}")
+    Parser.prog_name = f"badsum-host {tool}"
+    parser = module.build_parser()
+    args = parser.parse_args(list(argv))
+    action = args.action
+    if check_mode and action not in spec.read_only:
+        if action not in spec.checkable:
+            return {
+                "changed": False,
+                "skipped": True,
+                "msg": f"check mode: `{tool} {action}` would change the host, so it did not run",
+            }
+        args.check = True
+    result = module.run(args)
+    if action in spec.read_only:
+        result["changed"] = False
+    elif "changed" not in result:
+        raise HostError(f"`{tool} {action}` did not say whether it changed the host (a badsum bug)")
+    return result

@@ -1,0 +1,150 @@
+"""Containment: every process an embedded lab starts lives in a cgroup of that lab.
+
+Each node's sshd is started inside /badsum/<lab>/<node> (in the cgroup v2
+hierarchy, and in the v1 freezer, memory and pids hierarchies where the host
+has them: cgroup v1, v2 and hybrid alike). Everything that runs through the
+node inherits it: SSH sessions, servers, recorders, tcpdump, dockerd and
+containerd; the private dockerd puts its containers below it with
+--cgroup-parent. Containers have network and mount namespaces of their own,
+so only the cgroup finds them all.
+
+Teardown kills by cgroup (v2: cgroup.kill; v1: freeze, kill every task,
+thaw), then removes the lab's cgroup directories in every hierarchy,
+including the ones dockerd created. Nothing outside /badsum/<lab> is
+touched: a system dockerd beside the lab keeps its containers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from badsum.host.common import alive
+
+TOP = "badsum"
+# v1 hierarchies a node joins: freezer to stop a lab at once, memory and pids
+# to account for it. Others (cpu, blkio, ...) only hold what dockerd creates.
+V1_JOINED = ("freezer", "memory", "pids")
+KILL_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    mount: Path
+    version: int  # 1 or 2
+    controllers: tuple[str, ...]
+
+    @property
+    def joined(self) -> bool:
+        return self.version == 2 or any(c in V1_JOINED for c in self.controllers)
+
+
+def hierarchies() -> list[Hierarchy]:
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        fstype, point, super_opts = fields[sep + 1], fields[4], fields[sep + 3]
+        if fstype == "cgroup2":
+            found.append(Hierarchy(Path(point), 2, ()))
+        elif fstype == "cgroup":
+            controllers = tuple(o for o in super_opts.split(",") if o not in ("rw", "ro") and "=" not in o)
+            if controllers:
+                found.append(Hierarchy(Path(point), 1, controllers))
+    return found
+
+
+def lab_dir(h: Hierarchy, lab_id: str) -> Path:
+    return h.mount / TOP / lab_id
+
+
+def create_node(lab_id: str, node: str) -> list[Path]:
+    """The node's cgroups; returns the cgroup.procs files its first process must join."""
+    procs = []
+    for h in hierarchies():
+        if h.joined:
+            d = lab_dir(h, lab_id) / node
+            d.mkdir(parents=True, exist_ok=True)
+            procs.append(d / "cgroup.procs")
+    return procs
+
+
+def _walk(d: Path) -> list[Path]:
+    """d and every cgroup below it, deepest first."""
+    if not d.is_dir():
+        return []
+    dirs = [p for p in d.rglob("*") if p.is_dir()]
+    return [*sorted(dirs, key=lambda p: -len(p.parts)), d]
+
+
+def pids(lab_id: str) -> set[int]:
+    found: set[int] = set()
+    for h in hierarchies():
+        for d in _walk(lab_dir(h, lab_id)):
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+    found.discard(os.getpid())
+    return found
+
+
+def _live(pid_set: set[int]) -> set[int]:
+    return {p for p in pid_set if alive(p)}
+
+
+def kill(lab_id: str) -> set[int]:
+    """Kill every process of the lab; returns the ones still alive after KILL_TIMEOUT (none, normally)."""
+    hs = hierarchies()
+    v2 = next((h for h in hs if h.version == 2), None)
+    freezer = next((h for h in hs if "freezer" in h.controllers), None)
+    if v2 and (lab_dir(v2, lab_id) / "cgroup.kill").exists():
+        (lab_dir(v2, lab_id) / "cgroup.kill").write_text("1")
+    elif freezer and lab_dir(freezer, lab_id).is_dir():
+        # Frozen, nothing can fork away while we kill; thawed, the kills land.
+        state = lab_dir(freezer, lab_id) / "freezer.state"
+        state.write_text("FROZEN")
+        _signal(pids(lab_id), signal.SIGKILL)
+        state.write_text("THAWED")
+    _signal(pids(lab_id), signal.SIGKILL)  # whatever a hierarchy without kill support holds
+    deadline = time.monotonic() + KILL_TIMEOUT
+    while (left := _live(pids(lab_id))) and time.monotonic() < deadline:
+        _signal(left, signal.SIGKILL)
+        time.sleep(0.02)
+    return _live(pids(lab_id))
+
+
+def _signal(pid_set: set[int], sig: int) -> None:
+    for pid in pid_set:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def remove(lab_id: str) -> list[str]:
+    """rmdir the lab's cgroups in every hierarchy (deepest first); returns those that would not go."""
+    stuck = []
+    for h in hierarchies():
+        for d in _walk(lab_dir(h, lab_id)):
+            try:
+                d.rmdir()
+            except OSError as exc:
+                stuck.append(f"{d} ({exc.strerror})")
+        with contextlib.suppress(OSError):  # /badsum itself, once no lab is left in it
+            (h.mount / TOP).rmdir()
+    return stuck
+
+
+def leftovers(lab_id: str) -> list[str]:
+    return [str(lab_dir(h, lab_id)) for h in hierarchies() if lab_dir(h, lab_id).exists()]
+
+
+def memory_bytes(lab_id: str) -> int | None:
+    """Memory the lab's processes use now (v2 memory.current, or v1 memory.usage_in_bytes)."""
+    for h in hierarchies():
+        for name in ("memory.current", "memory.usage_in_bytes"):
+            path = lab_dir(h, lab_id) / name
+            if path.exists():
+                return int(path.read_text())
+    return None

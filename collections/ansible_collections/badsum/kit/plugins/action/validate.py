@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Action of badsum.kit.validate: check every setting and the inventory, before anything changes."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+
+# Per-host variables the plan reads from the inventory.
+HOST_VARS = (
+    "badsum_data_iface",
+    "badsum_data_ipv4",
+    "badsum_data_ipv6",
+    "badsum_pod_cidr",
+    "badsum_docker_bip",
+    "badsum_docker_ipv6_cidr",
+    "badsum_embedded_lab",
+    "ansible_port",
+    "badsum_experiment_client",
+    "badsum_experiment_corruptor",
+    "badsum_experiment_corruption_iface",
+    "badsum_experiment_corruption_hook",
+)
+PLAY_VARS = ("badsum_experiment_corruptor", "badsum_experiment_corruption_iface", "badsum_experiment_corruption_hook")
+
+
+class ActionModule(ActionBase):
+    _VALID_ARGS = frozenset({"inventory"})
+    _requires_connection = False
+
+    def _resolve(self, names, source, problems, where=""):
+        values = {}
+        for name in names:
+            if name not in source:
+                continue
+            try:
+                values[name] = self._templar.template(source[name])
+            except AnsibleError as exc:
+                problems.append(f"{name}{where} cannot be resolved: {exc.message}")
+        return values
+
+    def run(self, tmp=None, task_vars=None):
+        from badsum import settings  # the controller's badsum package, next to Ansible
+
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        problems: list[str] = []
+        names = [k for k in task_vars if k.startswith(("badsum_experiment_", "badsum_corruption_"))]
+        names += ["badsum_lab_id", "badsum_lab_hosts"]
+        raw = self._resolve(names, task_vars, problems)
+        checked = settings.experiment_settings(raw)
+        lab = settings.lab_settings(raw) if task_vars.get("badsum_embedded_lab") else settings.Checked()
+        problems += checked.problems + lab.problems
+        plan: dict = {}
+        if self._task.args.get("inventory", True) and not problems:
+            groups = {g: list(task_vars.get("groups", {}).get(g, [])) for g in ("servers", "clients", "switches")}
+            hostvars = {}
+            for host in set(groups["servers"]) | set(groups["clients"]) | set(groups["switches"]):
+                hostvars[host] = self._resolve(HOST_VARS, task_vars["hostvars"][host], problems, f" (on {host})")
+            for host in task_vars.get("groups", {}).get("all", []):
+                hostvars.setdefault(host, {})
+            plan, plan_problems = settings.plan(
+                self._resolve(PLAY_VARS, task_vars, problems), groups, hostvars, checked.values
+            )
+            problems += plan_problems
+        if problems:
+            result["failed"] = True
+            result["msg"] = f"{len(problems)} setting(s) cannot be used; nothing was changed:\n" + "\n".join(
+                f"  - {p}" for p in problems
+            )
+            result["problems"] = problems
+            return result
+        result["settings"] = checked.values
+        if plan:
+            plan.update(settings.run_paths(checked.values), settings=checked.values)
+            result["ansible_facts"] = {"badsum_experiment_plan": plan}
+        result["changed"] = False
+        return result
