@@ -14,7 +14,7 @@ APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump 
 	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
 	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium
 
-.PHONY: reproduce test deps apt venv lint unit integration verify molecule lab-up lab-down lab-status bench clean
+.PHONY: reproduce test deps apt venv lint unit integration test-faults verify molecule lab-up lab-down lab-status bench clean
 
 reproduce: deps
 	$(BIN)/ansible-playbook reproduce.yml $(ARGS)
@@ -68,9 +68,14 @@ unit: venv
 integration: venv
 	$(BIN)/python -m pytest -q tests/integration
 
+# reproduce.yml and badsum commands killed at random points (SIGKILL, SIGTERM,
+# SIGINT), then `badsum lab down`: nothing may be left. make test runs 5.
+test-faults: venv
+	BADSUM_FAULT_KILLS=$${BADSUM_FAULT_KILLS:-20} $(BIN)/python -m pytest -q tests/integration/test_faults.py
+
+# The testinfra suites again, on a run (RUN=id; default the latest) and the lab's hosts.
 verify: venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/testinfra \
-		--ansible-inventory=inventories/local --badsum-run=results/latest
+	$(BIN)/ansible-playbook playbooks/verify.yml $(if $(RUN),-e badsum_experiment_run_id=$(RUN))
 
 # Every topology's scenario against the embedded lab (up and prepared first).
 molecule: venv lab-up
@@ -89,7 +94,7 @@ lab-status: venv
 	$(BIN)/badsum lab status
 
 bench: venv
-	$(BIN)/python bench/lab_and_cell.py
+	$(BIN)/python bench/reproduce.py
 	$(BIN)/python bench/matrix_repeat.py
 
 clean: lab-down

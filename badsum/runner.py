@@ -1,7 +1,8 @@
 """`badsum reproduce`: reproduce.yml through ansible-runner, with live progress.
 
-Shows cell n of N, the current phase (task) and the elapsed time while the
-playbook runs, then the outcome table. The exit status says whether the
+Shows cells judged / cells planned (counted from the run's own files: its
+record and its result files), the current step and the elapsed time while
+the playbook runs, then the outcome table. The exit status says whether the
 observed table matched the incident's (0), did not (1), or the run failed (2).
 """
 
@@ -14,64 +15,73 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from badsum.analysis import incident, results, summary
 
-CELL_DONE_TASKS = ("Judge the cell from its measurements", "Record the cell as an error")
-TOPOLOGIES = list(results.TOPOLOGIES)
-CONDITIONS = list(results.CONDITIONS)
-
 
 def parse_extravars(pairs: list[str]) -> dict:
+    """-e values as ansible-playbook takes them: KEY=VALUE, a JSON object, or @FILE (YAML or JSON)."""
     extravars: dict = {}
     for pair in pairs:
+        if pair.startswith("@"):
+            try:
+                extravars.update(yaml.safe_load(Path(pair[1:]).read_text()) or {})
+            except (OSError, yaml.YAMLError) as exc:
+                raise ValueError(f"-e {pair}: cannot read it ({exc})") from None
+            continue
         if pair.startswith("{"):
-            extravars.update(json.loads(pair))
+            try:
+                extravars.update(json.loads(pair))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"-e {pair!r}: not a JSON object ({exc})") from None
             continue
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"-e {pair!r}: want KEY=VALUE or a JSON object")
+            raise ValueError(f"-e {pair!r}: want KEY=VALUE, a JSON object or @FILE")
         extravars[key] = value
     return extravars
 
 
-def cell_count(extravars: dict) -> int:
-    topologies = extravars.get("badsum_experiment_topologies", TOPOLOGIES)
-    conditions = extravars.get("badsum_experiment_conditions", CONDITIONS)
-    return len(topologies) * len(conditions)
+def progress(run_dir: Path) -> tuple[int, int]:
+    """(cells judged, cells planned) of a run, from its files alone."""
+    planned = results.planned_cells(run_dir)
+    done = sum(1 for t, c in planned if (run_dir / f"{t}-{c}.json").exists())
+    return done, len(planned)
 
 
 def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
     import ansible_runner  # heavy: only for this command
 
     console = Console(stderr=True)
-    total = cell_count(extravars)
-    results_dir = Path(extravars.get("badsum_results_dir", project / "results"))
-    state = {"done": 0, "phase": "starting", "run_id": None}
+    results_dir = Path(extravars.get("badsum_experiment_results_dir", project / "results")).resolve()
+    # Named here, so that progress can be read from the run's own files.
+    run_id = extravars.setdefault("badsum_experiment_run_id", time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
+    run_dir = results_dir / str(run_id)
+    state = {"step": "starting", "read": 0.0}
     start = time.monotonic()
     with (
         Progress(
-            TextColumn("[bold]cells"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=as_json,
-        ) as progress,
-        tempfile.TemporaryDirectory() as private,
-    ):
-        bar = progress.add_task("starting", total=total)
+            TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=console, transient=as_json,
+        ) as bar,
+        tempfile.TemporaryDirectory(prefix="badsum-runner-") as private,
+    ):  # fmt: skip
+        task = bar.add_task("starting", total=None)
 
         def on_event(event: dict) -> bool:
-            data = event.get("event_data", {})
             if event.get("event") == "playbook_on_task_start":
-                state["phase"] = data.get("task", "")
-            elif event.get("event") == "runner_on_ok" and data.get("task") in CELL_DONE_TASKS:
-                state["done"] += 1
-            progress.update(bar, completed=state["done"], description=state["phase"][:60])
+                state["step"] = event.get("event_data", {}).get("task", "")
+            if time.monotonic() - state["read"] > 0.25:  # the files, a few times a second at most
+                state["read"] = time.monotonic()
+                done, planned = progress(run_dir)
+                bar.update(task, completed=done, total=planned or None)
+                if not console.is_terminal and done != state.get("done"):  # a log, not a live bar
+                    console.print(f"cells judged: {done}/{planned}  ({time.monotonic() - start:.0f} s)")
+                    state["done"] = done
+            bar.update(task, description=state["step"][:60])
             return True
 
         outcome = ansible_runner.run(
@@ -87,43 +97,41 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
             event_handler=on_event,
             quiet=True,
         )
+        failure = _failure(outcome) if outcome.rc != 0 else ""
     elapsed = time.monotonic() - start
-    latest = results_dir / "latest"
-    cells, problems = results.load_run(latest) if latest.exists() else ([], ["no results"])
+    cells, problems = results.load_run(run_dir) if run_dir.is_dir() else ([], [f"no run directory {run_dir}"])
     mismatched = incident.mismatches(cells)
     status = 2 if outcome.rc != 0 or not cells else (1 if mismatched else 0)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "run": latest.resolve().name if latest.exists() else None,
-                    "ansible_rc": outcome.rc,
-                    "elapsed": round(elapsed, 1),
-                    "cells": [
-                        {
-                            k: c.get(k)
-                            for k in ("topology", "condition", "condition_kind", "verdict", "corrupted_packets")
-                        }
-                        for c in cells
-                    ],
-                    "matches_incident": not mismatched,
-                    "mismatches": mismatched,
-                    "problems": problems,
-                },
-                indent=1,
-            )
-        )
+        keys = ("topology", "condition", "condition_kind", "verdict", "verdict_reason", "corrupted_packets")
+        print(json.dumps({
+            "run": run_id,
+            "run_dir": str(run_dir),
+            "ansible_rc": outcome.rc,
+            "failure": failure,
+            "elapsed": round(elapsed, 1),
+            "cells": [{k: c.get(k) for k in keys} for c in cells],
+            "matches_incident": bool(cells) and not mismatched,
+            "mismatches": mismatched,
+            "problems": problems,
+        }, indent=1))  # fmt: skip
     else:
-        print(summary.table(cells))
+        print(summary.table(cells, results.planned_cells(run_dir)))
         print(
             f"{len(cells)} cells in {elapsed:.0f} s; "
             + ("the incident's table, reproduced" if not mismatched else "differs from the incident:")
         )
         for line in mismatched:
             print(f"  {line}")
-        if outcome.rc != 0:
-            print(
-                f"ansible-playbook failed (rc {outcome.rc}): see {private} or run it directly",
-                file=sys.stderr,
-            )
+        if failure:
+            print(f"ansible-playbook failed (rc {outcome.rc}): {failure}", file=sys.stderr)
     return status
+
+
+def _failure(outcome) -> str:
+    """The first failed task's own message, for the summary."""
+    for event in outcome.events:
+        if event.get("event") == "runner_on_failed":
+            data = event["event_data"]
+            return f"{data.get('task', '?')}: {data.get('res', {}).get('msg', '')}".strip()
+    return "see the playbook's output (ansible-playbook reproduce.yml)"

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: the full 15-cell matrix, repeated; agreement between runs and wall time.
 
-Each run is `ansible-playbook reproduce.yml` from lab up to the outcome table
-(testinfra off: timed separately, after the table), on a lab of its own that
-is created fresh for every run. Prints figures; asserts nothing. Root only.
+Each run is `ansible-playbook reproduce.yml` from lab up to the outcome table,
+testinfra suites included, on a lab of its own that is created fresh for
+every run. Prints figures and how many cells agreed across the runs. Root only.
 
     .venv/bin/python bench/matrix_repeat.py [--runs 5] [--hosts 10]
 """
@@ -29,9 +29,7 @@ LAB = "bmat"
 def run_once(workdir: Path, hosts: int, index: int) -> tuple[float, dict[tuple[str, str], str]]:
     inventory = workdir / f"inv{index}"
     (inventory / "group_vars").mkdir(parents=True)
-    (inventory / "group_vars" / "all.yml").write_text(
-        (ROOT / "inventories/local/group_vars/all.yml").read_text()
-    )
+    (inventory / "group_vars" / "all.yml").write_text((ROOT / "inventories/local/group_vars/all.yml").read_text())
     subprocess.run([sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB], cwd=ROOT, check=True,
                    capture_output=True)  # fmt: skip
     results = workdir / f"results{index}"
@@ -40,7 +38,7 @@ def run_once(workdir: Path, hosts: int, index: int) -> tuple[float, dict[tuple[s
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(inventory), "reproduce.yml",
          "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_lab_hosts={hosts}",
-         "-e", f"badsum_results_dir={results}", "-e", "badsum_verify=false"],
+         "-e", f"badsum_experiment_results_dir={results}"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     wall = time.perf_counter() - start
@@ -68,9 +66,7 @@ def main() -> int:
                 walls.append(wall)
                 tables.append(cells)
                 corrupt = sorted(f"{t}/{c}" for (t, c), v in cells.items() if v == "corrupt-delivered")
-                print(
-                    f"run {i + 1}: {wall:.1f} s, {len(cells)} cells, corrupt-delivered: {', '.join(corrupt)}"
-                )
+                print(f"run {i + 1}: {wall:.1f} s, {len(cells)} cells, corrupt-delivered: {', '.join(corrupt)}")
         finally:
             subprocess.run([sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB], cwd=ROOT,
                            capture_output=True, check=False)  # fmt: skip

@@ -5,11 +5,61 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from badsum import framing, results
+from badsum.analysis import results
+from badsum.host import framing
+
+SETTINGS = {
+    "badsum_experiment_topologies": ["bare", "mesos"],
+    "badsum_experiment_conditions": ["vulnerable", "patched"],
+    "badsum_experiment_backend": "ebpf",
+    "badsum_experiment_pattern": "random",
+    "badsum_experiment_rate": 10.0,
+    "badsum_experiment_port": 5001,
+    "badsum_experiment_conntrack_checksum": "",
+    "badsum_experiment_count": 4,
+    "badsum_experiment_interval": 1.0,
+    "badsum_experiment_size": 100,
+    "badsum_experiment_corruption_start_in": 1.5,
+    "badsum_experiment_corruption_duration": 2.5,
+    "badsum_experiment_min_corrupted": 3,
+}
 
 
-def make_raw(tmp: Path, *, flip: bool = False, corrupted: int = 7, csum: int = 7) -> Path:
-    raw = tmp / "raw" / "bare-patched"
+def run_record(run_dir: Path, cells: list[tuple[str, str]]) -> dict:
+    return {
+        "plan": {
+            "run_id": run_dir.name,
+            "run_dir": str(run_dir),
+            "settings": SETTINGS,
+            "cells": [{"topology": t, "condition": c, "name": f"{t}-{c}", "server": "host2"} for t, c in cells],
+            "servers": {
+                "host2": {
+                    "client": "host1",
+                    "corruptor": "switch",
+                    "corruption_iface": "p2",
+                    "corruption_hook": "egress",
+                    "cells": [],
+                }
+            },
+        },
+        "hosts": {"host2": {"kernel": "6.18", "groups": ["servers"], "state_before": {}}},
+        "command_line": ["ansible-playbook", "reproduce.yml"],
+        "inventory": ["inventories/local"],
+        "embedded_lab": True,
+    }
+
+
+def make_raw(
+    run_dir: Path,
+    topology: str = "bare",
+    condition: str = "patched",
+    *,
+    flip: bool = False,
+    corrupted: int | None = 7,
+    csum: int = 7,
+) -> Path:
+    """A cell's raw directory as the experiment leaves it: 4 messages, one bit flipped if asked."""
+    raw = run_dir / "raw" / f"{topology}-{condition}"
     raw.mkdir(parents=True)
     stream, msgs = b"", []
     for i in range(4):
@@ -21,24 +71,23 @@ def make_raw(tmp: Path, *, flip: bool = False, corrupted: int = 7, csum: int = 7
         received[msgs[2]["offset"] + framing.HEADER_LEN + 3] ^= 0x80
     (raw / "sent.bin").write_bytes(stream)
     (raw / "recv.bin").write_bytes(bytes(received))
+    namespaces = {"host": "self"} if topology == "bare" else {"host": "self", "container": "/run/netns/x"}
+    before = {ns: {"TcpInCsumErrors": 3, "ConntrackInvalid": 0} for ns in namespaces}
+    after = {ns: {"TcpInCsumErrors": 3 + (csum if ns == "host" else 0), "ConntrackInvalid": 0} for ns in namespaces}
+    record = run_record(run_dir, [(topology, condition)])
+    meta = results.cell_meta(record, f"{topology}-{condition}", {"path": "test", "namespaces": namespaces},
+                             {"kind": "real", "kernel": "6.18", "kernel_has_fix": True})  # fmt: skip
     files = {
-        "meta.json": {
-            "topology": "bare",
-            "condition": "patched",
-            "condition_kind": "real",
-            "kernel": "6.18",
-            "backend": "ebpf",
-        },
+        "cell.json": meta,
         "client.json": {"messages": msgs, "error": None},
-        "recv.json": {"chunks": [[11.0, len(stream) // 2], [16.0, len(stream)]]},
+        "serve.json": {"counters": before},
+        "recv.json": {"chunks": [[11.0, len(stream) // 2], [16.0, len(stream)]], "counters": after},
         "corruption.json": {
             "backend": "ebpf",
             "window_start": 11.5,
             "window_end": 14.0,
             "stats": {"corrupted_packets": corrupted, "events": []},
         },
-        "counters_before.json": {"host": {"TcpInCsumErrors": 3, "ConntrackInvalid": 0}},
-        "counters_after.json": {"host": {"TcpInCsumErrors": 3 + csum, "ConntrackInvalid": 0}},
     }
     for name, data in files.items():
         (raw / name).write_text(json.dumps(data))
@@ -46,16 +95,11 @@ def make_raw(tmp: Path, *, flip: bool = False, corrupted: int = 7, csum: int = 7
 
 
 def make_run(tmp: Path) -> Path:
+    """A judged run of three cells: bare/patched, mesos/vulnerable (corrupt), mesos/patched."""
     run = tmp / "results" / "run1"
-    for i, (topology, condition, flip) in enumerate(
-        [("bare", "patched", False), ("mesos", "vulnerable", True), ("mesos", "patched", False)]
-    ):
-        raw = make_raw(tmp / f"raw{i}", flip=flip, csum=0 if flip else 7)
-        meta = json.loads((raw / "meta.json").read_text())
-        meta.update(topology=topology, condition=condition)
-        (raw / "meta.json").write_text(json.dumps(meta))
+    cells = [("bare", "patched", False), ("mesos", "vulnerable", True), ("mesos", "patched", False)]
+    for topology, condition, flip in cells:
+        raw = make_raw(run, topology, condition, flip=flip, csum=0 if flip else 7)
         results.write_result(results.build_cell_result(raw), run)
-    (run / "run.json").write_text(json.dumps({"hosts": {"host2": {"kernel": "6.18", "groups": ["servers"]}},
-                                              "command_line": ["ansible-playbook", "reproduce.yml"],
-                                              "inventory": ["inventories/local"]}))  # fmt: skip
+    (run / "run.json").write_text(json.dumps(run_record(run, [(t, c) for t, c, _ in cells])))
     return run

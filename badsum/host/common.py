@@ -65,12 +65,33 @@ def in_netns(netns: str | None, *cmd: str) -> list[str]:
     return ["nsenter", f"--net={netns}", *cmd]
 
 
+PF_EXITING = 0x4  # include/linux/sched.h: the task is on its way out
+
+
 def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent (or init) to reap it."""
+    """Running: not gone, not a zombie waiting to be reaped, not already exiting."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return False
+    return fields[0] not in ("Z", "X") and not int(fields[6]) & PF_EXITING
+
+
+def identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time): the same process only while both match (PIDs are reused, quickly on small pid_max)."""
+    try:
+        return pid, int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def present(process: tuple[int, int]) -> bool:
+    """That very process is still in the process table, other than as a zombie (exiting counts)."""
+    try:
+        fields = Path(f"/proc/{process[0]}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return int(fields[19]) == process[1] and fields[0] not in ("Z", "X")
 
 
 def kill(pids: Sequence[int], sig: int) -> None:

@@ -17,12 +17,11 @@ NETNS is a network namespace path (/run/netns/x or /proc/PID/ns/net).
 from __future__ import annotations
 
 import argparse
+import platform
 import struct
 
-import platform
-
 from . import bpf, kernels, net
-from .common import HostError, Parser, in_netns, sh
+from .common import HostError, Parser
 
 PREF = 7
 STATS_MAP = "bs_vb_stats"
@@ -63,25 +62,7 @@ def attach(pairs: list[tuple[str, str]]) -> dict:
         if PROGRAM in net.filters(ifname, "ingress", PREF, netns):
             continue
         net.ensure_clsact(ifname, netns)
-        sh(
-            *in_netns(
-                netns,
-                "tc",
-                "filter",
-                "add",
-                "dev",
-                ifname,
-                "ingress",
-                "pref",
-                str(PREF),
-                "bpf",
-                "da",
-                "obj",
-                str(obj),
-                "sec",
-                "tc",
-            )
-        )
+        net.attach_bpf(ifname, "ingress", PREF, str(obj), netns)
         changed = True
     return {"changed": changed}
 
@@ -114,8 +95,12 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
     a = sub.add_parser("apply", help="put the host in a condition (attach the emulator where it is emulated)")
     a.add_argument("--name", choices=["vulnerable", "workaround", "patched"], required=True)
-    a.add_argument("--kernel-fixed", choices=["auto", "yes", "no"], required=True,
-                   help="does this kernel have the fix (auto: from its release)")
+    a.add_argument(
+        "--kernel-fixed",
+        choices=["auto", "yes", "no"],
+        required=True,
+        help="does this kernel have the fix (auto: from its release)",
+    )
     a.add_argument("--veth", action="append", default=[], help="NETNS_PATH:IFNAME (repeatable)")
     for name in ("stats", "detach"):
         sub.add_parser(name, help=f"{name} the emulator").add_argument(

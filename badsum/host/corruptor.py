@@ -103,24 +103,7 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
     if not obj.exists():
         raise HostError(f"the injector's program {obj} is not built: run the corruption role first (prepare.yml)")
     added_qdisc = net.ensure_clsact(a.iface)
-    sh(
-        "tc",
-        "filter",
-        "replace",
-        "dev",
-        a.iface,
-        a.hook,
-        "pref",
-        str(FILTER_PREF),
-        "handle",
-        "1",
-        "bpf",
-        "da",
-        "obj",
-        str(obj),
-        "sec",
-        "tc",
-    )
+    net.attach_bpf(a.iface, a.hook, FILTER_PREF, str(obj))
     maps = attached_maps(a.iface, a.hook)
     now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns()
     expire = now + int((a.start_in + a.duration + a.expire_after) * 1e9)
@@ -141,22 +124,8 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
     )
     # The maps start zeroed (inert) when tc loads the program; writing the
     # config is the single step that arms it.
-    sh(
-        "bpftool",
-        "map",
-        "update",
-        "id",
-        str(maps["bs_cfg"]),
-        "key",
-        "hex",
-        "00",
-        "00",
-        "00",
-        "00",
-        "value",
-        "hex",
-        *[f"{b:02x}" for b in cfg],
-    )
+    key = ["key", "hex", "00", "00", "00", "00"]
+    sh("bpftool", "map", "update", "id", str(maps["bs_cfg"]), *key, "value", "hex", *[f"{b:02x}" for b in cfg])
     return {"added_qdisc": added_qdisc, "expire_ns": expire, "maps": maps}
 
 

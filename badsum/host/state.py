@@ -32,12 +32,25 @@ PIDFILES = ("dockerd.pid",)
 
 
 def _firewall(tool: str) -> list[str]:
-    """Rules without comments and packet counters, which change on their own."""
-    lines = []
+    """Rules without comments and packet counters, which change on their own.
+
+    A table with nothing but its built-in chains, all ACCEPT, and no rule
+    filters nothing: it is left out, so a table that was merely loaded (by a
+    topology's snapshot and restore) compares equal to no table at all.
+    """
+    tables: list[list[str]] = []
     for line in sh(tool).stdout.splitlines():
-        if line.startswith("#"):
-            continue
-        lines.append(line.split(" [", 1)[0] if line.startswith(":") else line)
+        if line.startswith("*"):
+            tables.append([line])
+        elif line and not line.startswith("#") and tables:
+            tables[-1].append(line)
+    lines: list[str] = []
+    for table in tables:
+        chains = [line.split(" [", 1)[0] for line in table if line.startswith(":")]
+        rules = [line for line in table if line.startswith("-")]
+        builtin = {f":{c} ACCEPT" for c in firewall.BUILTIN_CHAINS.get(table[0][1:], ())}
+        if rules or not set(chains) <= builtin:
+            lines += [table[0], *chains, *rules]
     return lines
 
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from badsum.host.common import alive
+from badsum.host.common import alive, identity, present
 
 TOP = "badsum"
 # v1 hierarchies a node joins: freezer to stop a lab at once, memory and pids
@@ -97,6 +97,7 @@ def _live(pid_set: set[int]) -> set[int]:
 
 def kill(lab_id: str) -> set[int]:
     """Kill every process of the lab; returns the ones still alive after KILL_TIMEOUT (none, normally)."""
+    seen = {i for p in pids(lab_id) if (i := identity(p))}
     hs = hierarchies()
     v2 = next((h for h in hs if h.version == 2), None)
     freezer = next((h for h in hs if "freezer" in h.controllers), None)
@@ -112,6 +113,11 @@ def kill(lab_id: str) -> set[int]:
     deadline = time.monotonic() + KILL_TIMEOUT
     while (left := _live(pids(lab_id))) and time.monotonic() < deadline:
         _signal(left, signal.SIGKILL)
+        time.sleep(0.02)
+    # A killed container's init waits in the kernel for its namespace's other
+    # processes before it is gone: wait for it too (bounded), so nothing of
+    # the lab is still in the process table when down returns.
+    while any(present(p) for p in seen) and time.monotonic() < deadline:
         time.sleep(0.02)
     return _live(pids(lab_id))
 

@@ -1,37 +1,30 @@
-"""Integration tests: real namespaces, real sshd, real tc, real nc. Root only.
+"""Integration tests: real namespaces, real sshd, real tc, real nc, real dockerd. Root only.
 
-They use their own lab id and inventory, so a user's lab0 is left alone.
+They use labs of their own (lab ids it*), so a user's lab0 is left alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "itest"
 VENV_BIN = Path(sys.executable).parent
+ENV = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
 
 pytestmark = pytest.mark.lab
 
 
-def badsum(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "badsum", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-    )
+def badsum(*args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "badsum", *args], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, check=check, timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,35 +33,39 @@ def _root_only() -> None:
         pytest.skip("integration tests build network namespaces: run them as root")
 
 
-@pytest.fixture(scope="session")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    inv = tmp_path_factory.mktemp("inventory")
-    shutil.copytree(ROOT / "inventories" / "local" / "group_vars", inv / "group_vars")
-    return inv
+def embedded_inventory(path: Path) -> Path:
+    """An inventory directory like inventories/local: its group_vars, and what `badsum lab up` writes."""
+    (path / "group_vars").mkdir(parents=True, exist_ok=True)
+    (path / "group_vars" / "all.yml").write_text((ROOT / "inventories/local/group_vars/all.yml").read_text())
+    return path
 
 
 @pytest.fixture(scope="session")
-def lab(inventory: Path) -> Iterator[Path]:
-    """One lab for the session's experiments; removed at the end, also on failure."""
-    hosts = yaml.safe_load((inventory / "group_vars" / "all.yml").read_text())["badsum_lab_hosts"]
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One lab (the default size: the lab reproduce.yml uses) for the session; removed at the end."""
+    inventory = embedded_inventory(tmp_path_factory.mktemp("inventory"))
     badsum("lab", "down", "--lab", LAB)
-    badsum("lab", "up", "--lab", LAB, "--hosts", str(hosts), "--inventory", str(inventory))
+    badsum("lab", "up", "--lab", LAB, "--inventory", str(inventory))
     yield inventory
     badsum("lab", "down", "--lab", LAB)
 
 
 def playbook(inventory: Path, playbook: str, results: Path, *extra: str, timeout: int = 300):
-    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    cmd = [
-        str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), playbook,
-        "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_results_dir={results}", *extra,
-    ]  # fmt: skip
-    return subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout, check=False
-    )
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), playbook, "-e", f"badsum_lab_id={LAB}",
+           "-e", f"badsum_experiment_results_dir={results}", *extra]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=timeout, check=False)
+
+
+def cells(results: Path) -> dict[tuple[str, str], dict]:
+    found = [json.loads(p.read_text()) for p in (results / "latest").glob("*-*.json")]
+    return {(c["topology"], c["condition"]): c for c in found}
 
 
 def only_cell(results: Path) -> dict:
-    cells = [json.loads(p.read_text()) for p in (results / "latest").glob("*-*.json")]
-    assert len(cells) == 1, cells
-    return cells[0]
+    found = list(cells(results).values())
+    assert len(found) == 1, found
+    return found[0]
+
+
+def one_cell(topology: str, condition: str) -> tuple[str, str]:
+    return ("-e", json.dumps({"badsum_experiment_topologies": [topology], "badsum_experiment_conditions": [condition]}))

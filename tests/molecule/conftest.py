@@ -1,7 +1,8 @@
 """testinfra suite of the molecule scenarios: is the topology wired, is nc listening?
 
-Called by molecule/shared/verify.yml with the topology's name and the result
-its role returned (JSON).
+Called by molecule/shared/verify.yml with the topology's name, the port, and
+the result its role returned (JSON); interfaces and prefixes come from the
+inventory.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 
 import pytest
 import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -17,6 +19,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--badsum-result", required=True, help="the topology role's result, as JSON")
     parser.addoption("--badsum-server", required=True, help="inventory name of the server host")
     parser.addoption("--badsum-client", required=True, help="inventory name of its client host")
+    parser.addoption("--badsum-port", required=True, type=int, help="the experiment's port")
 
 
 def _host(request: pytest.FixtureRequest, option: str):
@@ -34,6 +37,18 @@ def server(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def client(request: pytest.FixtureRequest):
     return _host(request, "--badsum-client")
+
+
+@pytest.fixture(scope="session")
+def server_vars(request: pytest.FixtureRequest) -> dict:
+    """The server's inventory variables: its data NIC and prefixes come from there, never from the test."""
+    runner = AnsibleRunner(request.config.getoption("--ansible-inventory"))
+    return runner.get_variables(request.config.getoption("--badsum-server"))
+
+
+@pytest.fixture(scope="session")
+def port(request: pytest.FixtureRequest) -> int:
+    return request.config.getoption("--badsum-port")
 
 
 @pytest.fixture(scope="session")

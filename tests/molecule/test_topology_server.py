@@ -1,4 +1,4 @@
-"""On the server (host B): the topology's pieces exist and nc listens where it should."""
+"""On the server (host B): the topology's pieces exist where its contract says."""
 
 from __future__ import annotations
 
@@ -10,42 +10,65 @@ def in_ns(result: dict, command: str) -> str:
     return f"nsenter --net={netns} {command}"
 
 
-def test_nc_listens_in_the_servers_namespace(server, result: dict) -> None:
-    out = server.check_output(in_ns(result, "ss -Hltn 'sport = :5001'"))
-    assert ":5001" in out
+def test_the_contract_is_complete(result: dict, topology: str) -> None:
+    for key in ("name", "path", "server_command", "target", "namespaces", "container_veths", "client_routes"):
+        assert key in result, key
+    assert result["name"] == topology
+    assert result["namespaces"]["host"] == "self"
+    if topology != "bare":
+        assert "container" in result["namespaces"] and result["container_veths"]
 
 
-def test_mesos_container_shares_the_hosts_address_and_mac(server, topology: str, result: dict) -> None:
+def test_the_container_veths_are_veths(server, result: dict) -> None:
+    for veth in result["container_veths"]:
+        driver = server.check_output(f"nsenter --net={veth['netns']} ethtool -i {veth['ifname']}")
+        assert "driver: veth" in driver
+
+
+def test_mesos_container_shares_the_hosts_address_and_mac(server, topology: str, result: dict,
+                                                          server_vars: dict, port: int) -> None:  # fmt: skip
     if topology != "mesos":
         pytest.skip("mesos only")
-    host_mac = server.check_output("cat /sys/class/net/eth0/address")
-    assert server.check_output(in_ns(result, "cat /sys/class/net/eth0/address")) == host_mac
+    nic = server_vars["badsum_data_iface"]
+    assert server.check_output(in_ns(result, "cat /sys/class/net/eth0/address")) == server.check_output(
+        f"cat /sys/class/net/{nic}/address"
+    )
+    assert result["target"] == server_vars["badsum_data_ipv4"]
     assert result["target"] in server.check_output(in_ns(result, "ip -4 -br addr show dev eth0"))
-    ingress = server.check_output("tc filter show dev eth0 ingress")
+    ingress = server.check_output(f"tc filter show dev {nic} ingress")
+    assert f"dport {port}" in ingress or f"{port:04x}" in ingress
     assert "mirred (Egress Redirect to device mesos0)" in ingress
     assert "mirred (Egress Mirror to device mesos0)" in ingress  # ARP and ICMP
-    assert "Redirect to device eth0" in server.check_output("tc filter show dev mesos0 ingress")
+    assert f"Redirect to device {nic}" in server.check_output("tc filter show dev mesos0 ingress")
 
 
-def test_kubernetes_pod_sits_on_cbr0(server, topology: str, result: dict) -> None:
+def test_kubernetes_pod_sits_on_cbr0_in_the_nodes_pod_cidr(server, topology: str, result: dict,
+                                                           server_vars: dict) -> None:  # fmt: skip
     if topology != "kubernetes":
         pytest.skip("kubernetes only")
+    import ipaddress
+
     assert server.interface("cbr0").exists
     veth = result["container_veths"][0]["host_side"]
     assert "master cbr0" in server.check_output(f"ip -d link show dev {veth}")
-    assert result["target"] in server.check_output(in_ns(result, "ip -4 -br addr show dev eth0"))
+    assert ipaddress.ip_address(result["target"]) in ipaddress.ip_network(server_vars["badsum_pod_cidr"])
+    assert result["client_routes"] == [{"dst": server_vars["badsum_pod_cidr"], "via": server_vars["badsum_data_ipv4"]}]
     assert server.check_output("sysctl -n net.ipv4.ip_forward") == "1"
 
 
-def test_docker_runs_privately_with_the_labs_addresses(server, topology: str, result: dict) -> None:
+def test_docker_runs_privately_with_the_inventorys_prefixes(server, topology: str, result: dict,
+                                                            server_vars: dict, port: int) -> None:  # fmt: skip
     if not topology.startswith("docker"):
         pytest.skip("docker only")
     docker = "/usr/bin/docker -H unix:///run/badsum/docker.sock"
     assert server.check_output(f"{docker} inspect -f '{{{{.State.Running}}}}' badsum-server") == "true"
     bridge = server.check_output("ip -4 -br addr show dev docker0")
-    assert "198.18." in bridge and "172.17." not in bridge
+    assert server_vars["badsum_docker_bip"] in bridge and "172.17." not in bridge
     if topology == "docker-ipv6":
-        assert result["target"].startswith("fd00:")
+        import ipaddress
+
+        prefix = ipaddress.ip_network(server_vars["badsum_docker_ipv6_cidr"])
+        assert ipaddress.ip_address(result["target"]) in prefix
         assert server.check_output("sysctl -n net.ipv6.conf.all.forwarding") == "1"
     else:
-        assert "--dport 5001 -j DNAT" in server.check_output("iptables-save -t nat")
+        assert f"--dport {port} -j DNAT" in server.check_output("iptables-save -t nat")

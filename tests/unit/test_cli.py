@@ -28,11 +28,9 @@ def test_bad_options_are_refused_before_anything_runs(argv: list[str], capsys: p
     assert "error" in capsys.readouterr().err
 
 
-def test_too_many_hosts_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
+def test_too_many_hosts_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    monkeypatch.setattr("badsum.lab.allocate_slot", lambda lab_id: 0)
+    monkeypatch.setattr("badsum.lab.provider.allocate_slot", lambda lab_id: 0)
     assert cli.main(["lab", "up", "--hosts", "500"]) == 2
     assert "--hosts must be between 1 and 200" in capsys.readouterr().err
 

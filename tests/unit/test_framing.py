@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from badsum import framing
+from badsum.host import framing
 
 
 def test_frames_round_trip() -> None:

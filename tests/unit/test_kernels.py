@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from badsum.kernels import has_fix, parse
+from badsum.host.kernels import has_fix, parse
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from badsum import plots, report
+from badsum import report
+from badsum.report import plots
 from synthetic import make_run
 
 
@@ -45,9 +46,7 @@ def test_rebuilding_gives_the_same_report_but_for_its_build_time(tmp_path: Path)
     ("content", "message"),
     [("{broken", "not valid JSON"), ('{"topology": "mesos", "condition": "patched"}', "field 'verdict'")],
 )
-def test_a_malformed_file_is_named_and_the_rest_is_still_built(
-    tmp_path: Path, content: str, message: str
-) -> None:
+def test_a_malformed_file_is_named_and_the_rest_is_still_built(tmp_path: Path, content: str, message: str) -> None:
     run = make_run(tmp_path)
     (run / "mesos-patched.json").write_text(content)
     built = report.build(run)
@@ -72,6 +71,15 @@ def test_comparison_marks_differences(tmp_path: Path) -> None:
 def test_cells_know_the_incidents_expectation() -> None:
     assert report.Cell("docker-ipv6", "vulnerable").expected == "corrupt-delivered"
     assert report.Cell("docker-nat", "vulnerable").expected == "clean"
+    knob = report.Cell("docker-nat", "vulnerable", {"conntrack_checksum": "0"})
+    assert knob.expected == "corrupt-delivered"
+
+
+def test_a_planned_cell_without_a_result_is_shown_not_hidden(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    (run / "mesos-patched.json").unlink()
+    built = report.build(run)
+    assert any("mesos/patched was planned but has no result file" in p for p in built["problems"])
 
 
 def test_timeline_data_counts_messages_as_they_go() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from badsum.verdict import CLEAN, CORRUPT, INCONCLUSIVE, Evidence, decide
+from badsum.analysis.verdict import CLEAN, CORRUPT, INCONCLUSIVE, Evidence, decide
 
 
 @pytest.mark.parametrize(

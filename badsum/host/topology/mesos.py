@@ -26,6 +26,16 @@ PREF_ARP = 90
 PREF_ICMP = 91
 PREF_OUT = 100
 CLSACT_MARKER = STATE / "mesos-clsact"
+ANY = ["u32", "match", "u32", "0", "0"]
+ICMP = ["protocol", "ip", "u32", "match", "ip", "protocol", "1", "0xff"]
+
+
+def redirect_to(dev: str) -> list[str]:
+    return ["action", "mirred", "egress", "redirect", "dev", dev]
+
+
+def mirror_to(dev: str) -> list[str]:
+    return ["action", "mirred", "egress", "mirror", "dev", dev]
 
 
 def up(o) -> dict:
@@ -52,97 +62,11 @@ def up(o) -> dict:
         changed = True
     changed |= hn.ensure_clsact(VETH)
     for i, port in enumerate(ports):
-        changed |= hn.ensure_filter(
-            iface,
-            "ingress",
-            PREF_PORTS + i,
-            [
-                "protocol",
-                "ip",
-                "u32",
-                "match",
-                "ip",
-                "dst",
-                f"{address}/32",
-                "match",
-                "ip",
-                "protocol",
-                "6",
-                "0xff",
-                "match",
-                "ip",
-                "dport",
-                str(port),
-                "0xffff",
-                "action",
-                "mirred",
-                "egress",
-                "redirect",
-                "dev",
-                VETH,
-            ],
-        )
-    changed |= hn.ensure_filter(
-        iface,
-        "ingress",
-        PREF_ARP,
-        [
-            "protocol",
-            "arp",
-            "u32",
-            "match",
-            "u32",
-            "0",
-            "0",
-            "action",
-            "mirred",
-            "egress",
-            "mirror",
-            "dev",
-            VETH,
-        ],
-    )
-    changed |= hn.ensure_filter(
-        iface,
-        "ingress",
-        PREF_ICMP,
-        [
-            "protocol",
-            "ip",
-            "u32",
-            "match",
-            "ip",
-            "protocol",
-            "1",
-            "0xff",
-            "action",
-            "mirred",
-            "egress",
-            "mirror",
-            "dev",
-            VETH,
-        ],
-    )
-    changed |= hn.ensure_filter(
-        VETH,
-        "ingress",
-        PREF_OUT,
-        [
-            "protocol",
-            "all",
-            "u32",
-            "match",
-            "u32",
-            "0",
-            "0",
-            "action",
-            "mirred",
-            "egress",
-            "redirect",
-            "dev",
-            iface,
-        ],
-    )
+        to_port = f"protocol ip u32 match ip dst {address}/32 match ip protocol 6 0xff match ip dport {port} 0xffff"
+        changed |= hn.ensure_filter(iface, "ingress", PREF_PORTS + i, [*to_port.split(), *redirect_to(VETH)])
+    changed |= hn.ensure_filter(iface, "ingress", PREF_ARP, ["protocol", "arp", *ANY, *mirror_to(VETH)])
+    changed |= hn.ensure_filter(iface, "ingress", PREF_ICMP, [*ICMP, *mirror_to(VETH)])
+    changed |= hn.ensure_filter(VETH, "ingress", PREF_OUT, ["protocol", "all", *ANY, *redirect_to(iface)])
     return {
         "changed": changed,
         "path": f"tc redirect from {iface} into veth {VETH} (container shares the host's IP and MAC)",

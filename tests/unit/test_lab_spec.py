@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from badsum.labspec import LabError, LabSpec, validate_in_lab_range, validate_lab_id
+from badsum.lab.spec import LabError, LabSpec, validate_in_lab_range, validate_lab_id
 
 
 def test_names_and_addresses_follow_from_id_and_slot() -> None:
@@ -15,7 +15,7 @@ def test_names_and_addresses_follow_from_id_and_slot() -> None:
 
 
 def test_every_address_is_inside_the_lab_ranges() -> None:
-    spec = LabSpec("big", hosts=200, slot=127)
+    spec = LabSpec("big", hosts=200, slot=31)
     for node in spec.nodes():
         for addr in (node.mgmt_v4, node.mgmt_v6, node.data_v4 or node.mgmt_v4, node.data_v6 or node.mgmt_v6):
             validate_in_lab_range(addr)
@@ -33,7 +33,7 @@ def test_bad_lab_ids_are_refused(bad: str) -> None:
         validate_lab_id(bad)
 
 
-@pytest.mark.parametrize(("hosts", "slot"), [(0, 0), (201, 0), (2, 128), (2, -1)])
+@pytest.mark.parametrize(("hosts", "slot"), [(0, 0), (201, 0), (2, 32), (2, -1)])
 def test_bad_sizes_are_refused(hosts: int, slot: int) -> None:
     with pytest.raises(LabError):
         LabSpec("lab0", hosts, slot)
@@ -45,14 +45,19 @@ def test_addresses_outside_the_lab_are_refused(addr: str) -> None:
         validate_in_lab_range(addr)
 
 
-def test_container_prefixes_are_distinct_and_inside_the_lab() -> None:
-    seen = set()
-    for slot in (0, 127):
-        spec = LabSpec("lab0", hosts=16, slot=slot)
-        for n in range(1, 17):
-            prefixes = spec.containers(n)
-            for value in prefixes.values():
+def test_container_prefixes_are_distinct_per_pair_and_inside_the_lab() -> None:
+    seen: dict[str, tuple[int, int]] = {}
+    for slot in (0, 31):
+        spec = LabSpec("lab0", hosts=200, slot=slot)
+        for n in range(2, 201, 2):  # the servers: one per pair
+            for key, value in spec.containers(n).items():
                 validate_in_lab_range(value)
-                assert value not in seen
-                seen.add(value)
-    assert LabSpec("lab0", hosts=20, slot=0).containers(17) == {}
+                assert value not in seen, f"{key} {value} of host {n} slot {slot} also {seen[value]}"
+                seen[value] = (slot, n)
+
+
+def test_a_pair_shares_its_ipv4_container_prefixes() -> None:
+    spec = LabSpec("lab0", hosts=4, slot=0)
+    a, b = spec.containers(1), spec.containers(2)
+    assert a["badsum_pod_cidr"] == b["badsum_pod_cidr"] != spec.containers(4)["badsum_pod_cidr"]
+    assert a["badsum_docker_ipv6_cidr"] != b["badsum_docker_ipv6_cidr"]

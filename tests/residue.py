@@ -1,0 +1,64 @@
+"""What a lab can leave behind on this machine, found from the outside: tests and faults use it.
+
+Everything is looked for by the lab's id, the way `badsum lab down` itself
+finds it, plus the processes the test saw in the lab before the teardown
+(by identity: PIDs are reused quickly here).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from badsum.host.common import identity
+from badsum.lab import cgroups
+from badsum.lab.spec import NS_ROOT, STATE_ROOT
+
+
+def _run(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+
+
+def lab_processes(lab_id: str) -> set[tuple[int, int]]:
+    """Every process in the lab's cgroups now, containers included, as (pid, start time)."""
+    return {i for pid in cgroups.pids(lab_id) if (i := identity(pid))}
+
+
+def leftovers(lab_id: str, processes: set[tuple[int, int]] = frozenset(), inventory: Path | None = None) -> list[str]:
+    found = []
+    netns = _run("ip", "netns", "list")
+    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith(f"{lab_id}-")]
+    links = json.loads(_run("ip", "-j", "link") or "[]")
+    found += [f"link {link['ifname']}" for link in links if link["ifname"].startswith(f"{lab_id}-")]
+    found += [f"ns file {p}" for p in NS_ROOT.glob(f"{lab_id}-*")]
+    mounts = Path("/proc/self/mounts").read_text()
+    found += [f"mount {line.split()[1]}" for line in mounts.splitlines() if f"/{lab_id}-" in line.split()[1]]
+    if (STATE_ROOT / lab_id).exists():
+        found.append(f"state {STATE_ROOT / lab_id}")
+    found += [f"cgroup {path}" for path in cgroups.leftovers(lab_id)]
+    for pid, start in processes:
+        now = identity(pid)
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if now else ""
+        if now == (pid, start) and state not in ("Z", "X"):
+            found.append(f"process {pid} ({Path(f'/proc/{pid}/comm').read_text().strip()})")
+    if inventory is not None:
+        found += [f"inventory file {inventory / name}" for name in ("hosts.yml", ".ssh") if (inventory / name).exists()]
+    # BPF programs live as long as a device they are attached to: the lab's are gone with its namespaces.
+    progs = json.loads(_run("bpftool", "-j", "prog", "show") or "[]")
+    found += [
+        f"bpf program {p['id']} {p.get('name')}" for p in progs if p.get("name") in ("badsum_corrupt", "badsum_vethbug")
+    ]
+    return found
+
+
+def results_intact(results: Path) -> list[str]:
+    """Every JSON file under a results directory is whole (written atomically, never half)."""
+    broken = []
+    for path in results.rglob("*.json"):
+        try:
+            json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            broken.append(f"{path}: {exc}")
+    broken += [f"temporary file {p}" for p in results.rglob(".*.tmp")]
+    return broken

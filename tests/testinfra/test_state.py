@@ -1,0 +1,48 @@
+"""After the run every host is back in the state the run found it in.
+
+The run's record holds each host's state as the host kit read it before the
+run (namespaces, links, qdiscs, filters and offloads of the interfaces badsum
+touches, forwarding and conntrack sysctls, the firewall, routes, listeners on
+the experiment port, badsum's own scratch files and processes). Here the kit
+reads it again, through the same inventory, and every part must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+ASPECTS = ("netns", "links", "interfaces", "sysctl", "iptables", "ip6tables", "routes", "listening", "scratch",
+           "processes")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def inventory(request: pytest.FixtureRequest) -> AnsibleRunner:
+    return AnsibleRunner(request.config.getoption("--ansible-inventory"))
+
+
+@pytest.fixture(scope="module")
+def state_after(inventory: AnsibleRunner, record: dict, settings: dict) -> dict:
+    """Each host's state now, read once per host with one call of the host kit."""
+    found = {}
+    for name, info in record["hosts"].items():
+        before = info.get("state_before")
+        if not before:
+            continue
+        host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory.inventory_file)
+        lib = inventory.get_variables(name).get("badsum_lib_dir", "/var/lib/badsum")
+        args = [f"--iface={i}" for i in before["interfaces"]] + [f"--port={settings['port']}"]
+        cmd = host.run(f"/usr/bin/python3 {lib}/bin/badsum-host.pyz state show {shlex.join(args)}")
+        assert cmd.rc == 0, f"{name}: {cmd.stderr or cmd.stdout}"
+        found[name] = json.loads(cmd.stdout)
+    return found
+
+
+@pytest.mark.parametrize("aspect", ASPECTS)
+def test_the_host_is_back_as_the_run_found_it(record: dict, state_after: dict, host_name: str, aspect: str) -> None:
+    before = record["hosts"][host_name]["state_before"][aspect]
+    assert state_after[host_name][aspect] == before, f"{host_name}: {aspect} changed during the run"
