@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _user(text: str) -> str:
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", text) or text == "root":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a user name for the lab (lowercase, not root)")
+    return text
+
+
 def _lab_id(text: str) -> str:
     try:
         validate_lab_id(text)
@@ -50,7 +57,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         slot = args.slot if args.slot is not None else labmod.allocate_slot(args.lab)
         spec = LabSpec(args.lab, args.hosts, slot)
         inventory = Path(args.inventory) if args.inventory else default_inventory(args.lab)
-        print(labmod.up(spec, inventory, project_dir()))
+        print(labmod.up(spec, inventory, project_dir(), args.user))
     elif args.action == "down":
         ids = sorted({e["lab_id"] for e in labmod.status()}) if args.all else [args.lab]
         for lab_id in ids or [args.lab]:
@@ -100,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab.add_argument("--slot", type=_positive_int, help="address slot: 198.18.SLOT.0/24 etc. (default: free one)")
     lab.add_argument("--inventory", help="where to write the inventory (default inventories/local)")
+    lab.add_argument("--user", type=_user,
+                     help="up: also a non-root user on every node, with the lab's key and sudo; "
+                          "root does not log in (a cloud VM's shape)")  # fmt: skip
     lab.add_argument("--all", action="store_true", help="down/status: every lab on this machine")
     lab.add_argument("--json", action="store_true", help="status: machine-readable output")
     lab.set_defaults(func=cmd_lab)

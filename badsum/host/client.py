@@ -28,14 +28,25 @@ from pathlib import Path
 from . import capture, framing, net
 from .common import STATE, HostError, Parser, atomic_write, sh
 
+MAX_SEND_BUFFER = 4 * 2**20
 
-def connect(host: str, port: int, timeout: float) -> socket.socket:
+
+def connect(host: str, port: int, timeout: float, send_buffer: int) -> socket.socket:
     deadline = time.monotonic() + timeout
     last: OSError | None = None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while time.monotonic() < deadline:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        # Room for the whole stream (the kernel caps it at net.core.wmem_max): a
+        # message is handed over on its schedule even while TCP retransmits,
+        # as the article's client did; it waits in the kernel, not in us.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, min(send_buffer, MAX_SEND_BUFFER))
+        sock.settimeout(min(2.0, timeout))
         try:
-            return socket.create_connection((host, port), timeout=min(2.0, timeout))
+            sock.connect((host, port))
+            return sock
         except OSError as exc:  # server not listening yet
+            sock.close()
             last = exc
             time.sleep(0.05)
     raise HostError(f"could not connect to [{host}]:{port} within {timeout:g} s: {last}")
@@ -50,7 +61,8 @@ def unacked_bytes(sock: socket.socket) -> int:
 def send(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sock = connect(args.host, args.port, args.connect_timeout)
+    sock = connect(args.host, args.port, args.connect_timeout,
+                   args.count * (framing.HEADER_LEN + args.size) + 65536)  # fmt: skip
     sock.settimeout(args.send_timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     connected = time.time()

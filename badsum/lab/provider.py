@@ -37,9 +37,15 @@ LINK_GONE_TIMEOUT = 5.0
 WORKERS = 16
 
 # Runs inside the node's fresh mount namespace, already in its network namespace.
+# $1: the node's name; $2: the lab's own files (etc/ for this node's /etc files).
 NODE_INIT = r"""
 set -e
 hostname "$1"
+# /etc files of the node's own: its name resolves (sudo asks), and a lab made
+# with a user (`--user`, the cloud shape) has that user only inside the lab.
+for f in hosts passwd shadow group sudoers.d; do
+  if [ -e "$2/etc/$f" ]; then mount --bind "$2/etc/$f" "/etc/$f"; fi
+done
 # Copies of the root's /run mounts (other nodes' and labs' namespace binds)
 # would pin those namespaces for as long as this node lives: drop them all.
 awk '$2 ~ "^/run/" {print $2}' /proc/self/mounts | sort -r | xargs -r umount -l 2>/dev/null || true
@@ -48,6 +54,8 @@ mkdir -p /run/sshd /run/lock /run/badsum
 # A home of its own: an emulated host does not run the machine's ~/.bashrc
 # on every SSH command (or see its files).
 mount -t tmpfs -o mode=0700,size=64m badsum-home /root
+mount -t tmpfs -o mode=0755,size=64m badsum-homes /home
+if [ -n "$3" ]; then mkdir -p "/home/$3" && chown "$3:" "/home/$3" && chmod 0700 "/home/$3"; fi
 # A sysfs mounted from inside the netns shows this node's interfaces only.
 umount -l /sys 2>/dev/null || true
 mount -t sysfs sysfs /sys
@@ -78,8 +86,8 @@ ListenAddress {addr}
 Port 22
 HostKey {hostkey}
 PidFile /run/sshd.pid
-AuthorizedKeysFile {authorized_keys}
-PermitRootLogin prohibit-password
+AuthorizedKeysFile {authorized_keys}/%u
+PermitRootLogin {root_login}
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
@@ -168,7 +176,7 @@ def _ssh_open(addr: str, timeout: float = 0.2) -> bool:
 # -- up -----------------------------------------------------------------------
 
 
-def check_owner(spec: LabSpec, inventory_dir: Path, state: dict) -> None:
+def check_owner(spec: LabSpec, inventory_dir: Path, state: dict, user: str | None = None) -> None:
     """One lab, one owner: a lab is used through the inventory it wrote, nowhere else."""
     if Path(state["inventory"]) != inventory_dir.resolve():
         raise LabError(
@@ -177,21 +185,26 @@ def check_owner(spec: LabSpec, inventory_dir: Path, state: dict) -> None:
             f"first (`badsum lab down --lab {spec.lab_id}`), or use another lab id (`--lab ID`, or "
             f"-e badsum_lab_id=ID with ansible-playbook)"
         )
-    if state["hosts"] != spec.hosts:
+    if state["hosts"] != spec.hosts or state.get("user") != user:
+        was = f"{state['hosts']} hosts" + (f" and user {state['user']}" if state.get("user") else "")
+        want = f"{spec.hosts} hosts" + (f" and user {user}" if user else "")
         raise LabError(
-            f"lab {spec.lab_id} is up with {state['hosts']} hosts, not {spec.hosts}: "
-            f"run `badsum lab down --lab {spec.lab_id}` first"
+            f"lab {spec.lab_id} is up with {was}, not {want}: run `badsum lab down --lab {spec.lab_id}` first"
         )
 
 
-def up(spec: LabSpec, inventory_dir: Path, project_dir: Path) -> str:
-    """Create the lab; a no-op when the same lab is already up and healthy."""
+def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | None = None) -> str:
+    """Create the lab; a no-op when the same lab is already up and healthy.
+
+    With a user, every node also has that (non-root) user, who logs in with
+    the lab's key and becomes root with sudo: the shape of a cloud VM.
+    """
     state = load_state(spec.lab_id)
     if state and state.get("complete"):
-        check_owner(spec, inventory_dir, state)
+        check_owner(spec, inventory_dir, state, user)
         if all(s["sshd"] for s in status_nodes(LabSpec(spec.lab_id, state["hosts"], state["slot"]))):
             if not (inventory_dir / "hosts.yml").exists():
-                write_inventory(spec, inventory_dir)
+                write_inventory(spec, inventory_dir, user)
             return f"lab {spec.lab_id} is already up ({state['hosts']} hosts, inventory {state['inventory']})"
     # Anything left by an interrupted run is removed, never trusted.
     if state or lab_netns(spec.lab_id) or lab_root_links(spec.lab_id) or cgroups.leftovers(spec.lab_id):
@@ -204,6 +217,7 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path) -> str:
         "slot": spec.slot,
         "inventory": str(inventory_dir.resolve()),
         "project": str(project_dir.resolve()),
+        "user": user,
         "created": time.time(),
         "complete": False,
     }
@@ -211,11 +225,12 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path) -> str:
     # and tells `down` where this lab's inventory is if we are interrupted.
     _save_state(state)
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        _make_keys(spec, inventory_dir, pool)
+        _make_etc(spec, user)
+        _make_keys(spec, inventory_dir, pool, user)
         _make_networks(spec, pool)
-        list(pool.map(lambda node: _start_node(spec, node), spec.nodes()))
+        list(pool.map(lambda node: _start_node(spec, node, user), spec.nodes()))
     _wait_for_sshd(spec)
-    write_inventory(spec, inventory_dir)
+    write_inventory(spec, inventory_dir, user)
     state["complete"] = True
     _save_state(state)
     return f"lab {spec.lab_id} is up: {spec.hosts} hosts + switch, inventory {inventory_dir}"
@@ -225,15 +240,47 @@ def _keygen(path: Path, comment: str) -> None:
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
 
 
-def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor) -> None:
+def _make_etc(spec: LabSpec, user: str | None) -> None:
+    """The nodes' own /etc files: hosts (each node's name resolves), and with a user, its accounts and sudo."""
+    etc = spec.state_dir / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    names = "\n".join(f"{n.mgmt_v4} {n.name}" for n in spec.nodes())
+    (etc / "hosts").write_text(Path("/etc/hosts").read_text() + f"\n# badsum lab {spec.lab_id}\n{names}\n")
+    if not user:
+        return
+    taken = {int(line.split(":")[2]) for line in Path("/etc/passwd").read_text().splitlines() if line.count(":") >= 3}
+    uid = next(u for u in range(2000, 60000) if u not in taken)
+    (etc / "passwd").write_text(
+        Path("/etc/passwd").read_text() + f"{user}:x:{uid}:{uid}:badsum lab user:/home/{user}:/bin/bash\n"
+    )
+    (etc / "group").write_text(Path("/etc/group").read_text() + f"{user}:x:{uid}:\n")
+    # "*": no password to log in with, but not locked (sshd refuses "!" accounts); keys only.
+    (etc / "shadow").write_text(Path("/etc/shadow").read_text() + f"{user}:*:20000:0:99999:7:::\n")
+    (etc / "shadow").chmod(0o640)
+    sudoers = etc / "sudoers.d"
+    if sudoers.exists():
+        shutil.rmtree(sudoers)
+    shutil.copytree("/etc/sudoers.d", sudoers) if Path("/etc/sudoers.d").is_dir() else sudoers.mkdir()
+    (sudoers / "badsum-lab").write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    (sudoers / "badsum-lab").chmod(0o440)
+
+
+def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, user: str | None) -> None:
     (inventory_dir / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
     key = inventory_dir / ".ssh" / "id_ed25519"
     for path in (key, key.with_suffix(".pub")):
         path.unlink(missing_ok=True)
     _keygen(key, f"badsum-{spec.lab_id}")
-    authorized = spec.state_dir / "authorized_keys"
-    authorized.write_text(key.with_suffix(".pub").read_text())
-    authorized.chmod(0o600)
+    # One file per user (sshd reads it as that user, and checks who owns it).
+    authorized = spec.state_dir / "keys"
+    authorized.mkdir(mode=0o755, exist_ok=True)
+    for name in ("root", *([user] if user else [])):
+        (authorized / name).write_text(key.with_suffix(".pub").read_text())
+        (authorized / name).chmod(0o600)
+        if name != "root":
+            uid = next(int(f[2]) for f in (line.split(":") for line in (spec.state_dir / "etc/passwd").read_text()
+                                           .splitlines()) if f[0] == name)  # fmt: skip
+            os.chown(authorized / name, uid, uid)
 
     def node_keys(node: Node) -> None:
         node_dir = spec.state_dir / node.name
@@ -243,7 +290,13 @@ def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor) -> 
             _keygen(hostkey, node.name)
         (node_dir / "sshd_config").write_text(
             SSHD_CONFIG.format(
-                lab=spec.lab_id, node=node.name, addr=node.mgmt_v4, hostkey=hostkey, authorized_keys=authorized
+                lab=spec.lab_id,
+                node=node.name,
+                addr=node.mgmt_v4,
+                hostkey=hostkey,
+                authorized_keys=authorized,
+                # as on cloud VMs: with a user, root does not log in over SSH
+                root_login="no" if user else "prohibit-password",
             )
         )
 
@@ -300,7 +353,7 @@ def _make_networks(spec: LabSpec, pool: ThreadPoolExecutor) -> None:
 CGROUPS = cgroup_mounts()
 
 
-def _start_node(spec: LabSpec, node: Node) -> None:
+def _start_node(spec: LabSpec, node: Node, user: str | None) -> None:
     mnt, uts = _ns_files(node.netns)
     for path in (mnt, uts):
         path.touch()
@@ -318,6 +371,8 @@ def _start_node(spec: LabSpec, node: Node) -> None:
             NODE_INIT + CGROUPS,
             "badsum-node-init",
             node.name,
+            str(spec.state_dir),
+            user or "",
         ]
     )
     config = spec.state_dir / node.name / "sshd_config"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "itest"
@@ -69,3 +70,27 @@ def only_cell(results: Path) -> dict:
 
 def one_cell(topology: str, condition: str) -> tuple[str, str]:
     return ("-e", json.dumps({"badsum_experiment_topologies": [topology], "badsum_experiment_conditions": [condition]}))
+
+
+def real_hosts_inventory(lab: Path, path: Path, client: str = "host1", server: str = "host2", **over) -> Path:
+    """Two of a lab's hosts in an inventory shaped like inventories/examples/two-hosts.
+
+    No switches group, badsum_embedded_lab false, the injector on host B's data
+    NIC at ingress: the kit sees two machines it did not create. The hosts'
+    own variables (addresses, prefixes, how to reach them) are the lab's.
+    """
+    data = yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]
+    reach = {k: v for k, v in data["vars"].items() if k.startswith("ansible_")}
+    lab_only = ("badsum_experiment_corruption_iface", "badsum_experiment_client", "badsum_switch_port")
+    hosts = {h: {k: v for k, v in {**data["hosts"][h], **reach}.items() if k not in lab_only} for h in (client, server)}
+    inventory = {"all": {
+        "vars": {"badsum_embedded_lab": False, "badsum_common_install_packages": False,
+                 # the lab's own directory: nothing of the kit outside the lab
+                 "badsum_lib_dir": data["vars"]["badsum_lib_dir"],
+                 "badsum_experiment_corruptor": server, "badsum_experiment_corruption_iface": "eth0",
+                 "badsum_experiment_corruption_hook": "ingress", **over},
+        "children": {"clients": {"hosts": {client: hosts[client]}}, "servers": {"hosts": {server: hosts[server]}},
+                     "switches": {"hosts": {}}},
+    }}  # fmt: skip
+    path.write_text(yaml.safe_dump(inventory))
+    return path

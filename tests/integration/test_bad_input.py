@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, playbook
+from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, playbook, real_hosts_inventory
 
 # (extra var, value as passed to -e, what the message must say)
 VARIABLES = [
@@ -110,21 +110,9 @@ def test_a_bad_command_line_is_a_clear_one_line_error(tmp_path: Path, argv: list
 
 
 def inventory_like_two_hosts(tmp_path: Path, lab: Path, change) -> Path:
-    """The lab's two first hosts, in an inventory shaped like inventories/examples/two-hosts, changed."""
-    hosts = yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]
-    common = {k: v for k, v in hosts["vars"].items() if k.startswith("ansible_")}
-    host1, host2 = ({**hosts["hosts"][h], **common} for h in ("host1", "host2"))
-    for h in (host1, host2):
-        h.pop("badsum_experiment_corruption_iface", None)
-        h.pop("badsum_experiment_client", None)
-    inventory = {"all": {"vars": {"badsum_embedded_lab": False, "badsum_lib_dir": hosts["vars"]["badsum_lib_dir"],
-                                  "badsum_common_install_packages": False,
-                                  "badsum_experiment_corruptor": "host2", "badsum_experiment_corruption_iface": "eth0",
-                                  "badsum_experiment_corruption_hook": "ingress"},
-                         "children": {"clients": {"hosts": {"host1": host1}}, "servers": {"hosts": {"host2": host2}},
-                                      "switches": {"hosts": {}}}}}  # fmt: skip
+    path = real_hosts_inventory(lab, tmp_path / "inventory.yml")
+    inventory = yaml.safe_load(path.read_text())
     change(inventory)
-    path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory))
     return path
 

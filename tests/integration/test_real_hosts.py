@@ -1,0 +1,111 @@
+"""On hosts the kit did not create: the example inventories' shapes, the failure path, the article's harness."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from badsum.analysis import incident
+from conftest import ROOT, badsum, cells, embedded_inventory, one_cell, only_cell, playbook, real_hosts_inventory
+
+
+def test_the_two_hosts_shape_gives_the_incidents_table(lab: Path, tmp_path: Path) -> None:
+    # Every topology with the injector on host B's NIC ingress, sharing that
+    # NIC's clsact with the Mesos wiring: 15 cells on one pair.
+    inventory = real_hosts_inventory(lab, tmp_path / "two-hosts.yml")
+    run = playbook(inventory, "reproduce.yml", tmp_path / "results", timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:]
+    found = cells(tmp_path / "results")
+    assert len(found) == 15
+    wrong = {k: c["verdict_reason"] for k, c in found.items() if c["verdict"] != incident.expected(*k)}
+    assert wrong == {}
+    assert {(c["corruption"]["iface"], c["corruption"]["hook"]) for c in found.values()} == {("eth0", "ingress")}
+    assert re.search(r"testinfra: \d+ passed", run.stdout)  # every host back as the run found it
+
+
+@pytest.fixture(scope="module")
+def cloud_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A lab whose hosts have a non-root user who becomes root with sudo, as on cloud VMs."""
+    inventory = embedded_inventory(tmp_path_factory.mktemp("cloud"))
+    badsum("lab", "down", "--lab", "icloud")
+    badsum("lab", "up", "--lab", "icloud", "--hosts", "2", "--user", "admin", "--inventory", str(inventory))
+    yield inventory
+    badsum("lab", "down", "--lab", "icloud")
+
+
+def test_the_cloud_shape_works_as_a_non_root_user_with_become(cloud_lab: Path, tmp_path: Path) -> None:
+    # The lab's sshd refuses root (as cloud images do): every task logs in as admin and becomes root.
+    inventory = real_hosts_inventory(cloud_lab, tmp_path / "cloud.yml")
+    hosts = yaml.safe_load(inventory.read_text())["all"]["children"]
+    assert hosts["servers"]["hosts"]["host2"]["ansible_user"] == "admin"
+    assert hosts["servers"]["hosts"]["host2"]["ansible_become"] is True
+    selection = json.dumps({"badsum_experiment_topologies": ["bare", "kubernetes"],
+                            "badsum_experiment_conditions": ["vulnerable", "patched"]})  # fmt: skip
+    run = playbook(inventory, "reproduce.yml", tmp_path / "results", "-e", selection, "-e", "badsum_lab_id=icloud")
+    assert run.returncode == 0, run.stdout[-4000:]
+    found = cells(tmp_path / "results")
+    assert {k: c["verdict"] for k, c in found.items()} == {
+        ("bare", "vulnerable"): "clean", ("bare", "patched"): "clean",
+        ("kubernetes", "vulnerable"): "corrupt-delivered", ("kubernetes", "patched"): "clean",
+    }  # fmt: skip
+    # root cannot log in at all: the work was done as admin, with sudo
+    key = cloud_lab / ".ssh" / "id_ed25519"
+    as_root = subprocess.run(["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={cloud_lab / '.ssh/known_hosts'}",
+                              "-o", "BatchMode=yes", f"root@{hosts['servers']['hosts']['host2']['ansible_host']}",
+                              "true"], capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert as_root.returncode != 0
+
+
+def test_a_broken_cell_keeps_its_real_cause_in_the_result_the_summary_and_the_report(lab: Path, tmp_path: Path) -> None:
+    # The server's address is one nobody has: the client cannot connect.
+    inventory = real_hosts_inventory(lab, tmp_path / "broken.yml")
+    data = yaml.safe_load(inventory.read_text())
+    data["all"]["children"]["servers"]["hosts"]["host2"]["badsum_data_ipv4"] = "198.19.0.250"
+    inventory.write_text(yaml.safe_dump(data))
+    results = tmp_path / "results"
+    run = playbook(inventory, "playbooks/experiment.yml", results, *one_cell("bare", "patched"),
+                   "-e", "badsum_verify=false")  # fmt: skip
+    assert run.returncode != 0, "a run with a cell in error is a failed run"
+    cause = "could not connect to [198.19.0.250]:5001 within 5 s"
+    cell = only_cell(results)
+    assert cell["verdict"] == "error"
+    assert cause in cell["verdict_reason"] and cell["verdict_reason"].startswith("Send the framed messages: ")
+    assert f"bare/patched: error - Send the framed messages: badsum-host client: {cause}" in run.stdout
+    summary = badsum("summary", "--results", str(results), check=False)
+    assert summary.returncode == 1 and cause in summary.stdout
+    assert cause in (results / "latest" / "report.html").read_text()
+    assert (
+        "bare/patched: error" in (results / "latest" / "report.md").read_text()
+        or cause in (results / "latest" / "report.md").read_text()
+    )
+
+
+def test_the_articles_harness_shows_its_two_signatures(lab: Path, tmp_path: Path) -> None:
+    selection = json.dumps({"badsum_experiment_topologies": ["bare", "mesos"],
+                            "badsum_experiment_conditions": ["vulnerable"]})  # fmt: skip
+    run = playbook(lab, "playbooks/experiment.yml", tmp_path, "-e", f"@{ROOT / 'presets/article.yml'}",
+                   "-e", selection, "-e", "badsum_verify=false", timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    found = cells(tmp_path)
+    bare, mesos = found[("bare", "vulnerable")], found[("mesos", "vulnerable")]
+    assert bare["verdict"] == "clean" and mesos["verdict"] == "corrupt-delivered"
+    # bare: every message sent during the window is held, and they all arrive at once after it
+    window = bare["corruption"]
+    inside = [m for m in bare["timeline"] if window["window_start"] + 0.1 < m["sent"] < window["window_end"] - 0.1]
+    assert len(inside) >= 8
+    assert all(m["arrived"] > window["window_end"] for m in inside)
+    arrivals = [m["arrived"] for m in inside]
+    assert max(arrivals) - min(arrivals) < 1.0, arrivals
+    assert bare["held_messages"]["count"] >= len(inside)
+    # mesos, vulnerable: every message sent during the window arrives corrupt
+    window = mesos["corruption"]
+    inside = [m for m in mesos["timeline"] if window["window_start"] + 0.1 < m["sent"] < window["window_end"] - 0.1]
+    assert len(inside) >= 8 and all(m["status"] == "corrupt" for m in inside), inside
+    html = (tmp_path / "latest" / "report.html").read_text()
+    assert "held" in html
