@@ -62,6 +62,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
         ids = sorted({e["lab_id"] for e in labmod.status()}) if args.all else [args.lab]
         for lab_id in ids or [args.lab]:
             print(labmod.down(lab_id))
+        from badsum.runner import clean_stale_controller_files  # what killed runs left on this machine
+
+        for path in clean_stale_controller_files():
+            print(f"removed {path} (left by a killed run)")
     else:
         report = labmod.status(None if args.all else args.lab)
         if args.json:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from badsum.analysis import incident, results, summary
+from badsum.host.common import alive
 
 
 def parse_extravars(pairs: list[str]) -> dict:
@@ -45,6 +47,36 @@ def parse_extravars(pairs: list[str]) -> dict:
     return extravars
 
 
+RUNNER_PREFIX = "badsum-runner-"
+ANSIBLE_LOCAL_TMP = Path("~/.ansible/tmp/badsum").expanduser()  # ansible.cfg's local_tmp
+
+
+def stale_controller_files() -> list[Path]:
+    """Scratch directories that killed runs left on the controller: their owner's PID is gone.
+
+    ansible-runner's private directory (badsum-runner-<pid>-*) and Ansible's
+    own local scratch directory (ansible-local-<pid><8 random characters>).
+    """
+    found = []
+    for path in Path(tempfile.gettempdir()).glob(f"{RUNNER_PREFIX}*-*"):
+        pid = path.name.removeprefix(RUNNER_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not alive(int(pid)):
+            found.append(path)
+    for path in ANSIBLE_LOCAL_TMP.glob("ansible-local-*"):
+        pid = path.name.removeprefix("ansible-local-")[:-8]
+        if pid.isdigit() and not alive(int(pid)):
+            found.append(path)
+    return found
+
+
+def clean_stale_controller_files() -> list[str]:
+    removed = []
+    for path in stale_controller_files():
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
 def progress(run_dir: Path) -> tuple[int, int]:
     """(cells judged, cells planned) of a run, from its files alone."""
     planned = results.planned_cells(run_dir)
@@ -56,6 +88,7 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
     import ansible_runner  # heavy: only for this command
 
     console = Console(stderr=True)
+    clean_stale_controller_files()
     results_dir = Path(extravars.get("badsum_experiment_results_dir", project / "results")).resolve()
     # Named here, so that progress can be read from the run's own files.
     run_id = extravars.setdefault("badsum_experiment_run_id", time.strftime("%Y%m%d-%H%M%S", time.gmtime()))
@@ -67,7 +100,7 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
             TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
             TimeElapsedColumn(), console=console, transient=as_json,
         ) as bar,
-        tempfile.TemporaryDirectory(prefix="badsum-runner-") as private,
+        tempfile.TemporaryDirectory(prefix=f"{RUNNER_PREFIX}{os.getpid()}-") as private,
     ):  # fmt: skip
         task = bar.add_task("starting", total=None)
 

@@ -25,7 +25,18 @@ def lab_processes(lab_id: str) -> set[tuple[int, int]]:
     return {i for pid in cgroups.pids(lab_id) if (i := identity(pid))}
 
 
-def leftovers(lab_id: str, processes: set[tuple[int, int]] = frozenset(), inventory: Path | None = None) -> list[str]:
+def badsum_programs() -> set[int]:
+    """Ids of the BPF programs badsum loads (the injector, the emulator) that exist now, in any lab."""
+    progs = json.loads(_run("bpftool", "-j", "prog", "show") or "[]")
+    return {p["id"] for p in progs if p.get("name") in ("badsum_corrupt", "badsum_vethbug")}
+
+
+def leftovers(
+    lab_id: str,
+    processes: set[tuple[int, int]] = frozenset(),
+    inventory: Path | None = None,
+    programs_before: set[int] | None = None,
+) -> list[str]:
     found = []
     netns = _run("ip", "netns", "list")
     found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith(f"{lab_id}-")]
@@ -50,6 +61,13 @@ def leftovers(lab_id: str, processes: set[tuple[int, int]] = frozenset(), invent
         f"bpf program {p['id']} {p.get('name')}" for p in progs if p.get("name") in ("badsum_corrupt", "badsum_vethbug")
     ]
     return found
+
+
+def controller_files() -> list[str]:
+    """Scratch directories of killed runs on the controller (ansible-runner's, Ansible's): none may stay."""
+    from badsum.runner import stale_controller_files
+
+    return [f"controller file {p}" for p in stale_controller_files()]
 
 
 def results_intact(results: Path) -> list[str]:

@@ -1,7 +1,7 @@
 """Everything badsum could leave changed on a host, read in one call.
 
     state show  --iface IF [--iface ...] --port P
-    state clean --run RUN_ID       remove one run's files (/run/badsum/experiments/RUN_ID)
+    state clean --run RUN_ID       remove one run's files (/run/badsum/experiments/RUN_ID); --run all: every run's
 
 Taken before a run (the baseline, kept in the run's record) and after it (by
 the testinfra state suites), the two must be equal: namespaces, links, tc
@@ -97,11 +97,14 @@ def show(args: argparse.Namespace) -> dict:
 def clean(run_id: str) -> dict:
     if not run_id or "/" in run_id or run_id.startswith("."):
         raise HostError(f"bad run id {run_id!r}")
-    path = STATE / "experiments" / run_id
-    if not path.exists():
-        return {"changed": False}
-    shutil.rmtree(path)
-    return {"changed": True, "removed": str(path)}
+    path = STATE / "experiments"
+    paths = sorted(path.iterdir()) if run_id == "all" and path.is_dir() else [path / run_id]
+    removed = [str(p) for p in paths if p.exists()]
+    for p in removed:
+        shutil.rmtree(p)
+    if run_id == "all" and path.is_dir():
+        path.rmdir()
+    return {"changed": bool(removed), "removed": removed}
 
 
 def add_watch_options(parser: argparse.ArgumentParser) -> None:

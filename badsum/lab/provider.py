@@ -460,6 +460,37 @@ def _kill(pids: list[int], timeout: float = 2.0) -> None:
             time.sleep(0.02)
 
 
+def _bpf_programs(lab_id: str) -> set[int]:
+    """Ids of the BPF programs attached (tc, xdp) in the lab's namespaces, containers' included."""
+    paths = {f"/run/netns/{ns}" for ns in lab_netns(lab_id)}
+    seen: set[int] = set()
+    for pid in cgroups.pids(lab_id):
+        with contextlib.suppress(OSError):
+            inode = os.stat(f"/proc/{pid}/ns/net").st_ino
+            if inode not in seen:
+                seen.add(inode)
+                paths.add(f"/proc/{pid}/ns/net")
+    ids: set[int] = set()
+    for path in paths:
+        out = run(["nsenter", f"--net={path}", "bpftool", "-j", "net", "show"], check=False).stdout
+        with contextlib.suppress(json.JSONDecodeError):
+            for entry in json.loads(out or "[]"):
+                for kind in ("tc", "xdp"):
+                    ids.update(int(p["id"]) for p in entry.get(kind, []) if "id" in p)
+    return ids
+
+
+def _wait_released(programs: set[int]) -> list[str]:
+    """The kernel frees a deleted namespace's devices, and their programs, a moment later: wait (bounded)."""
+    deadline = time.monotonic() + LINK_GONE_TIMEOUT
+    left = set(programs)
+    while left and time.monotonic() < deadline:
+        left = {p for p in left if run(["bpftool", "prog", "show", "id", str(p)], check=False).returncode == 0}
+        if left:
+            time.sleep(0.05)
+    return [f"BPF program {p}" for p in sorted(left)]
+
+
 def down(lab_id: str) -> str:
     """Remove everything the lab created; succeeds when nothing is there."""
     validate_lab_id(lab_id)
@@ -473,6 +504,7 @@ def down(lab_id: str) -> str:
     )
     if not present:
         return f"lab {lab_id} was not up"
+    programs = _bpf_programs(lab_id)
     # Processes first: a dockerd or a server still running would keep mounts busy.
     cgroups.kill(lab_id)
     for _ in range(3):
@@ -503,6 +535,7 @@ def down(lab_id: str) -> str:
     if (STATE_ROOT / lab_id).exists():
         shutil.rmtree(STATE_ROOT / lab_id)
     leftovers = lab_netns(lab_id) + lab_root_links(lab_id) + stuck + [str(p) for p in lab_pids(lab_id)]
+    leftovers += _wait_released(programs)
     if leftovers:
         raise LabError(f"could not remove {', '.join(leftovers)}: check `ip netns pids` and retry")
     return f"lab {lab_id} is down"

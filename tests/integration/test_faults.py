@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ENV, ROOT, VENV_BIN, badsum, embedded_inventory
-from residue import lab_processes, leftovers, results_intact
+from residue import badsum_programs, controller_files, lab_processes, leftovers, results_intact
 
 KILLS = int(os.environ.get("BADSUM_FAULT_KILLS", "5"))
 LAB = "ifault"
@@ -53,6 +53,7 @@ def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: 
     inventory = embedded_inventory(tmp_path / "inventory")
     results = tmp_path / "results"
     badsum("lab", "down", "--lab", LAB)
+    programs = badsum_programs()
     proc = subprocess.Popen(COMMANDS[kind](inventory, results), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     seen: set[tuple[int, int]] = set()
@@ -72,5 +73,5 @@ def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: 
     seen |= lab_processes(LAB)
     down = badsum("lab", "down", "--lab", LAB, check=False)
     assert down.returncode == 0, down.stderr
-    assert leftovers(LAB, seen, inventory) == []
+    assert leftovers(LAB, seen, inventory, programs) + controller_files() == []
     assert (results_intact(results) if results.exists() else []) == []

@@ -109,3 +109,51 @@ def test_the_articles_harness_shows_its_two_signatures(lab: Path, tmp_path: Path
     assert len(inside) >= 8 and all(m["status"] == "corrupt" for m in inside), inside
     html = (tmp_path / "latest" / "report.html").read_text()
     assert "held" in html
+
+
+def node_state(lab_id: str, node: str) -> dict:
+    """A lab node's state as the host kit reads it, from inside its own namespaces."""
+    from badsum.lab.spec import NS_ROOT, STATE_ROOT
+
+    from badsum import hostkit
+
+    kit = STATE_ROOT / lab_id / "lib" / "bin" / "badsum-host.pyz"
+    hostkit.write(kit)  # the very kit prepare.yml installs (it is reproducible)
+    ns = f"{lab_id}-h{node.removeprefix('host')}"
+    cmd = ["nsenter", f"--mount={NS_ROOT / ns}.mnt", f"--net=/run/netns/{ns}", "/usr/bin/python3", str(kit),
+           "state", "show", "--iface", "eth0", "--port", "5001"]  # fmt: skip
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def test_cleanup_puts_real_hosts_back_after_an_interrupted_run(lab: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from conftest import ENV, LAB, VENV_BIN
+
+    inventory = real_hosts_inventory(lab, tmp_path / "two-hosts.yml")
+    before = {h: node_state(LAB, h) for h in ("host1", "host2")}
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/experiment.yml", "-e",
+         f"badsum_experiment_results_dir={tmp_path / 'results'}",
+         "-e", '{"badsum_experiment_topologies": ["docker-ipv6"], "badsum_experiment_count": 200}'],
+        cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    armed = False
+    while time.monotonic() < deadline and not armed and proc.poll() is None:
+        out = subprocess.run(["ip", "netns", "exec", f"{LAB}-h2", "tc", "filter", "show", "dev", "eth0", "ingress"],
+                             capture_output=True, text=True).stdout  # fmt: skip
+        armed = "corrupt" in out
+        time.sleep(0.1)
+    assert armed, "the run never armed the injector on host B's NIC"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert node_state(LAB, "host2") != before["host2"]  # the run was interrupted with its topology up
+    run = playbook(inventory, "playbooks/cleanup.yml", tmp_path / "results")
+    assert run.returncode == 0, run.stdout[-3000:]
+    time.sleep(1)
+    after = {h: node_state(LAB, h) for h in ("host1", "host2")}
+    assert after == before
