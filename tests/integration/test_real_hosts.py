@@ -113,9 +113,8 @@ def test_the_articles_harness_shows_its_two_signatures(lab: Path, tmp_path: Path
 
 def node_state(lab_id: str, node: str) -> dict:
     """A lab node's state as the host kit reads it, from inside its own namespaces."""
-    from badsum.lab.spec import NS_ROOT, STATE_ROOT
-
     from badsum import hostkit
+    from badsum.lab.spec import NS_ROOT, STATE_ROOT
 
     kit = STATE_ROOT / lab_id / "lib" / "bin" / "badsum-host.pyz"
     hostkit.write(kit)  # the very kit prepare.yml installs (it is reproducible)
