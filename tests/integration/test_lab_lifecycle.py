@@ -9,36 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from badsum.lab import cgroups
-from badsum.lab.spec import NS_ROOT, STATE_ROOT
+from badsum.host.common import identity
 from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, embedded_inventory
+from residue import leftovers
 
 LIFE = "ilife"
-
-
-def leftovers(lab_id: str) -> list[str]:
-    """Everything of the lab that still exists, by kind."""
-    found = []
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith(f"{lab_id}-")]
-    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)
-    found += [f"link {link['ifname']}" for link in links if link["ifname"].startswith(f"{lab_id}-")]
-    found += [f"ns file {p}" for p in NS_ROOT.glob(f"{lab_id}-*")]
-    mounts = Path("/proc/self/mounts").read_text()
-    found += [f"mount {line.split()[1]}" for line in mounts.splitlines() if f"/{lab_id}-" in line.split()[1]]
-    if (STATE_ROOT / lab_id).exists():
-        found.append(f"state {STATE_ROOT / lab_id}")
-    found += [f"cgroup {path}" for path in cgroups.leftovers(lab_id)]
-    return found
-
-
-def identity(pid: int) -> tuple[int, int, str] | None:
-    """(pid, start time, state) of a process, or None when there is none."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return pid, int(fields[19]), fields[0]  # an exiting process still counts: down waits for it
 
 
 def test_up_twice_is_a_no_op_and_down_removes_everything(tmp_path: Path) -> None:
@@ -105,12 +80,11 @@ def test_down_after_sigkill_mid_experiment_leaves_nothing(tmp_path: Path) -> Non
     status = json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout)[0]
     assert status["processes"] > 0  # the server, the client, dockerd and the container were left running
     containers = Path(f"/sys/fs/cgroup/unified/badsum/{lab_id}/host2/docker")
-    container_procs = [identity(int(pid)) for f in containers.rglob("cgroup.procs") for pid in f.read_text().split()]
+    pids = [int(pid) for f in containers.rglob("cgroup.procs") for pid in f.read_text().split()]
+    container_procs = {i for pid in pids if (i := identity(pid))}
     assert container_procs, "no container was running under the lab's cgroup"
 
     badsum("lab", "down", "--lab", lab_id)
-    assert leftovers(lab_id) == []
+    # leftovers() compares (pid, start time): PIDs wrap quickly here, zombies do not count.
+    assert leftovers(lab_id, container_procs) == []
     assert json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout) == []
-    # PIDs wrap quickly here (pid_max 32768): a process is the same one only with the same start time.
-    alive = [p for p in container_procs if (now := identity(p[0])) and now[1] == p[1] and now[2] != "Z"]
-    assert alive == [], "the killed run's container survived the teardown"
