@@ -10,6 +10,8 @@ changes nothing.
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import io
 import zipfile
@@ -43,6 +45,12 @@ def build() -> bytes:
             info.external_attr = 0o644 << 16
             zf.writestr(info, data)
     return b"#!/usr/bin/env python3\n" + buf.getvalue()
+
+
+@functools.cache
+def encoded() -> str:
+    """The kit, base64-encoded, built once per controller process (every ephemeral task sends it)."""
+    return base64.b64encode(build()).decode()
 
 
 def digest(data: bytes) -> str:

@@ -182,6 +182,7 @@ def experiment_settings(raw: Mapping[str, Any]) -> Checked:
     c.take(p + "topologies", raw, lambda n, v: as_list(n, v, tuple(TOPOLOGIES)))
     c.take(p + "conditions", raw, lambda n, v: as_list(n, v, CONDITIONS))
     c.take(p + "spread", raw, as_bool)
+    c.take(p + "servers", raw, _host_list)
     c.take(p + "backend", raw, lambda n, v: as_choice(n, v, ("ebpf", "netem"), "the corruption injector"))
     c.take(p + "rate", raw, lambda n, v: as_number(n, v, 0, 100, "percent of experiment segments corrupted"))
     c.take(p + "pattern", raw, lambda n, v: as_choice(n, v, ("random", "stuck-bit")))
@@ -229,6 +230,14 @@ def experiment_settings(raw: Mapping[str, Any]) -> Checked:
             c.take(name, raw, check)
     _cross_checks(c)
     return c
+
+
+def _host_list(name: str, value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise Invalid(name, value, 'must be a list of host names, e.g. ["host2"]; [] means every host in group servers')
+    if len(set(value)) != len(value):
+        raise Invalid(name, value, "lists a host twice")
+    return list(value)
 
 
 def _kernel_fixed(name: str, value: Any) -> str:
@@ -307,9 +316,16 @@ def plan(
             "and a client (host A, sends) are needed, e.g. inventories/examples/two-hosts/hosts.yml"
         ]
     p = "badsum_experiment_"
+    chosen = settings.get(p + "servers") or []
+    strangers = [s for s in chosen if s not in servers]
+    if strangers:
+        return {}, [
+            f"{p}servers={chosen!r}: {', '.join(strangers)} not in group servers (it has: {', '.join(servers)})"
+        ]
     topologies = settings.get(p + "topologies") or []
     pairs: dict[str, dict] = {}
-    for index, server in enumerate(servers):
+    # Without badsum_experiment_client, a server's client is the client at its own position.
+    for index, server in ((servers.index(s), s) for s in chosen or servers):
         client = _host_var(hostvars, server, p + "client", {}) or (clients[index] if index < len(clients) else None)
         if client is None:
             problems.append(
@@ -365,7 +381,8 @@ def plan(
         server = order[i % len(order)] if settings.get(p + "spread") else order[0]
         pairs[server]["cells"].append({**cell, "server": server})
         cell["server"] = server
-    return {"cells": cells, "servers": pairs}, []
+    hosts = {h for server, pair in pairs.items() for h in (server, pair["client"], pair["corruptor"])}
+    return {"cells": cells, "servers": pairs, "hosts": sorted(hosts)}, []
 
 
 def _host_problems(hostvars, host: str, part: str, topologies, settings) -> list[str]:

@@ -47,6 +47,16 @@ TOOLS: dict[str, Tool] = {
     "client": Tool("client", "send framed messages and keep the exact stream sent"),
     "corruptor": Tool("corruptor", "arm, read and disarm the corruption injector", ("stats",)),
     "capture": Tool("capture", "bounded tcpdump of the experiment port"),
+    # The fleet: audit, probe, remediation and its guard.
+    "audit": Tool("audit", "read-only audit: kernel, active probe, runtimes, every veth, risk class", ("show",)),
+    "probe": Tool("probe", "does this kernel have the veth bug? one bad datagram through a throw-away veth", ("run",)),
+    "remediate": Tool(
+        "remediate",
+        "rx off on container veths, kept for new ones; verify; roll back",
+        ("show", "verify"),
+        ("apply", "rollback"),
+    ),
+    "guard": Tool("guard", "keeps rx-checksumming off on every container veth", ("status",), ("sweep",)),
 }
 
 

@@ -137,9 +137,15 @@ def kit_path() -> Path:
 
 
 def lib_dir() -> Path:
-    """The kit lives in <lib_dir>/bin/; compiled programs and caches go next to it."""
+    """The kit lives in <lib_dir>/bin/; compiled programs, caches and records go next to it.
+
+    BADSUM_LIB_DIR says where when the kit runs from elsewhere: a checkout, or
+    a copy that came with one task (badsum.kit.run's ephemeral).
+    """
+    if "BADSUM_LIB_DIR" in os.environ:
+        return Path(os.environ["BADSUM_LIB_DIR"])
     kit = kit_path()
-    return kit.parent.parent if kit.suffix == ".pyz" else Path(os.environ.get("BADSUM_LIB_DIR", STATE / "lib"))
+    return kit.parent.parent if kit.suffix == ".pyz" else STATE / "lib"
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o644) -> None:

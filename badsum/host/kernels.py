@@ -1,12 +1,16 @@
-"""Which kernels have the veth fix (ce8c839b74e3), by release number.
+"""Which kernels have the veth fix (ce8c839b74e3), by release string, with the source of each answer.
 
-Verified in the stable queue (releases/<version>/series lists the backport
-"veth: don't modify ip_summed; doing so treats packets with bad checksums as
-good"); moby/moby#18776 confirms "3.10, 3.14, 4.1, 4.3". Mainline has it
-from 4.4. Branches not listed (3.2, 3.4, 3.12, 3.16, 3.18, 4.2, the Ubuntu
--ckt trees, distribution kernels) are not known to have it: a distribution
-may carry the fix under its own numbering, so callers let the user override
-(badsum_condition_kernel_fixed).
+    classify("4.1.17")                        fixed: stable backport
+    classify("3.10.0-327.el7.x86_64")         unknown: a distribution kernel the table does not know
+    classify("3.0.101-77-default")            fixed: SUSE's backport (SUSE-SU-2016:1672-1)
+
+Mainline has the fix from 4.4, and four stable branches got the backport.
+A distribution numbers its kernels its own way and carries fixes the
+version number does not show, so a release with a distribution's suffix is
+judged only by the table of distribution kernels below; anything else is
+`unknown`, and the fleet audit's active probe (probe.py) decides from the
+kernel's behaviour instead. Callers of has_fix() let the user override
+(badsum_experiment_kernel_fixed).
 """
 
 from __future__ import annotations
@@ -14,17 +18,76 @@ from __future__ import annotations
 import re
 
 FIRST_MAINLINE = (4, 4)
+MAINLINE_SOURCE = "mainline: v4.4 (commit ce8c839b74e3, merged for 4.4-rc6)"
+# Stable branches with the backport "veth: don't modify ip_summed; doing so
+# treats packets with bad checksums as good": the first release of each.
 STABLE_FIXED = {
     (3, 10): (3, 10, 96),
     (3, 14): (3, 14, 60),
     (4, 1): (4, 1, 17),
     (4, 3): (4, 3, 5),
 }
-SOURCES = (
-    "stable-queue releases/3.10.96, 3.14.60, 4.1.17, 4.3.5 series files",
-    "moby/moby#18776 (Evan Jones, 2016-01-27)",
-    "mainline: v4.4",
+STABLE_SOURCE = "stable-queue releases/{} series; moby/moby#18776 (3.10, 3.14, 4.1, 4.3)"
+
+
+class Distro:
+    """A distribution kernel line: how to recognise it, and its first release with the backport."""
+
+    def __init__(self, name: str, pattern: str, base: tuple[int, ...], first_fixed: tuple[int, ...], source: str):
+        self.name, self.pattern, self.base = name, re.compile(pattern), base
+        self.first_fixed, self.source = first_fixed, source
+
+    def judge(self, release: str) -> tuple[str, str] | None:
+        """(status, why) when the release belongs to this line, else None (SP4 builds are 63+, SP3's 0.x)."""
+        m = self.pattern.match(release)
+        if not m or tuple(int(x) for x in m["base"].split(".")) != self.base:
+            return None
+        build = tuple(int(x) for x in m["build"].split("."))
+        first = ".".join(map(str, self.first_fixed))
+        if build >= self.first_fixed:
+            return "fixed", f"{self.name} build {m['build']} >= {first}, which carries the backport"
+        return "unfixed", f"{self.name} build {m['build']} < {first}, the first with the backport"
+
+
+DISTROS = (
+    Distro(
+        "SUSE SLES 11 SP4",
+        r"^(?P<base>3\.0\.101)-(?P<build>[1-9]\d*(?:\.\d+)*)-(?:default|xen|pae|trace|ppc64|bigsmp|ec2)$",
+        (3, 0, 101),
+        (77,),
+        "SUSE-SU-2016:1672-1 (kernel 3.0.101-77.1)",
+    ),
+    Distro(
+        "SUSE SLES 11 SP3 LTSS",
+        r"^(?P<base>3\.0\.101)-(?P<build>0(?:\.\d+)+)-(?:default|xen|pae|trace|ppc64|bigsmp|ec2)$",
+        (3, 0, 101),
+        (0, 47, 86),
+        "SUSE-SU-2016:2245-1 (kernel 3.0.101-0.47.86.1)",
+    ),
+    Distro(
+        "Oracle UEK R3",
+        r"^(?P<base>3\.8\.13)-(?P<build>\d+(?:\.\d+)*)\.el[67]uek",
+        (3, 8, 13),
+        (118, 6, 1),
+        "OVMSA-2016-0046 (kernel-uek 3.8.13-118.6.1)",
+    ),
+    Distro(
+        "Oracle UEK R2",
+        r"^(?P<base>2\.6\.39)-(?P<build>\d+(?:\.\d+)*)\.el[56]uek",
+        (2, 6, 39),
+        (400, 279, 1),
+        "OVMSA-2016-0060 (kernel-uek 2.6.39-400.279.1)",
+    ),
+    Distro(
+        "Photon OS 1.0",
+        r"^(?P<base>4\.2\.0)-(?P<build>\d+)\.ph1",
+        (4, 2, 0),
+        (15,),
+        "Photon OS 1.0 kernel 4.2.0-15 (linux package changelog: veth checksum fix)",
+    ),
 )
+# A plain kernel.org release: x.y or x.y.z, optionally -rcN, with nothing a distribution adds.
+VANILLA = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-rc\d+)?$")
 
 
 def parse(release: str) -> tuple[int, int, int]:
@@ -34,9 +97,38 @@ def parse(release: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3] or 0)
 
 
-def has_fix(release: str) -> bool:
+def classify(release: str) -> dict:
+    """{"status": fixed|unfixed|unknown, "source": where that comes from, "reason": in words}."""
     version = parse(release)
     if version[:2] >= FIRST_MAINLINE:
-        return True
+        return {"status": "fixed", "source": MAINLINE_SOURCE, "reason": f"{release} is 4.4 or later"}
+    for distro in DISTROS:
+        judged = distro.judge(release)
+        if judged:
+            return {"status": judged[0], "source": distro.source, "reason": judged[1]}
+    if not VANILLA.match(release):
+        return {
+            "status": "unknown",
+            "source": "",
+            "reason": f"{release} is a distribution kernel older than 4.4 that the table does not know: "
+            "the distribution may carry the fix under its own numbering (the active probe tells)",
+        }
     fixed = STABLE_FIXED.get(version[:2])
-    return fixed is not None and version >= fixed
+    if fixed is None:
+        return {
+            "status": "unknown",
+            "source": "",
+            "reason": f"no backport is known in the {version[0]}.{version[1]} stable branch",
+        }
+    first = ".".join(map(str, fixed))
+    status = "fixed" if version >= fixed else "unfixed"
+    return {
+        "status": status,
+        "source": STABLE_SOURCE.format(first),
+        "reason": f"{release} {'>=' if status == 'fixed' else '<'} {first}, the branch's first release with the fix",
+    }
+
+
+def has_fix(release: str) -> bool:
+    """For the experiment: only a release known to be fixed counts as fixed (unknown is not)."""
+    return classify(release)["status"] == "fixed"

@@ -206,3 +206,31 @@ def test_every_topology_has_its_role_and_its_host_kit_module() -> None:
     assert set(TOPOLOGIES) == set(settings.TOPOLOGY_INVENTORY)
     for name in TOPOLOGIES:
         assert (ROOT / "roles" / f"badsum_topology_{name.replace('-', '_')}" / "tasks" / "main.yml").exists()
+
+
+def test_a_run_on_chosen_servers_touches_only_them_their_clients_and_corruptors() -> None:
+    plan, found = make_plan(*lab(3), badsum_experiment_servers=["host4"])
+    assert found == []
+    assert list(plan["servers"]) == ["host4"]
+    assert plan["hosts"] == ["host3", "host4", "switch"]
+    assert {c["server"] for c in plan["cells"]} == {"host4"}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("host2", "badsum_experiment_servers='host2': must be a list of host names"),
+        (["host2", "host2"], "lists a host twice"),
+        (["host3"], "badsum_experiment_servers=['host3']: host3 not in group servers"),
+    ],
+)
+def test_chosen_servers_must_be_servers(value, message) -> None:
+    checked = settings.experiment_settings(resolved(badsum_experiment_servers=value))
+    problems = checked.problems
+    if not problems:
+        _, problems = settings.plan(
+            {"badsum_experiment_corruptor": "switch", "badsum_experiment_corruption_hook": "egress"},
+            *lab(2),
+            checked.values,
+        )
+    assert any(message in p for p in problems), problems

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.badsum.kit.plugins.plugin_utils.kit import kit_path, save_evidence
+from ansible_collections.badsum.kit.plugins.plugin_utils.kit import kit_path, lib_dir, save_evidence
 
 ARGS = {
     "tool": {"type": "str", "required": True},
@@ -13,6 +13,7 @@ ARGS = {
     "argv": {"type": "list", "elements": "str", "default": []},
     "save_to": {"type": "path"},
     "save_as": {"type": "str"},
+    "ephemeral": {"type": "bool", "default": False},
 }
 
 
@@ -31,6 +32,13 @@ class ActionModule(ActionBase):
             "kit": kit_path(self, task_vars),
             "fetch_files": bool(args["save_to"]),
         }
+        if args["ephemeral"]:
+            # The kit travels with the module and is gone after it: a read-only
+            # audit or a check-mode run leaves no file on the host.
+            from badsum import hostkit  # the controller's badsum package, next to Ansible
+
+            module_args["kit_content"] = hostkit.encoded()
+            module_args["lib_dir"] = lib_dir(self, task_vars)
         result.update(self._execute_module("badsum.kit.run", module_args=module_args, task_vars=task_vars))
         if args["save_to"] and not result.get("failed") and not result.get("skipped"):
             save_evidence(result, args["save_to"], args["save_as"])

@@ -50,6 +50,18 @@ options:
     description: Return the files the tool names (C(files)) base64-encoded; set by the action plugin.
     type: bool
     default: false
+  ephemeral:
+    description:
+      - Bring the kit with the task instead of using the installed one, and remove it after, so that
+        nothing is written on the host (a read-only audit, a check-mode run).
+    type: bool
+    default: false
+  kit_content:
+    description: With O(ephemeral), the kit itself, base64-encoded; set by the action plugin.
+    type: str
+  lib_dir:
+    description: With O(ephemeral), where the installed kit would live (C(badsum_lib_dir)); set by the action plugin.
+    type: path
   save_to:
     description: Controller directory where the action plugin writes the returned files.
     type: path
@@ -61,7 +73,8 @@ attributes:
     support: partial
     details: Read-only actions run; actions that can tell what they would change do so; others are skipped.
   diff_mode:
-    support: none
+    support: partial
+    details: Actions that can tell what they would change (C(remediate apply), C(rollback)) return a diff.
 author: badsum
 """
 
@@ -105,7 +118,7 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-KNOWN = {"tool", "action", "args", "argv", "kit", "fetch_files"}
+KNOWN = {"tool", "action", "args", "argv", "kit", "fetch_files", "kit_content", "lib_dir"}
 
 
 def to_argv(options: dict) -> list[str]:
@@ -128,6 +141,8 @@ def execute(params: dict) -> dict:
     unknown = sorted(k for k in params if k not in KNOWN and not k.startswith("_ansible"))
     if unknown:
         return {"failed": True, "msg": f"unsupported parameters: {', '.join(unknown)}"}
+    if params.get("kit_content"):
+        return _with_ephemeral_kit(params)
     kit = params.get("kit") or ""
     if not os.path.isfile(kit):
         return {
@@ -159,6 +174,24 @@ def execute(params: dict) -> dict:
     elif files:
         result["file_paths"] = files
     return result
+
+
+def _with_ephemeral_kit(params: dict) -> dict:
+    """Run from a private copy of the kit that is removed when the call ends (lazy imports need it till then)."""
+    import base64
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="badsum-kit-")
+    try:
+        kit = os.path.join(scratch, "badsum-host.pyz")
+        with open(kit, "wb") as f:
+            f.write(base64.b64decode(params.pop("kit_content")))
+        # The kit finds its state (compiled programs, remediation records) beside the installed one.
+        os.environ["BADSUM_LIB_DIR"] = params.pop("lib_dir")
+        return execute({**params, "kit": kit})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main() -> None:

@@ -1,0 +1,145 @@
+"""A fleet run's outcome: one record per host, then the table, CSV, JSON, Markdown and an HTML page.
+
+The fleet playbooks write results/fleet/<run>/hosts/<host>.json as each host
+finishes (plan.json first, with the hosts the run targeted), so a run that
+stopped half way - a failed batch - still has its report: a host without a
+record is shown as `not reached`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import jinja2
+
+from badsum.analysis.results import atomic_write
+
+TEMPLATES = Path(__file__).parent / "templates"
+RISKS = ("exposed", "mitigated", "patched", "not-applicable")
+COLUMNS = ("host", "status", "risk", "risk_after", "kernel", "vulnerable", "container_veths", "rx_on", "runtimes",
+           "action", "reason")  # fmt: skip
+
+
+def save_records(run_dir: Path, records: dict[str, dict]) -> list[str]:
+    """Each host's record as hosts/<host>.json (rewritten only when it changed); the hosts written."""
+    written = []
+    for host, record in records.items():
+        if "/" in host or host.startswith("."):
+            raise ValueError(f"a host name that cannot be a file name: {host!r}")
+        path = run_dir / "hosts" / f"{host}.json"
+        text = json.dumps(record, indent=1, default=str)
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text)
+            written.append(host)
+    return written
+
+
+def _audit_row(audit: dict | None) -> dict:
+    if not audit:
+        return {"risk": "", "kernel": "", "vulnerable": "", "container_veths": "", "rx_on": "", "runtimes": ""}
+    probe = audit.get("probe") or {}
+    how = f"probe: {probe['verdict']} ({probe['kind']})" if probe.get("verdict") else audit.get("decided_by", "")
+    return {
+        "risk": audit.get("risk", ""),
+        "kernel": f"{audit['kernel']['release']} ({audit['kernel']['status']})",
+        "vulnerable": f"{audit.get('vulnerable', '')} - {how}",
+        "container_veths": audit.get("container_veths", ""),
+        "rx_on": audit.get("container_veths_rx_on", ""),
+        "runtimes": " ".join(sorted(audit.get("runtimes", {}))) or "-",
+    }
+
+
+def row(host: str, record: dict | None) -> dict:
+    """One host's line: its risk before, after (remediation, rollback), what was done, and why."""
+    if record is None:
+        return {**dict.fromkeys(COLUMNS, ""), "host": host, "status": "not reached",
+                "reason": "no record: unreachable, or in a batch the rollout never started"}  # fmt: skip
+    before = _audit_row(record.get("audit"))
+    after = record.get("after") or {}
+    return {
+        "host": host,
+        "status": record.get("status", ""),
+        **before,
+        "risk_after": after.get("risk", ""),
+        "action": record.get("action", ""),
+        "reason": record.get("error") or after.get("reason") or (record.get("audit") or {}).get("reason", ""),
+    }
+
+
+def load(run_dir: Path) -> tuple[dict, list[dict]]:
+    plan = json.loads((run_dir / "plan.json").read_text())
+    records = {}
+    for path in sorted((run_dir / "hosts").glob("*.json")):
+        try:
+            records[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            records[path.stem] = {"status": "unusable", "error": f"unreadable record: {exc}"}
+    return plan, [row(host, records.get(host)) for host in plan["hosts"]]
+
+
+def counts(rows: list[dict], key: str) -> dict[str, int]:
+    return dict(Counter(r[key] or "-" for r in rows).most_common())
+
+
+def table(plan: dict, rows: list[dict], limit: int = 40) -> str:
+    """The terminal's table: one host per line, the first `limit` worst first, then the totals."""
+    order = {r: i for i, r in enumerate(("not reached", "failed", "unusable"))}
+    risk_order = {r: i for i, r in enumerate(RISKS)}
+    shown = sorted(rows, key=lambda r: (order.get(r["status"], 9), risk_order.get(r["risk_after"] or r["risk"], 9)))
+    cols = ("host", "status", "risk", "risk_after", "container_veths", "rx_on", "runtimes", "action")
+    width = {c: max([len(c), *(len(str(r[c])) for r in shown[:limit])]) for c in cols}
+    lines = ["  ".join(c.ljust(width[c]) for c in cols)]
+    lines += ["  ".join(str(r[c]).ljust(width[c]) for c in cols) for r in shown[:limit]]
+    if len(shown) > limit:
+        lines.append(f"... and {len(shown) - limit} more hosts (fleet.csv has every one)")
+    lines.append(f"{plan['playbook']} {plan['run_id']}: {len(rows)} hosts; status {counts(rows, 'status')}")
+    lines.append(f"risk before: {counts(rows, 'risk')}")
+    if plan["playbook"] != "audit":
+        lines.append(f"risk after:  {counts(rows, 'risk_after')}")
+    return "\n".join(lines)
+
+
+def problems(plan: dict, rows: list[dict]) -> list[str]:
+    """Why the run is a failure: a host that failed or was not reached, or stays exposed after remediation."""
+    found = [f"{r['host']}: {r['status']} - {r['reason']}" for r in rows if r["status"] != "ok"]
+    if plan["playbook"] == "remediate":
+        found += [f"{r['host']}: still exposed - {r['reason']}" for r in rows if r["risk_after"] == "exposed"]
+    return found
+
+
+def write(run_dir: Path) -> dict:
+    plan, rows = load(run_dir)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(run_dir / "fleet.csv", buf.getvalue())
+    summary = {
+        "run_id": plan["run_id"],
+        "playbook": plan["playbook"],
+        "hosts": len(rows),
+        "status": counts(rows, "status"),
+        "risk": counts(rows, "risk"),
+        "risk_after": counts(rows, "risk_after"),
+        "problems": problems(plan, rows),
+        "rows": rows,
+    }
+    atomic_write(run_dir / "fleet.json", json.dumps(summary, indent=1))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    context = {**summary, "columns": COLUMNS, "built": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+               "settings": plan.get("settings", {}), "canary": plan.get("canary", "")}  # fmt: skip
+    atomic_write(run_dir / "report.html", env.get_template("fleet.html.j2").render(context))
+    md = ["# badsum fleet " + plan["playbook"] + " " + plan["run_id"], "", "```", table(plan, rows, 200), "```"]
+    md += ["", "## Problems", ""] + [f"- {p}" for p in summary["problems"]] if summary["problems"] else []
+    atomic_write(run_dir / "report.md", "\n".join(md) + "\n")
+    return {"table": table(plan, rows), "problems": summary["problems"], "run_dir": str(run_dir)}

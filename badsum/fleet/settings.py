@@ -1,0 +1,144 @@
+"""The fleet playbooks' settings and inventory, checked before any host is touched; the fleet run's plan.
+
+Like badsum.settings for the experiment: every badsum_fleet_* variable is
+checked for type, range and choices, and the inventory for its shape (a
+group `fleet`; a canary that can run the experiment's vulnerable cell).
+The defaults live in roles/badsum_fleet/defaults/main.yml only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from badsum import settings as experiment
+from badsum.settings import Checked, Invalid, as_bool, as_choice, as_int, as_number
+
+P = "badsum_fleet_"
+GROUP = "fleet"
+# The canary cell must be one that delivers corrupt data when unprotected.
+CANARY_TOPOLOGIES = ("mesos", "kubernetes", "docker-ipv6")
+BATCH_RE = re.compile(r"^([1-9]\d{0,5})$|^([1-9]\d?|100)%$")
+
+
+def _batches(name: str, value: Any) -> list[int | str]:
+    allowed = 'a list of batch sizes, each a host count or a percentage, e.g. ["10%", "30%", "100%"]'
+    if not isinstance(value, (list, tuple)) or not value:
+        raise Invalid(name, value, allowed)
+    out: list[int | str] = []
+    for item in value:
+        text = str(item).strip()
+        if isinstance(item, bool) or not BATCH_RE.match(text):
+            raise Invalid(name, value, f"{item!r} is not a count (1 or more) or a percentage (1%-100%); {allowed}")
+        out.append(text if text.endswith("%") else int(text))
+    return out
+
+
+def _abs_path(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "\n" in value:
+        raise Invalid(name, value, "allowed: an absolute path")
+    return value.rstrip("/") or "/"
+
+
+def _abs_paths(name: str, value: Any) -> list[str]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise Invalid(name, value, 'allowed: a list of absolute paths, e.g. ["/etc/cni/net.d"]')
+    return [_abs_path(name, v) for v in value]
+
+
+def _host(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(name, value, 'allowed: a host of group fleet, or "" (the first one that is in group servers)')
+    return value
+
+
+def _run_id(name: str, value: Any) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not experiment.RUN_ID_RE.match(value):
+        raise Invalid(name, value, "allowed: empty (one is made from the time) or 1-64 letters, digits, '.', '_', '-'")
+    return value
+
+
+CHECKS = {
+    "probe": as_bool,
+    "emulate_bug": as_bool,
+    "cni_conf_dirs": _abs_paths,
+    "cni_bin_dir": _abs_path,
+    "batches": _batches,
+    "max_fail_percentage": lambda n, v: as_int(n, v, 0, 100, "failed hosts a batch may have"),
+    "guard": lambda n, v: as_choice(n, v, ("auto", "daemon", "systemd", "none")),
+    "guard_interval": lambda n, v: as_number(n, v, 0, 3600, "seconds", lo_open=True),
+    "verify_new_container": as_bool,
+    "verify_wait": lambda n, v: as_number(n, v, 0, 60, "seconds", lo_open=True),
+    "canary_cell": as_bool,
+    "canary": _host,
+    "canary_topology": lambda n, v: as_choice(n, v, CANARY_TOPOLOGIES, "a routed container path"),
+    "results_dir": _abs_path,
+    "run_id": _run_id,
+}
+OUTPUTS = {P + "plan"}  # facts the playbooks set, not settings
+
+
+def fleet_settings(raw: Mapping[str, Any]) -> Checked:
+    c = Checked()
+    for name, check in CHECKS.items():
+        c.take(P + name, raw, check)
+    for name in sorted(set(raw) - {P + n for n in CHECKS} - OUTPUTS):
+        close = [P + n for n in CHECKS if n[:4] in name]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        c.problems.append(f"{name}: not a fleet setting{hint}; see roles/badsum_fleet/defaults/main.yml")
+    return c
+
+
+def plan(
+    values: Mapping[str, Any],
+    groups: Mapping[str, list[str]],
+    hostvars: Mapping[str, Mapping[str, Any]],
+    play_vars: Mapping[str, Any],
+    playbook: str,
+) -> tuple[dict, list[str]]:
+    """The hosts, the canary and its cell, and where the run's files go."""
+    fleet = list(groups.get(GROUP, []))
+    if not fleet:
+        return {}, [
+            f"the inventory has no hosts in group {GROUP}: put the hosts to audit or remediate in it "
+            "(inventories/examples/fleet/hosts.yml shows how)"
+        ]
+    problems: list[str] = []
+    out: dict[str, Any] = {"hosts": fleet, "canary": "", "canary_hosts": []}
+    if playbook == "remediate" and values.get(P + "canary_cell"):
+        canary = values.get(P + "canary") or next((h for h in fleet if h in groups.get("servers", [])), "")
+        if not canary:
+            problems.append(
+                f"{P}canary_cell=true, but no host of group {GROUP} is in group servers with a client: name one "
+                f"with {P}canary (and give it badsum_experiment_client), or set {P}canary_cell=false"
+            )
+        elif canary not in fleet:
+            problems.append(f"{P}canary={canary!r}: not a host of group {GROUP}")
+        else:
+            cell_settings = {
+                "badsum_experiment_topologies": [values[P + "canary_topology"]],
+                "badsum_experiment_conditions": ["vulnerable"],
+                "badsum_experiment_servers": [canary],
+                "badsum_experiment_spread": False,
+                "badsum_experiment_backend": play_vars.get("badsum_experiment_backend", "ebpf"),
+                "badsum_experiment_port": play_vars.get("badsum_experiment_port"),
+            }
+            cell_plan, cell_problems = experiment.plan(play_vars, groups, hostvars, cell_settings)
+            problems += [f"the canary cell on {canary}: {p}" for p in cell_problems]
+            if cell_plan:
+                out.update(canary=canary, canary_hosts=cell_plan["hosts"])
+    if problems:
+        return {}, problems
+    results = Path(values[P + "results_dir"])
+    run_id = values[P + "run_id"] or f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{playbook}"
+    n, base = 1, run_id
+    while not values[P + "run_id"] and (results / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    out.update(playbook=playbook, run_id=run_id, run_dir=str(results / run_id), settings=dict(values))
+    return out, []

@@ -1,0 +1,88 @@
+"""CNI configuration: badsum-rx-off chained into every .conflist, and taken out again exactly.
+
+Used by remediate.py. A runtime reads its network configuration from a
+directory (/etc/cni/net.d) and finds the plugins in another (/opt/cni/bin);
+both are the remediation's inputs. Only .conflist files can chain plugins: a
+plain .conf is reported and left to the guard.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+from pathlib import Path
+
+from .common import HostError, atomic_write
+
+PLUGIN = "badsum-rx-off"
+SHEBANG = b"#!/usr/bin/python3 -I\n"
+
+
+def plugin_source() -> bytes:
+    data = pkgutil.get_data(__package__, "cni_plugin.py")
+    if data is None:
+        raise HostError("the host kit lacks cni_plugin.py")
+    return SHEBANG + data
+
+
+def conflists(conf_dirs: list[str]) -> list[Path]:
+    return sorted(p for d in conf_dirs for p in Path(d).glob("*.conflist") if p.is_file())
+
+
+def plain_confs(conf_dirs: list[str]) -> list[Path]:
+    return sorted(p for d in conf_dirs for p in Path(d).glob("*.conf") if p.is_file())
+
+
+def chained(text: str) -> bool:
+    return any(p.get("type") == PLUGIN for p in json.loads(text).get("plugins", []))
+
+
+def with_plugin(text: str) -> str:
+    conf = json.loads(text)
+    plugins = conf.get("plugins")
+    if not isinstance(plugins, list) or not plugins:
+        raise HostError("a .conflist without a plugins list")
+    conf["plugins"] = [*plugins, {"type": PLUGIN}]
+    return json.dumps(conf, indent=2) + "\n"
+
+
+def status(conf_dirs: list[str], bin_dir: str) -> dict:
+    plugin = Path(bin_dir) / PLUGIN
+    lists = {}
+    for path in conflists(conf_dirs):
+        try:
+            lists[str(path)] = chained(path.read_text())
+        except (ValueError, OSError) as exc:
+            lists[str(path)] = f"unreadable: {exc}"
+    return {
+        "conf_dirs": conf_dirs,
+        "conflists": lists,
+        "plain_confs": [str(p) for p in plain_confs(conf_dirs)],
+        "plugin": str(plugin),
+        "plugin_installed": plugin.is_file() and plugin.read_bytes() == plugin_source(),
+    }
+
+
+def plan_install(conf_dirs: list[str], bin_dir: str) -> list[dict]:
+    """What installing the plugin would change: each item has path, before (None: absent) and after."""
+    todo = []
+    plugin = Path(bin_dir) / PLUGIN
+    lists = [p for p in conflists(conf_dirs) if not chained(p.read_text())]
+    if not lists:
+        return []
+    source = plugin_source()
+    if not plugin.is_file() or plugin.read_bytes() != source:
+        before = plugin.read_bytes().decode(errors="replace") if plugin.is_file() else None
+        todo.append({"path": str(plugin), "before": before, "after": source.decode(), "mode": 0o755})
+    for path in lists:
+        text = path.read_text()
+        todo.append({"path": str(path), "before": text, "after": with_plugin(text), "mode": 0o644})
+    return todo
+
+
+def apply(items: list[dict]) -> None:
+    for item in items:
+        if item["after"] is None:
+            Path(item["path"]).unlink(missing_ok=True)
+        else:
+            atomic_write(Path(item["path"]), item["after"], item["mode"])

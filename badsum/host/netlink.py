@@ -1,0 +1,192 @@
+"""The kernel's own interfaces, without a subprocess: network namespaces, links, rx-checksumming.
+
+A fleet host may run hundreds of containers, and the guard re-reads them
+every time a link appears: forking `ip` and `ethtool` per namespace and per
+device would cost more than the work. So this module talks to the kernel
+directly, standard library only:
+
+- setns(2)/unshare(2) through ctypes (os.setns arrived in Python 3.12);
+- an rtnetlink dump of the links of the current namespace, and a socket
+  that hears links come and go (the guard's trigger);
+- the ETHTOOL_GRXCSUM/SRXCSUM ioctls: NETIF_F_RXCSUM, the bit veth_xmit()
+  consulted before Linux 4.4.
+
+setns changes the calling thread only: everything here runs on the thread
+that calls it, and `inside()` always puts the thread back where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .common import HostError
+
+CLONE_NEWNET = 0x40000000
+SELF = "/proc/thread-self/ns/net"
+
+# include/uapi/linux/{netlink,rtnetlink,if_link}.h
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+RTMGRP_LINK = 0x1
+IFLA_IFNAME, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO, IFLA_LINK_NETNSID = 3, 5, 10, 18, 37
+IFLA_INFO_KIND = 1
+NLMSG_HDR = struct.Struct("=IHHII")
+IFINFOMSG = struct.Struct("=BxHiII")
+RTATTR = struct.Struct("=HH")
+
+# include/uapi/linux/{sockios,ethtool}.h
+SIOCETHTOOL = 0x8946
+ETHTOOL_GRXCSUM, ETHTOOL_SRXCSUM = 0x14, 0x15
+IFREQ_SIZE = 40
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        code = ctypes.get_errno()
+        raise HostError(f"{what}: {os.strerror(code)} (are we root?)")
+
+
+def setns(fd: int) -> None:
+    _check(_libc.setns(fd, CLONE_NEWNET), "setns(CLONE_NEWNET)")
+
+
+def unshare_netns() -> None:
+    """Move the calling thread into a new, empty network namespace."""
+    _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+
+
+def inode(path: str = SELF) -> int:
+    return os.stat(path).st_ino
+
+
+@contextlib.contextmanager
+def inside(path: str) -> Iterator[None]:
+    """Run the block in the network namespace at `path` (/proc/PID/ns/net, a bind mount, an fd path)."""
+    own = os.open(SELF, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        os.close(own)
+        raise HostError(f"cannot open the network namespace {path}: {exc.strerror}") from None
+    try:
+        setns(target)
+        try:
+            yield
+        finally:
+            setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str  # "veth", "bridge"... ; "" for a device without a driver kind (a physical NIC)
+    peer_index: int  # IFLA_LINK: for a veth, its peer's ifindex (in the peer's namespace)
+    peer_elsewhere: bool  # IFLA_LINK_NETNSID present: the peer lives in another namespace
+    master: int
+
+
+def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
+    while offset + RTATTR.size <= end:
+        length, kind = RTATTR.unpack_from(data, offset)
+        if length < RTATTR.size:
+            return
+        yield kind & 0x3FFF, data[offset + RTATTR.size : offset + length]
+        offset += (length + 3) & ~3
+
+
+def _link(data: bytes, offset: int, end: int) -> Link:
+    _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(data, offset)
+    name, kind, peer, elsewhere, master = "", "", 0, False, 0
+    for attr, value in _attrs(data, offset + IFINFOMSG.size, end):
+        if attr == IFLA_IFNAME:
+            name = value.rstrip(b"\0").decode()
+        elif attr == IFLA_LINK:
+            peer = struct.unpack("=I", value[:4])[0]
+        elif attr == IFLA_MASTER:
+            master = struct.unpack("=I", value[:4])[0]
+        elif attr == IFLA_LINK_NETNSID:
+            elsewhere = True
+        elif attr == IFLA_LINKINFO:
+            for sub, subvalue in _attrs(value, 0, len(value)):
+                if sub == IFLA_INFO_KIND:
+                    kind = subvalue.rstrip(b"\0").decode()
+    return Link(index, name, kind, peer, elsewhere, master)
+
+
+def parse(data: bytes) -> tuple[list[Link], bool]:
+    """The links in a batch of netlink messages, and whether the dump is done."""
+    links, offset = [], 0
+    while offset + NLMSG_HDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(data, offset)
+        if length < NLMSG_HDR.size:
+            break
+        if kind == NLMSG_DONE:
+            return links, True
+        if kind == NLMSG_ERROR:
+            code = -struct.unpack_from("=i", data, offset + NLMSG_HDR.size)[0]
+            raise HostError(f"netlink: {os.strerror(code)}")
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            links.append(_link(data, offset + NLMSG_HDR.size, offset + length))
+        offset += (length + 3) & ~3
+    return links, False
+
+
+def links() -> list[Link]:
+    """Every link of the calling thread's current network namespace."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        request = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        header = NLMSG_HDR.pack(NLMSG_HDR.size + len(request), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+        sock.sendall(header + request)
+        found: list[Link] = []
+        while True:
+            batch, done = parse(sock.recv(1 << 16))
+            found += batch
+            if done:
+                return found
+
+
+def link_events() -> socket.socket:
+    """A socket that receives a message whenever a link of this namespace appears, changes or goes."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    sock.bind((0, RTMGRP_LINK))
+    return sock
+
+
+def _ethtool(ifname: str, cmd: int, data: int = 0) -> int:
+    value = ctypes.create_string_buffer(struct.pack("=II", cmd, data))
+    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(IFREQ_SIZE, b"\0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise HostError(f"{ifname} does not exist (any more) in this namespace") from None
+            raise HostError(f"ethtool ioctl on {ifname}: {exc.strerror}") from None
+    return struct.unpack("=II", value.raw[:8])[1]
+
+
+def rx_checksumming(ifname: str) -> bool:
+    """NETIF_F_RXCSUM of a device in the current namespace (`ethtool -k`'s rx-checksumming)."""
+    return bool(_ethtool(ifname, ETHTOOL_GRXCSUM))
+
+
+def set_rx_checksumming(ifname: str, on: bool) -> None:
+    """`ethtool -K IF rx on|off`, read back: a device that ignores it is an error."""
+    _ethtool(ifname, ETHTOOL_SRXCSUM, int(on))
+    if rx_checksumming(ifname) != on:
+        raise HostError(f"{ifname} kept rx-checksumming {'off' if on else 'on'} after it was set")

@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""Action of badsum.kit.fleet_plan: check the fleet settings and the inventory, before any host is touched."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+
+PHASES = ("audit", "remediate", "rollback")
+# What the canary cell's plan reads: per host, and the experiment's own settings if the user gave them.
+HOST_VARS = (
+    "badsum_data_iface",
+    "badsum_data_ipv4",
+    "badsum_data_ipv6",
+    "badsum_embedded_lab",
+    "ansible_port",
+    "badsum_experiment_client",
+    "badsum_experiment_corruptor",
+    "badsum_experiment_corruption_iface",
+    "badsum_experiment_corruption_hook",
+)
+PLAY_VARS = (
+    "badsum_experiment_corruptor",
+    "badsum_experiment_corruption_iface",
+    "badsum_experiment_corruption_hook",
+    "badsum_experiment_backend",
+    "badsum_experiment_port",
+)
+
+
+class ActionModule(ActionBase):
+    _VALID_ARGS = frozenset({"phase", "experiment_defaults"})
+    _requires_connection = False
+
+    def _resolve(self, names, source, problems, where=""):
+        values = {}
+        for name in names:
+            if name in source:
+                try:
+                    values[name] = self._templar.template(source[name])
+                except AnsibleError as exc:
+                    problems.append(f"{name}{where} cannot be resolved: {exc.message}")
+        return values
+
+    def run(self, tmp=None, task_vars=None):
+        from badsum.fleet import settings  # the controller's badsum package, next to Ansible
+
+        task_vars = task_vars or {}
+        result = super().run(tmp, task_vars)
+        phase = self._task.args.get("phase")
+        if phase not in PHASES:
+            return {**result, "failed": True, "msg": f"phase={phase!r}: allowed: {', '.join(PHASES)}"}
+        problems: list[str] = []
+        raw = self._resolve([k for k in task_vars if k.startswith(settings.P)], task_vars, problems)
+        checked = settings.fleet_settings(raw)
+        problems += checked.problems
+        plan: dict = {}
+        if not problems:
+            groups = {g: list(hosts) for g, hosts in task_vars.get("groups", {}).items()}
+            hostvars = {}
+            wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
+            for host in groups.get("all", []):
+                hostvars[host] = (
+                    self._resolve(HOST_VARS, task_vars["hostvars"][host], problems, f" (on {host})")
+                    if host in wanted
+                    else {}
+                )
+            defaults = self._task.args.get("experiment_defaults") or {}
+            play_vars = {k: v for k, v in defaults.items() if k in PLAY_VARS}
+            play_vars.update(self._resolve(PLAY_VARS, task_vars, problems))
+            plan, plan_problems = settings.plan(checked.values, groups, hostvars, play_vars, phase)
+            problems += plan_problems
+        if problems:
+            result["failed"] = True
+            result["msg"] = f"{len(problems)} setting(s) cannot be used; no host was touched:\n" + "\n".join(
+                f"  - {p}" for p in problems
+            )
+            result["problems"] = problems
+            return result
+        result["changed"] = False
+        result["ansible_facts"] = {"badsum_fleet_plan": plan}
+        return result
