@@ -199,7 +199,7 @@ def inventory(scope: str | None) -> dict:
     veths = _veths(host_links, None, host)
     for ns in namespaces.values():
         try:
-            with netlink.inside(ns.ref):
+            with netlink.inside(ns.ref, expect=ns.inode):
                 veths += _veths(netlink.links(), ns, host)
         except HostError:
             continue  # the container ended while we looked

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import select
@@ -43,7 +44,7 @@ def sweep(scope: str | None, check: bool = False) -> list[dict]:
     _host, namespaces, _runtimes = containers.discover(scope)
     for ns in namespaces.values():
         try:
-            with netlink.inside(ns.ref):
+            with netlink.inside(ns.ref, expect=ns.inode):
                 for link in netlink.links():
                     if link.kind != "veth" or link.name.startswith(containers.OWN_PREFIXES):
                         continue
@@ -63,6 +64,7 @@ class Files:
     def __init__(self, state_dir: str) -> None:
         self.dir = Path(state_dir)
         self.pid, self.status, self.log = self.dir / "guard.pid", self.dir / "guard.json", self.dir / "guard.log"
+        self.changes = self.dir / "guard-changes.jsonl"
 
     def running(self) -> int | None:
         pid = read_pid(self.pid)
@@ -74,11 +76,32 @@ class Files:
             return None
         return pid if b"guard" in cmdline and b"run" in cmdline else None
 
+    def record_change(self, item: dict) -> None:
+        """One line per veth the guard turned off: rollback turns them on again (their rx was on)."""
+        with self.changes.open("a") as f:
+            f.write(json.dumps({**item, "rx": "on"}) + "\n")
+
+    def changed(self) -> list[dict]:
+        if not self.changes.exists():
+            return []
+        return [json.loads(line) for line in self.changes.read_text().splitlines() if line.strip()]
+
     def write_log(self, line: str) -> None:
         if self.log.exists() and self.log.stat().st_size > LOG_LIMIT:
             self.log.replace(self.log.with_suffix(".log.1"))
         with self.log.open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+
+
+def _drain(events: socket.socket) -> None:
+    """Read the burst's messages: they only say "look again". An overflow (ENOBUFS) says the same."""
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            try:
+                events.recv(1 << 16, socket.MSG_DONTWAIT)
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
 
 
 def run_daemon(files: Files, interval: float) -> None:
@@ -92,29 +115,38 @@ def run_daemon(files: Files, interval: float) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     files.dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(files.pid, str(os.getpid()))
     passes = changes = 0
-    files.write_log(f"started (pid {os.getpid()}, scope {scope or 'whole host'}, interval {interval:g} s)")
+    announced = False
     with netlink.link_events() as events:
         due = 0.0  # the first pass at once
         while not stop:
-            ready = select.select([events], [], [], max(0.0, due - time.monotonic()))[0]
-            if ready:
-                with contextlib.suppress(BlockingIOError):
-                    while True:  # drain the burst's messages: they only say "look again"
-                        events.recv(1 << 16, socket.MSG_DONTWAIT)
-                time.sleep(DEBOUNCE)
-            if not ready and time.monotonic() < due:
+            woken = select.select([events], [], [], max(0.0, due - time.monotonic()))[0]
+            if not woken and time.monotonic() < due:
+                continue  # a signal
+            try:
+                if woken:
+                    _drain(events)
+                    time.sleep(DEBOUNCE)
+                done = sweep(scope)
+            except Exception as exc:  # one failed pass must not end the guard
+                files.write_log(f"pass failed, again in 1 s: {exc!r}")
+                due = time.monotonic() + 1
                 continue
-            done = sweep(scope)
             passes += 1
             changes += len(done)
             for item in done:
                 files.write_log(f"rx off: {item['ifname']} in {item['owner']}")
+                files.record_change(item)
             atomic_write(
                 files.status,
                 json.dumps({"pid": os.getpid(), "passes": passes, "changes": changes, "last_pass": time.time()}),
             )
+            if not announced:
+                # Only now, listening and with a first pass done, does it count as running:
+                # a link made after start_guard() returns cannot be missed.
+                atomic_write(files.pid, str(os.getpid()))
+                files.write_log(f"started (pid {os.getpid()}, scope {scope or 'whole host'}, interval {interval:g} s)")
+                announced = True
             due = time.monotonic() + interval
     files.write_log("stopped")
     files.pid.unlink(missing_ok=True)

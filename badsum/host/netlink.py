@@ -71,14 +71,24 @@ def inode(path: str = SELF) -> int:
 
 
 @contextlib.contextmanager
-def inside(path: str) -> Iterator[None]:
-    """Run the block in the network namespace at `path` (/proc/PID/ns/net, a bind mount, an fd path)."""
+def inside(path: str, expect: int | None = None) -> Iterator[None]:
+    """Run the block in the network namespace at `path` (/proc/PID/ns/net, a bind mount, an fd path).
+
+    With `expect`, only if that path still leads to that namespace (inode):
+    a PID is reused within milliseconds here, and /proc/PID/ns/net of a new
+    process may be the host's own namespace, which must never be mistaken for
+    the container that was found there a moment ago.
+    """
     own = os.open(SELF, os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         os.close(own)
         raise HostError(f"cannot open the network namespace {path}: {exc.strerror}") from None
+    if expect is not None and os.fstat(target).st_ino != expect:
+        os.close(target)
+        os.close(own)
+        raise HostError(f"{path} is no longer the namespace {expect}: its process ended")
     try:
         setns(target)
         try:

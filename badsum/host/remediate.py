@@ -13,9 +13,9 @@ moby#18776), and makes it stick for containers created later: the guard
 each .conflist (cni.py) so pods are protected before they start. Before it
 changes anything it records what it found in
 <lib_dir>/remediation/<hostname>/state.json; rollback puts back exactly
-that: the veths it turned off (those that still exist) on again, the guard
-stopped and removed, every file it wrote restored to its old bytes or
-removed. With --check both say what they would change, as a diff, and change
+that: the veths it turned off, and those the guard turned off since (the
+ones that still exist), on again; the guard stopped and removed; every file
+it wrote restored to its old bytes or removed. With --check both say what they would change, as a diff, and change
 nothing. Physical NICs, bridges and host-only veths are never changed.
 """
 
@@ -35,6 +35,7 @@ from . import cni, containers, guard, netlink
 from .common import HostError, Parser, atomic_write, kill, kit_path, lib_dir, sh, wait_gone
 
 UNIT = "badsum-rx-guard.service"
+VERIFY_PREFIX = "bsverify-"
 UNIT_PATH = Path("/etc/systemd/system") / UNIT
 
 
@@ -177,7 +178,7 @@ def _find(namespaces: dict[int, containers.Namespace], netns: int, ifindex: int,
     if ns is None:
         return None
     try:
-        with netlink.inside(ns.ref):
+        with netlink.inside(ns.ref, expect=netns):
             return ns.ref if any(link.index == ifindex and link.name == ifname for link in netlink.links()) else None
     except HostError:
         return None
@@ -189,9 +190,14 @@ def rollback(args: argparse.Namespace) -> dict:
         return {"changed": False, "changes": [], "msg": "nothing to roll back: no remediation recorded on this host"}
     _host, namespaces, _ = containers.discover(containers.own_cgroup())
     restore, gone = [], []
-    for v in state["veths"]:
+    # What apply turned off, then what the guard turned off since (containers created later).
+    recorded = {(v["netns"], v["ifindex"]): v for v in [*state["veths"], *guard.Files(str(state_dir())).changed()]}
+    for v in recorded.values():
         ref = _find(namespaces, v["netns"], v["ifindex"], v["ifname"])
-        (restore if ref else gone).append((v, ref))
+        if ref:
+            restore.append((v, ref))
+        elif not v["ifname"].startswith(VERIFY_PREFIX):  # verification's own veths are gone by design
+            gone.append((v, ref))
     mode = state.get("guard", {}).get("mode", "none")
     stop = bool(state.get("guard", {}).get("started_by_badsum")) and mode != "none"
     changes = [f"rx-checksumming off -> {v['rx']}: {v['ifname']} in {v['owner']}" for v, _ in restore]
@@ -209,7 +215,7 @@ def rollback(args: argparse.Namespace) -> dict:
     if stop:
         stop_guard(mode)  # first: it would turn the restored veths off again
     for v, ref in restore:
-        with netlink.inside(ref):
+        with netlink.inside(ref, expect=v["netns"]):
             netlink.set_rx_checksumming(v["ifname"], v["rx"] == "on")
     for path, f in state["files"].items():
         if f["before"] is None:
@@ -217,7 +223,7 @@ def rollback(args: argparse.Namespace) -> dict:
         else:
             atomic_write(Path(path), f["before"], f["mode"])
     (state_dir() / "state.json").unlink()
-    for leftover in ("guard.log", "guard.log.1"):
+    for leftover in ("guard.log", "guard.log.1", "guard-changes.jsonl"):
         (state_dir() / leftover).unlink(missing_ok=True)
     if state_dir().is_dir() and not any(state_dir().iterdir()):
         state_dir().rmdir()
@@ -240,17 +246,18 @@ class Throwaway:
             if time.monotonic() > deadline:
                 raise HostError("unshare --net did not make a namespace within 2 s")
             time.sleep(0.005)
+        self.inode = netlink.inode(self.ref)
 
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
 
 
-def _wait_rx_off(ref: str, ifname: str, wait: float) -> float | None:
+def _wait_rx_off(box: Throwaway, ifname: str, wait: float) -> float | None:
     """Seconds until rx-checksumming went off on the device, or None if it stayed on."""
     start = time.monotonic()
     while time.monotonic() - start < wait:
-        with netlink.inside(ref):
+        with netlink.inside(box.ref, expect=box.inode):
             if not netlink.rx_checksumming(ifname):
                 return time.monotonic() - start
         time.sleep(0.002)
@@ -265,24 +272,24 @@ def new_containers(args: argparse.Namespace) -> list[dict]:
         # Docker, Mesos: the pair is made in the host namespace, one end moved in.
         sh("ip", "link", "add", "bsverify-h1", "type", "veth", "peer", "name", "bsverify-c1")
         sh("ip", "link", "set", "bsverify-c1", "netns", str(box.proc.pid))
-        took = _wait_rx_off(box.ref, "bsverify-c1", args.wait)
+        took = _wait_rx_off(box, "bsverify-c1", args.wait)
         results.append({"how": "made in the host namespace, moved in (Docker, Mesos)", "seconds": took})
         # CNI bridge: the pair is made inside the pod's namespace, the host end moved out.
-        with netlink.inside(box.ref):
+        with netlink.inside(box.ref, expect=box.inode):
             sh("ip", "link", "add", "bsverify-c2", "type", "veth", "peer", "name", "bsverify-h2")
         # from the host side, where /proc/<our pid>/ns/net is the host namespace
         sh("nsenter", f"--net={box.ref}", "ip", "link", "set", "bsverify-h2", "netns", str(os.getpid()))
-        took = _wait_rx_off(box.ref, "bsverify-c2", args.wait)
+        took = _wait_rx_off(box, "bsverify-c2", args.wait)
         results.append({"how": "made in the pod's namespace, host end moved out (CNI bridge)", "seconds": took})
         status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
         if any(v is True for v in status["conflists"].values()):
-            with netlink.inside(box.ref):
+            with netlink.inside(box.ref, expect=box.inode):
                 sh("ip", "link", "add", "bsverify-c3", "type", "veth", "peer", "name", "bsverify-p3")
             env = dict(os.environ, CNI_COMMAND="ADD", CNI_NETNS=box.ref, CNI_IFNAME="bsverify-c3",
                        CNI_CONTAINERID="badsum-verify", CNI_PATH=args.cni_bin_dir)  # fmt: skip
             conf = json.dumps({"cniVersion": "1.0.0", "name": "badsum-verify", "type": cni.PLUGIN})
             sh(status["plugin"], stdin=conf, env=env)
-            with netlink.inside(box.ref):
+            with netlink.inside(box.ref, expect=box.inode):
                 off = not netlink.rx_checksumming("bsverify-c3")
             how = "the chained CNI plugin, called as a runtime calls it"
             results.append({"how": how, "seconds": 0.0 if off else None})
@@ -317,6 +324,7 @@ def verify(args: argparse.Namespace) -> dict:
         "changed": False,
         "ok": not problems,
         "problems": problems,
+        **({"msg": "; ".join(problems)} if problems else {}),
         "container_veths": sum(v["role"] == "container" for v in inv["veths"]),
         "new_containers": checks,
         "guard": mode,

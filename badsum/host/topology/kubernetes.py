@@ -59,10 +59,14 @@ def conflist(pod_cidr: str) -> dict:
     }
 
 
+def _conflist_text(pod_cidr: str) -> str:
+    return json.dumps(conflist(pod_cidr), indent=2) + "\n"
+
+
 def _network(pod_cidr: str) -> dict:
     """The node's network configuration as the runtime reads it: the .conflist, made at the first up."""
     if not CONFLIST.exists():
-        atomic_write(CONFLIST, json.dumps(conflist(pod_cidr), indent=2) + "\n")
+        atomic_write(CONFLIST, _conflist_text(pod_cidr))
     return json.loads(CONFLIST.read_text())
 
 
@@ -126,7 +130,10 @@ def down(o) -> dict:
         changed |= hn.delete_netns(NETNS)
     RESULT.unlink(missing_ok=True)
     CIDR.unlink(missing_ok=True)
-    CONFLIST.unlink(missing_ok=True)
+    # The node's network configuration goes with the pod only if it is still the
+    # one up wrote: a remediation that chained its plugin into it owns it now.
+    if CONFLIST.exists() and pod_cidr and CONFLIST.read_text() == _conflist_text(pod_cidr):
+        CONFLIST.unlink()
     for path in (CONF_DIR, CONF_DIR.parent):
         with contextlib.suppress(OSError):  # not empty: someone else's files (a remediation's plugin)
             path.rmdir()
