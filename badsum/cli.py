@@ -119,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
 
     from badsum import commands
+    from badsum.fleet import cli as fleet_cli
 
     commands.register(sub)
+    fleet_cli.register(sub)
     return parser
 
 

@@ -54,7 +54,7 @@ TOOLS: dict[str, Tool] = {
         "remediate",
         "rx off on container veths, kept for new ones; verify; roll back",
         ("show", "verify"),
-        ("apply", "rollback"),
+        ("rollout", "apply", "rollback"),
     ),
     "guard": Tool("guard", "keeps rx-checksumming off on every container veth", ("status",), ("sweep",)),
 }

@@ -20,9 +20,11 @@ import argparse
 import platform
 import time
 
-from . import cni, containers, kernels, probe, remediate
+from . import cni, containers, kernels, persistence, probe
 from .common import HostError, Parser
 from .guard import Files, status
+
+CNI_CONF_DIR = "/etc/cni/net.d"
 
 
 def vulnerability(kernel: dict, probed: dict | None) -> tuple[str, str]:
@@ -51,12 +53,12 @@ def risk(vulnerable: str, veths: list[dict], runtimes: dict, guard_running: bool
     return "mitigated", f"all {len(container)} container veths have rx off and the guard covers new ones{maybe}"
 
 
-def show(args: argparse.Namespace) -> dict:
+def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
+    """The audit; `probed` is a probe already made in this call (the kernel has not changed since)."""
     started = time.perf_counter()
     release = platform.release()
     kernel = {"release": release, **kernels.classify(release)}
-    probed = None
-    if args.probe:
+    if probed is None and args.probe:
         try:
             probed = probe.run_probe(args.emulate_bug)
         except HostError as exc:
@@ -64,11 +66,11 @@ def show(args: argparse.Namespace) -> dict:
     vulnerable, decided_by = vulnerability(kernel, probed)
     scope = containers.own_cgroup()
     inv = containers.inventory(scope)
-    record = remediate.load_state()
-    guard_info = status(Files(str(remediate.state_dir())))
+    record = persistence.load_state()
+    guard_info = status(Files(str(persistence.state_dir())))
     mode = (record or {}).get("guard", {}).get("mode")
-    guard_running = remediate.guard_running(mode) if mode in ("daemon", "systemd") else guard_info["running"]
-    cni_status = cni.status(args.cni_conf_dir or ["/etc/cni/net.d"], args.cni_bin_dir)
+    guard_running = persistence.guard_running(mode) if mode in ("daemon", "systemd") else guard_info["running"]
+    cni_status = cni.status(args.cni_conf_dir or [CNI_CONF_DIR], args.cni_bin_dir)
     if cni_status["conflists"] or cni_status["plain_confs"]:
         inv["runtimes"]["cni"] = len(cni_status["conflists"]) + len(cni_status["plain_confs"])
     klass, reason = risk(vulnerable, inv["veths"], inv["runtimes"], guard_running, cni_status["conflists"])
@@ -95,14 +97,20 @@ def show(args: argparse.Namespace) -> dict:
     }
 
 
+def add_options(parser: argparse.ArgumentParser, probe: bool = True) -> None:
+    """What an audit needs to know; remediate's actions take the same options."""
+    if probe:
+        parser.add_argument("--no-probe", dest="probe", action="store_false", help="judge the kernel by the table")
+        parser.add_argument("--emulate-bug", action="store_true", help="probe with the veth-bug emulator (labs)")
+    parser.add_argument("--cni-conf-dir", action="append", default=[], help=f"a CNI configuration directory "
+                        f"(repeatable; default {CNI_CONF_DIR})")  # fmt: skip
+    parser.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="where the runtime finds CNI plugins")
+
+
 def build_parser() -> Parser:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
-    s = sub.add_parser("show", help="audit this host (read-only)")
-    s.add_argument("--no-probe", dest="probe", action="store_false", help="judge the kernel by the table only")
-    s.add_argument("--emulate-bug", action="store_true", help="probe with the veth-bug emulator (emulated fleets)")
-    s.add_argument("--cni-conf-dir", action="append", default=[], help="a CNI configuration directory")
-    s.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="where the runtime finds CNI plugins")
+    add_options(sub.add_parser("show", help="audit this host (read-only)"))
     return p
 
 

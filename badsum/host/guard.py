@@ -44,7 +44,7 @@ def sweep(scope: str | None, check: bool = False) -> list[dict]:
     _host, namespaces, _runtimes = containers.discover(scope)
     for ns in namespaces.values():
         try:
-            with netlink.inside(ns.ref, expect=ns.inode):
+            with containers.entered(ns):
                 for link in netlink.links():
                     if link.kind != "veth" or link.name.startswith(containers.OWN_PREFIXES):
                         continue

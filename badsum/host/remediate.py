@@ -1,22 +1,25 @@
 """The offload workaround on a fleet host: apply it, verify it, and roll it back to exactly what was there.
 
+    remediate rollout  [--check] [audit options] [--guard ...] [--interval S] [--new-container] [--wait S]
+                       this host's part of a rollout, in one call: audit; on an exposed host, apply,
+                       verify, audit again
     remediate apply    [--check] [--guard auto|daemon|systemd|none] [--interval S]
                        [--cni-conf-dir DIR ...] [--cni-bin-dir DIR]
     remediate verify   [--new-container] [--cni-conf-dir DIR ...] [--cni-bin-dir DIR] [--wait S]
-    remediate rollback [--check]
-    remediate show                 the record of what apply changed
+    remediate rollback [--check] [--audit [audit options]]
+    remediate show     the record of what apply changed
 
 apply turns rx-checksumming off on every container veth that has it on (the
 receiving end veth_xmit() consulted: Mesos afd56ea597f5, kubernetes#18898,
 moby#18776), and makes it stick for containers created later: the guard
-(guard.py) for every runtime, and the badsum-rx-off CNI plugin chained into
-each .conflist (cni.py) so pods are protected before they start. Before it
-changes anything it records what it found in
-<lib_dir>/remediation/<hostname>/state.json; rollback puts back exactly
-that: the veths it turned off, and those the guard turned off since (the
-ones that still exist), on again; the guard stopped and removed; every file
-it wrote restored to its old bytes or removed. With --check both say what they would change, as a diff, and change
-nothing. Physical NICs, bridges and host-only veths are never changed.
+(guard.py, persistence.py) for every runtime, and the badsum-rx-off CNI
+plugin chained into each .conflist (cni.py) so pods are protected before
+they start. Before it changes anything it records what it found
+(persistence.py); rollback puts back exactly that: the veths it turned off,
+and those the guard turned off since (the ones that still exist), on again;
+the guard stopped and removed; every file it wrote restored to its old bytes
+or removed. With --check both say what they would change, as a diff, and
+change nothing. Physical NICs, bridges and host-only veths are never changed.
 """
 
 from __future__ import annotations
@@ -25,103 +28,24 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from . import cni, containers, guard, netlink
-from .common import HostError, Parser, atomic_write, kill, kit_path, lib_dir, sh, wait_gone
+from . import audit, cni, containers, guard, netlink
+from .common import HostError, Parser, atomic_write, sh
+from .persistence import (
+    UNIT,
+    guard_mode,
+    guard_running,
+    load_state,
+    save_state,
+    start_guard,
+    state_dir,
+    stop_guard,
+)
 
-UNIT = "badsum-rx-guard.service"
 VERIFY_PREFIX = "bsverify-"
-UNIT_PATH = Path("/etc/systemd/system") / UNIT
-
-
-def state_dir() -> Path:
-    # lib_dir is shared by the emulated hosts of a lab: one record per host name.
-    return lib_dir() / "remediation" / platform.node()
-
-
-def load_state() -> dict | None:
-    path = state_dir() / "state.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def save_state(state: dict) -> None:
-    atomic_write(state_dir() / "state.json", json.dumps(state, indent=1))
-
-
-def has_systemd() -> bool:
-    return Path("/run/systemd/system").is_dir()
-
-
-def guard_mode(wanted: str) -> str:
-    if wanted == "auto":
-        return "systemd" if has_systemd() else "daemon"
-    if wanted == "systemd" and not has_systemd():
-        raise HostError("--guard systemd: systemd is not running on this host (use daemon or auto)")
-    return wanted
-
-
-def unit_text(interval: float) -> str:
-    return (
-        "# Written by badsum (remediate apply); `remediate rollback` removes it.\n"
-        "[Unit]\n"
-        "Description=badsum: rx-checksumming off on every container veth (veth checksum bug workaround)\n"
-        "After=network.target\n\n"
-        "[Service]\n"
-        f"ExecStart=/usr/bin/python3 -I {kit_path()} guard run --state-dir {state_dir()} --interval {interval:g}\n"
-        "Restart=always\n"
-        "RestartSec=2\n\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n"
-    )
-
-
-def guard_running(mode: str) -> bool:
-    if mode == "systemd":
-        return sh("systemctl", "is-active", "--quiet", UNIT, check=False).returncode == 0
-    return guard.Files(str(state_dir())).running() is not None
-
-
-def start_guard(mode: str, interval: float) -> None:
-    if mode == "systemd":
-        atomic_write(UNIT_PATH, unit_text(interval))
-        sh("systemctl", "daemon-reload")
-        sh("systemctl", "enable", "--now", UNIT)
-        return
-    files = guard.Files(str(state_dir()))
-    files.dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-I", str(kit_path()), "guard", "run", "--state-dir", str(files.dir)]
-    with open(os.devnull, "rb") as devnull, files.log.open("ab") as log:
-        # Its own session: it outlives the SSH connection that started it, in the
-        # caller's cgroup (on the embedded lab: the emulated host's, which teardown kills).
-        subprocess.Popen([*argv, "--interval", f"{interval:g}"], stdin=devnull, stdout=log, stderr=log,
-                         start_new_session=True, close_fds=True)  # fmt: skip
-    deadline = time.monotonic() + 5
-    while files.running() is None:
-        if time.monotonic() > deadline:
-            raise HostError(f"the guard did not start; its log: {files.log.read_text()[-800:]}")
-        time.sleep(0.02)
-
-
-def stop_guard(mode: str) -> None:
-    if mode == "systemd":
-        sh("systemctl", "disable", "--now", UNIT, check=False)
-        UNIT_PATH.unlink(missing_ok=True)
-        sh("systemctl", "daemon-reload", check=False)
-        return
-    files = guard.Files(str(state_dir()))
-    pid = files.running()
-    if pid:
-        kill([pid], signal.SIGTERM)
-        if not wait_gone([pid], 3):
-            kill([pid], signal.SIGKILL)
-            wait_gone([pid], 3)
-    for path in (files.pid, files.status):
-        path.unlink(missing_ok=True)
 
 
 def file_diff(item: dict) -> dict:
@@ -173,15 +97,18 @@ def apply(args: argparse.Namespace) -> dict:
     return {"changed": bool(changes) or bool(done), "changes": changes, "diff": diff, "state": str(state_dir())}
 
 
-def _find(namespaces: dict[int, containers.Namespace], netns: int, ifindex: int, ifname: str) -> str | None:
+def _find(
+    namespaces: dict[int, containers.Namespace], netns: int, ifindex: int, ifname: str
+) -> containers.Namespace | None:
     ns = namespaces.get(netns)
     if ns is None:
         return None
     try:
-        with netlink.inside(ns.ref, expect=netns):
-            return ns.ref if any(link.index == ifindex and link.name == ifname for link in netlink.links()) else None
+        with containers.entered(ns):
+            found = any(link.index == ifindex and link.name == ifname for link in netlink.links())
     except HostError:
         return None
+    return ns if found else None
 
 
 def rollback(args: argparse.Namespace) -> dict:
@@ -214,8 +141,8 @@ def rollback(args: argparse.Namespace) -> dict:
                 "check_mode": True}  # fmt: skip
     if stop:
         stop_guard(mode)  # first: it would turn the restored veths off again
-    for v, ref in restore:
-        with netlink.inside(ref, expect=v["netns"]):
+    for v, ns in restore:
+        with containers.entered(ns):
             netlink.set_rx_checksumming(v["ifname"], v["rx"] == "on")
     for path, f in state["files"].items():
         if f["before"] is None:
@@ -332,36 +259,67 @@ def verify(args: argparse.Namespace) -> dict:
     }
 
 
+def rollout(args: argparse.Namespace) -> dict:
+    """Audit; on an exposed host, apply, verify and audit again. A failed step fails the call, with what was found."""
+    result: dict = {"changed": False, "before": audit.show(args), "apply": None, "verify": None, "after": None}
+    if result["before"]["risk"] != "exposed":
+        return {**result, "action": f"left alone: {result['before']['risk']}", "after": result["before"]}
+    try:
+        result["apply"] = apply(args)
+        result["changed"] = result["apply"]["changed"]
+        if args.check:
+            return {**result, "action": f"would make {len(result['apply']['changes'])} changes",
+                    "diff": result["apply"]["diff"]}  # fmt: skip
+        result["verify"] = verify(args)
+        result["after"] = audit.show(args, probed=result["before"]["probe"])
+    except HostError as exc:
+        return {**result, "failed": True, "msg": str(exc), "action": "failed"}
+    problems = result["verify"]["problems"] + (
+        [f"still exposed: {result['after']['reason']}"] if result["after"]["risk"] == "exposed" else []
+    )
+    action = f"remediated ({len(result['apply']['changes'])} changes)"
+    if problems:
+        return {**result, "failed": True, "msg": "; ".join(problems), "action": action}
+    return {**result, "action": action, "diff": result["apply"]["diff"]}
+
+
 def build_parser() -> Parser:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    ro = sub.add_parser("rollout", help="this host's part of a rollout: audit, apply, verify, audit again")
     a = sub.add_parser("apply", help="rx off on container veths, and the guard and CNI plugin for later ones")
-    a.add_argument("--check", action="store_true", help="say what would change (with a diff), change nothing")
-    a.add_argument("--guard", choices=["auto", "daemon", "systemd", "none"], default="auto")
-    a.add_argument("--interval", type=float, default=60.0, help="the guard's pass without link events, seconds")
     v = sub.add_parser("verify", help="is the workaround in place (read-only, but for --new-container)")
-    v.add_argument("--new-container", action="store_true", help="also make throw-away veths the runtimes' ways")
-    v.add_argument("--wait", type=float, default=2.0, help="how long a new veth may keep rx on, seconds")
-    for parser in (a, v):
-        parser.add_argument("--cni-conf-dir", action="append", default=[], help="a CNI configuration directory")
-        parser.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="where the runtime finds CNI plugins")
     r = sub.add_parser("rollback", help="put back what apply recorded")
-    r.add_argument("--check", action="store_true", help="say what would change, change nothing")
+    for parser in (ro, a, r):
+        parser.add_argument("--check", action="store_true", help="say what would change (a diff), change nothing")
+    for parser in (ro, a):
+        parser.add_argument("--guard", choices=["auto", "daemon", "systemd", "none"], default="auto")
+        parser.add_argument("--interval", type=float, default=60.0, help="the guard's pass without link events (s)")
+    for parser in (ro, v):
+        parser.add_argument("--new-container", action="store_true", help="also make veths the runtimes' ways")
+        parser.add_argument("--wait", type=float, default=2.0, help="how long a new veth may keep rx on, seconds")
+    for parser in (ro, a, v, r):
+        audit.add_options(parser, probe=parser in (ro, r))
+    r.add_argument("--audit", action="store_true", help="audit the host after the rollback")
     sub.add_parser("show", help="the record of what apply changed")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
+    if getattr(args, "interval", 1) <= 0:
+        raise HostError(f"--interval must be above 0 (got {args.interval})")
+    if hasattr(args, "cni_conf_dir"):
+        args.cni_conf_dir = args.cni_conf_dir or [audit.CNI_CONF_DIR]
+    if args.action == "rollout":
+        return rollout(args)
     if args.action == "apply":
-        if not args.interval > 0:
-            raise HostError(f"--interval must be above 0 (got {args.interval})")
-        if not args.cni_conf_dir:
-            args.cni_conf_dir = ["/etc/cni/net.d"]
         return apply(args)
     if args.action == "verify":
-        args.cni_conf_dir = args.cni_conf_dir or ["/etc/cni/net.d"]
         return verify(args)
     if args.action == "rollback":
-        return rollback(args)
+        result = rollback(args)
+        if args.audit and not args.check:
+            result["after"] = audit.show(args)
+        return result
     state = load_state()
     return {"recorded": state is not None, "state": state or {}, "dir": str(state_dir())}

@@ -1,0 +1,121 @@
+"""`badsum fleet audit|remediate|rollback`: the fleet playbooks through ansible-runner, with live progress.
+
+Shows hosts done / hosts targeted (counted from the run's own host records),
+the batch the rollout is in and the hosts that failed, while the playbook
+runs; then the fleet table. The report is written even when the rollout
+stopped half way (Ansible runs no later play then). Exit status: 0 when every
+host is fine, 1 when an audit found exposed hosts, 2 when a host failed, was
+not reached, or stays exposed after remediation, or the playbook failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from badsum.fleet import report
+from badsum.runner import RUNNER_PREFIX, clean_stale_controller_files
+
+PLAYBOOKS = {phase: f"playbooks/{phase}.yml" for phase in ("audit", "remediate", "rollback")}
+BATCH_PLAYS = ("Remediate the fleet, batch by batch", "Roll the fleet back, batch by batch")
+
+
+class Watch:
+    """What the event stream and the run's files say about the run so far."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.batch, self.failed, self.read = run_dir, 0, set(), 0.0
+        self.done, self.total = 0, 0
+
+    def on_event(self, event: dict) -> None:
+        kind, data = event.get("event", ""), event.get("event_data", {})
+        if kind == "playbook_on_play_start" and data.get("play") in BATCH_PLAYS:
+            self.batch += 1  # Ansible starts the play again for every batch
+        elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+            self.failed.add(data.get("host", "?"))
+        if time.monotonic() - self.read > 0.25:  # the files, a few times a second at most
+            self.read = time.monotonic()
+            plan = self.run_dir / "plan.json"
+            if plan.exists() and not self.total:
+                self.total = len(json.loads(plan.read_text())["hosts"])
+            hosts = self.run_dir / "hosts"
+            self.done = sum(1 for _ in hosts.glob("*.json")) if hosts.is_dir() else 0
+
+    def line(self) -> str:
+        return f"batch {self.batch or '-'} · failed {len(self.failed)}"
+
+
+def run(phase: str, project: Path, inventory: Path, extravars: dict, cmdline: list[str], as_json: bool) -> int:
+    import ansible_runner  # heavy: only for this command
+
+    console = Console(stderr=True)
+    clean_stale_controller_files()
+    results = Path(extravars.get("badsum_fleet_results_dir") or project / "results" / "fleet").resolve()
+    extravars["badsum_fleet_results_dir"] = str(results)
+    # Named here, so that progress can be read from the run's own files.
+    run_id = extravars.setdefault("badsum_fleet_run_id", f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{phase}")
+    run_dir = results / str(run_id)
+    watch = Watch(run_dir)
+    start = time.monotonic()
+    with (
+        Progress(
+            TextColumn(f"[bold]{phase}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=console, transient=as_json,
+        ) as bar,
+        tempfile.TemporaryDirectory(prefix=f"{RUNNER_PREFIX}{os.getpid()}-") as private,
+    ):  # fmt: skip
+        task = bar.add_task("planning", total=None)
+
+        def on_event(event: dict) -> bool:
+            watch.on_event(event)
+            bar.update(task, completed=watch.done, total=watch.total or None, description=watch.line())
+            return True
+
+        outcome = ansible_runner.run(
+            private_data_dir=private,
+            project_dir=str(project),
+            playbook=PLAYBOOKS[phase],
+            inventory=str(inventory),
+            extravars=extravars,
+            cmdline=" ".join(cmdline) or None,
+            envvars={
+                "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            },
+            event_handler=on_event,
+            quiet=True,
+        )
+    elapsed = time.monotonic() - start
+    if not (run_dir / "plan.json").exists():
+        print(f"badsum fleet {phase}: the run did not start: {_first_failure(outcome)}", file=sys.stderr)
+        return 2
+    written = report.write(run_dir)  # again: a stopped rollout never reached the playbook's report
+    summary = json.loads((run_dir / "fleet.json").read_text())
+    exposed = summary["risk"].get("exposed", 0) if phase == "audit" else 0
+    status = 2 if outcome.rc != 0 or written["problems"] else (1 if exposed else 0)
+    if as_json:
+        summary.update(ansible_rc=outcome.rc, elapsed=round(elapsed, 1), run_dir=str(run_dir), status=status)
+        print(json.dumps(summary, indent=1))
+        return status
+    print(written["table"])
+    print(f"{phase} of {summary['hosts']} hosts in {elapsed:.0f} s; report: {run_dir / 'report.html'}")
+    for problem in written["problems"]:
+        print(f"  {problem}")
+    if outcome.rc != 0 and not written["problems"]:
+        print(f"ansible-playbook failed (rc {outcome.rc}): {_first_failure(outcome)}", file=sys.stderr)
+    return status
+
+
+def _first_failure(outcome) -> str:
+    for event in outcome.events:
+        if event.get("event") == "runner_on_failed":
+            data = event["event_data"]
+            return f"{data.get('task', '?')}: {data.get('res', {}).get('msg', '')}".strip()
+    return "see the playbook's output"

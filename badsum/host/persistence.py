@@ -1,0 +1,131 @@
+"""What keeps the workaround in place on a host: the record of what remediation changed, and the guard's service.
+
+The record lives in <lib_dir>/remediation/<hostname>/ (lib_dir is shared by
+the emulated hosts of a lab: one directory per host name): state.json, the
+guard's pidfile, status, log and list of changes, and the copy of the host
+kit the guard runs from - so the guard never depends on a kit that an
+upgrade, another host's rollback or an ephemeral task could remove.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import guard
+from .common import HostError, atomic_write, kill, kit_path, lib_dir, sh, wait_gone
+
+UNIT = "badsum-rx-guard.service"
+UNIT_PATH = Path("/etc/systemd/system") / UNIT
+
+
+def state_dir() -> Path:
+    # lib_dir is shared by the emulated hosts of a lab: one record per host name.
+    return lib_dir() / "remediation" / platform.node()
+
+
+def load_state() -> dict | None:
+    path = state_dir() / "state.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def save_state(state: dict) -> None:
+    atomic_write(state_dir() / "state.json", json.dumps(state, indent=1))
+
+
+def has_systemd() -> bool:
+    return Path("/run/systemd/system").is_dir()
+
+
+def guard_mode(wanted: str) -> str:
+    if wanted == "auto":
+        return "systemd" if has_systemd() else "daemon"
+    if wanted == "systemd" and not has_systemd():
+        raise HostError("--guard systemd: systemd is not running on this host (use daemon or auto)")
+    return wanted
+
+
+def guard_kit() -> Path:
+    return state_dir() / "badsum-host.pyz"
+
+
+def install_guard_kit() -> None:
+    """The guard's own copy of the kit that runs now (installed or ephemeral alike)."""
+    source = kit_path()
+    if source.suffix != ".pyz":
+        raise HostError(f"the guard runs from a built kit (badsum-host.pyz), not from {source}")
+    target = guard_kit()
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(source, tmp)
+        tmp.chmod(0o644)
+        tmp.rename(target)
+
+
+def unit_text(interval: float) -> str:
+    return (
+        "# Written by badsum (remediate apply); `remediate rollback` removes it.\n"
+        "[Unit]\n"
+        "Description=badsum: rx-checksumming off on every container veth (veth checksum bug workaround)\n"
+        "After=network.target\n\n"
+        "[Service]\n"
+        f"ExecStart=/usr/bin/python3 -I {guard_kit()} guard run --state-dir {state_dir()} --interval {interval:g}\n"
+        "Restart=always\n"
+        "RestartSec=2\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def guard_running(mode: str) -> bool:
+    if mode == "systemd":
+        return sh("systemctl", "is-active", "--quiet", UNIT, check=False).returncode == 0
+    return guard.Files(str(state_dir())).running() is not None
+
+
+def start_guard(mode: str, interval: float) -> None:
+    install_guard_kit()
+    if mode == "systemd":
+        atomic_write(UNIT_PATH, unit_text(interval))
+        sh("systemctl", "daemon-reload")
+        sh("systemctl", "enable", "--now", UNIT)
+        return
+    files = guard.Files(str(state_dir()))
+    files.dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-I", str(guard_kit()), "guard", "run", "--state-dir", str(files.dir)]
+    with open(os.devnull, "rb") as devnull, files.log.open("ab") as log:
+        # Its own session: it outlives the SSH connection that started it, in the
+        # caller's cgroup (on the embedded lab: the emulated host's, which teardown kills).
+        subprocess.Popen([*argv, "--interval", f"{interval:g}"], stdin=devnull, stdout=log, stderr=log,
+                         start_new_session=True, close_fds=True)  # fmt: skip
+    deadline = time.monotonic() + 5
+    while files.running() is None:
+        if time.monotonic() > deadline:
+            raise HostError(f"the guard did not start; its log: {files.log.read_text()[-800:]}")
+        time.sleep(0.02)
+
+
+def stop_guard(mode: str) -> None:
+    if mode == "systemd":
+        sh("systemctl", "disable", "--now", UNIT, check=False)
+        UNIT_PATH.unlink(missing_ok=True)
+        sh("systemctl", "daemon-reload", check=False)
+    else:
+        files = guard.Files(str(state_dir()))
+        pid = files.running()
+        if pid:
+            kill([pid], signal.SIGTERM)
+            if not wait_gone([pid], 3):
+                kill([pid], signal.SIGKILL)
+                wait_gone([pid], 3)
+        for path in (files.pid, files.status):
+            path.unlink(missing_ok=True)
+    guard_kit().unlink(missing_ok=True)

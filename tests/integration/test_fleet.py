@@ -1,0 +1,166 @@
+"""The fleet: the active probe on this very kernel, the remediation scenario, and a rollout that must stop.
+
+The scenario and the fault run on an emulated fleet of their own (lab
+ifleet: 10 hosts, some with Docker, CNI pods or Mesos-style containers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from badsum.host.common import alive, identity
+from conftest import ENV, ROOT, VENV_BIN, badsum, embedded_inventory
+from residue import badsum_programs, leftovers
+
+FLEET_LAB = "ifleet"
+
+
+def probe(*args: str) -> dict:
+    run = subprocess.run([sys.executable, "-m", "badsum.host", "probe", "run", *args], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def links() -> set[str]:
+    return {link["ifname"] for link in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
+                                                                  text=True).stdout)}  # fmt: skip
+
+
+def test_the_probe_says_fixed_on_this_kernel_and_leaves_nothing() -> None:
+    before_links, before_programs = links(), badsum_programs()
+    result = probe()
+    assert result["verdict"] == "fixed" and result["kind"] == "real", result
+    assert result["datagrams"]["good"] == {"delivered": True, "csum_errors": 0}
+    assert result["datagrams"]["bad_rx_on"] == {"delivered": False, "csum_errors": 1}
+    assert result["seconds"] < 1.0
+    assert links() == before_links and badsum_programs() == before_programs
+
+
+def test_the_probes_vulnerable_branch_with_the_emulator(tmp_path: Path) -> None:
+    env = dict(ENV, BADSUM_LIB_DIR=str(tmp_path))  # the emulator compiled into a directory of the test's own
+    build = subprocess.run([sys.executable, "-m", "badsum.host", "bpf", "build", "--program", "vethbug"], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([sys.executable, "-m", "badsum.host", "probe", "run", "--emulate-bug"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    result = json.loads(run.stdout)
+    assert result["verdict"] == "vulnerable" and result["kind"] == "emulated", result
+    assert result["datagrams"]["bad_rx_on"]["delivered"] is True  # the bug: bad data delivered, nothing counted
+    assert result["workaround_rx_off"] == "protects"  # and rx off stops it, as it did in 2016
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    inventory = embedded_inventory(tmp_path_factory.mktemp("fleet-inventory"))
+    badsum("lab", "down", "--lab", FLEET_LAB)
+    badsum("lab", "up", "--lab", FLEET_LAB, "--hosts", "10", "--inventory", str(inventory))
+    yield inventory
+    # Whatever the fleet still runs - guards, dockerd, containers - is the lab's, and goes with it.
+    seen = lab_processes_all()
+    badsum("lab", "down", "--lab", FLEET_LAB)
+    assert leftovers(FLEET_LAB, seen, inventory) == []
+
+
+def ansible(inventory: Path, play: str, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), play, *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_the_remediation_scenario(fleet: Path) -> None:
+    env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(fleet))
+    run = subprocess.run([str(VENV_BIN / "molecule"), "test", "-s", "remediation"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
+    assert run.returncode == 0, output[-5000:]
+    for step in ("prepare", "converge", "idempotence", "side_effect", "verify", "cleanup"):
+        assert f"{step}: Executed: Successful" in output, step
+    assert re.search(r"testinfra: \d+ passed", output)  # the suite ran, on the remediated fleet
+    assert "canary host2: emulated vulnerable mesos cell clean" in output
+
+
+def lab_processes_all() -> set[tuple[int, int]]:
+    return {i for host in (f"host{n}" for n in range(1, 11)) for pid in lab_processes(host) if (i := identity(pid))}
+
+
+def lab_processes(host: str) -> list[int]:
+    """Every process of one emulated host (the lab put them all in its cgroup)."""
+    root = Path(f"/sys/fs/cgroup/freezer/badsum/{FLEET_LAB}/{host}")
+    return sorted({int(pid) for f in root.rglob("cgroup.procs") for pid in f.read_text().split()})
+
+
+def test_a_rollout_stops_at_a_failed_batch_and_leaves_the_later_ones_untouched(fleet: Path, tmp_path: Path) -> None:
+    assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0
+    victim = "host5"  # in the second batch: host1 host3 | host4 host5 | host6 ... (host2 is the canary)
+    for pid in lab_processes(victim):
+        subprocess.run(["kill", "-KILL", str(pid)], check=False)  # the lab started them: the host goes down
+    assert not any(alive(p) for p in lab_processes(victim))
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "badsum", "fleet", "remediate", "-i", str(fleet), "--json",
+         "-e", json.dumps({"badsum_fleet_batches": [2], "badsum_fleet_results_dir": str(results),
+                           "badsum_fleet_run_id": "stopped"})],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    status = {row["host"]: row["status"] for row in summary["rows"]}
+    assert status["host5"] == "failed" and "unreachable" in next(r for r in summary["rows"] if r["host"] == "host5")[
+        "reason"]  # fmt: skip
+    assert {h: status[h] for h in ("host2", "host1", "host3", "host4")} == dict.fromkeys(
+        ("host2", "host1", "host3", "host4"), "ok")  # fmt: skip
+    later = ("host6", "host7", "host8", "host9", "host10")
+    assert {status[h] for h in later} == {"not reached"}
+    lib = Path(yaml.safe_load((fleet / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]["vars"]
+               ["badsum_lib_dir"])  # fmt: skip
+    assert [h for h in later if (lib / "remediation" / h).exists()] == []  # no remediation began there
+    assert (lib / "remediation" / "host4" / "state.json").exists()  # its batch-mate was remediated
+    assert any("host5" in p for p in summary["problems"])
+    # Put the reachable hosts back.
+    back = ansible(fleet, "playbooks/rollback.yml", "--limit", "fleet:!host5",
+                   "-e", json.dumps({"badsum_fleet_results_dir": str(results)}))  # fmt: skip
+    assert back.returncode == 0, back.stdout[-3000:]
+
+
+def test_bad_fleet_settings_are_refused_before_any_host_is_touched(fleet: Path, tmp_path: Path) -> None:
+    run = ansible(fleet, "playbooks/remediate.yml",
+                  "-e", json.dumps({"badsum_fleet_batches": "ten", "badsum_fleet_guard": "cron",
+                                    "badsum_fleet_results_dir": str(tmp_path)}), timeout=60)  # fmt: skip
+    assert run.returncode != 0
+    assert "badsum_fleet_batches='ten': a list of batch sizes" in run.stdout
+    assert "badsum_fleet_guard='cron': allowed: 'auto', 'daemon', 'systemd', 'none'" in run.stdout
+    assert "no host was touched" in run.stdout
+    assert not re.search(r"host\d+\s+: ok=[1-9]", run.stdout)  # no task ran on any host
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_audit_runs_unchanged_from_an_awx_style_private_data_dir(fleet: Path, tmp_path: Path) -> None:
+    """AWX lays a job out as ansible-runner's private data dir: project/, inventory/, env/. So do we."""
+    pdd = tmp_path / "job"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, (f.decode() for f in files)):  # a project sync: what the repository holds
+        if (ROOT / name).is_file():
+            (pdd / "project" / name).parent.mkdir(parents=True, exist_ok=True)
+            (pdd / "project" / name).write_bytes((ROOT / name).read_bytes())
+    (pdd / "inventory" / "group_vars").mkdir(parents=True)
+    (pdd / "inventory" / "hosts.yml").write_text((fleet / "hosts.yml").read_text())
+    (pdd / "inventory" / "group_vars" / "all.yml").write_text((fleet / "group_vars" / "all.yml").read_text())
+    (pdd / "env").mkdir()
+    (pdd / "env" / "extravars").write_text(yaml.safe_dump({"badsum_fleet_results_dir": str(tmp_path / "results"),
+                                                           "badsum_fleet_run_id": "awx"}))  # fmt: skip
+    (pdd / "env" / "settings").write_text(yaml.safe_dump({"job_timeout": 600, "idle_timeout": 300}))
+    env = {k: v for k, v in ENV.items() if k != "ANSIBLE_CONFIG"}  # AWX runs from the project, with its ansible.cfg
+    run = subprocess.run([str(VENV_BIN / "ansible-runner"), "run", str(pdd), "-p", "playbooks/audit.yml"],
+                         env=env, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    summary = json.loads((tmp_path / "results" / "awx" / "fleet.json").read_text())
+    assert summary["hosts"] == 10 and summary["status"] == {"ok": 10}
+    assert (pdd / "artifacts").is_dir() and any((pdd / "artifacts").rglob("job_events/*.json"))
