@@ -243,3 +243,21 @@ def test_records_are_rewritten_only_when_they_change_and_names_cannot_escape(tmp
     assert report.save_records(tmp_path, {"a": {"x": 1}}) == []
     with pytest.raises(ValueError):
         report.save_records(tmp_path, {"../a": {}})
+
+
+def test_the_example_fleet_inventory_plans_a_canary_with_its_cell(tmp_path: Path) -> None:
+    """The shape README.md tells operators to copy is accepted as it is."""
+    listed = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i",
+                             str(ROOT / "inventories/examples/fleet"), "--list"], capture_output=True, text=True,
+                            check=True, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})  # fmt: skip
+    data = json.loads(listed.stdout)
+    groups = {g: data.get(g, {}).get("hosts", []) for g in ("fleet", "servers", "clients", "switches")}
+    hostvars = data["_meta"]["hostvars"]
+    group_vars = yaml.safe_load((ROOT / "inventories/examples/fleet/group_vars/all.yml").read_text())
+    values = checked(**{k: v for k, v in group_vars.items() if k.startswith("badsum_fleet_")},
+                     badsum_fleet_results_dir=str(tmp_path)).values  # fmt: skip
+    experiment = yaml.safe_load((ROOT / "roles/badsum_experiment/defaults/main.yml").read_text())
+    play = {k: v for k, v in experiment.items() if k.startswith("badsum_experiment_corruption_hook")}
+    plan, problems = fleet.plan(values, groups, hostvars, play, "remediate")
+    assert problems == []
+    assert plan["canary"] == "node01" and plan["canary_hosts"] == ["node01", "testclient"]
