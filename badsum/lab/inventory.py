@@ -71,6 +71,9 @@ def inventory_data(spec: LabSpec, inventory_dir: Path, user: str | None = None) 
                 "clients": {"hosts": clients},
                 "servers": {"hosts": servers},
                 "switches": {"hosts": {sw.name: None}},
+                # What the fleet audit and remediation playbooks target: the
+                # machines, never the switch (it stands for network hardware).
+                "fleet": {"hosts": dict.fromkeys(hosts)},
             },
         }
     }

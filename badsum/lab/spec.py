@@ -84,7 +84,7 @@ class LabSpec:
     # -- names -------------------------------------------------------------
     @property
     def bridge(self) -> str:
-        return f"{self.lab_id}-mgmt"
+        return bridge_name(self.lab_id)
 
     @property
     def state_dir(self) -> Path:
@@ -147,6 +147,11 @@ class LabSpec:
 
     def nodes(self) -> list[Node]:
         return [self.switch] + [self.host(n) for n in range(1, self.hosts + 1)]
+
+
+def bridge_name(lab_id: str) -> str:
+    """The management bridge in the root namespace."""
+    return f"{lab_id}-mgmt"
 
 
 def validate_lab_id(lab_id: str) -> None:
