@@ -208,6 +208,9 @@ def discover(scope: str | None) -> tuple[int, dict[int, Namespace], dict[str, li
 @dataclass
 class Veth:
     netns: int  # namespace inode
+    # The namespace's cookie: a new container can get a freed inode back (and,
+    # made the same way, the same ifindex), never a cookie.
+    netns_cookie: int | None
     netns_ref: str
     owner: str
     ifname: str
@@ -219,6 +222,7 @@ class Veth:
     def as_dict(self) -> dict:
         return {
             "netns": self.netns,
+            "netns_cookie": self.netns_cookie,
             "netns_ref": self.netns_ref,
             "owner": self.owner,
             "ifname": self.ifname,
@@ -230,6 +234,7 @@ class Veth:
 
 def _veths(links: list[netlink.Link], ns: Namespace | None, host: int) -> list[Veth]:
     out = []
+    cookie = netlink.netns_cookie()
     for link in links:
         if link.kind != "veth" or link.name.startswith(OWN_PREFIXES):
             continue
@@ -240,6 +245,7 @@ def _veths(links: list[netlink.Link], ns: Namespace | None, host: int) -> list[V
         out.append(
             Veth(
                 netns=ns.inode if ns else host,
+                netns_cookie=cookie,
                 netns_ref=ns.ref if ns else "self",
                 owner=ns.owner if ns else "host",
                 ifname=link.name,

@@ -100,6 +100,18 @@ def inside(path: str, expect: int | None = None) -> Iterator[None]:
         os.close(own)
 
 
+SO_NETNS_COOKIE = 71  # Linux 5.14+: a namespace's id for this boot, never reused (an inode is)
+
+
+def netns_cookie() -> int | None:
+    """The current network namespace's cookie; None on kernels without it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+        except OSError:
+            return None
+
+
 @dataclass(frozen=True)
 class Link:
     index: int

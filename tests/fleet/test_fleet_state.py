@@ -58,8 +58,9 @@ def test_persistence(baseline: dict, now: dict, host_name: str, expect: str) -> 
 def test_containers_made_after_remediation_are_protected(baseline: dict, now: dict, host_name: str, expect: str):
     if expect != "remediated" or not container(baseline[host_name]):
         pytest.skip("no container here, or not remediated")
-    old = {(v["netns"], v["ifindex"]) for v in container(baseline[host_name])}
-    new = [v for v in container(now[host_name]) if (v["netns"], v["ifindex"]) not in old]
+    # by namespace cookie: a recreated container may get the old one's inode and ifindex back
+    old = {(v["netns_cookie"], v["ifindex"]) for v in container(baseline[host_name])}
+    new = [v for v in container(now[host_name]) if (v["netns_cookie"], v["ifindex"]) not in old]
     assert new, "the side effect made no new container on this host"
     assert [v for v in new if v["rx"] == "on"] == []
 

@@ -81,8 +81,9 @@ def ansible(inventory: Path, play: str, *extra: str, timeout: int = 600) -> subp
     return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_the_remediation_scenario(fleet: Path) -> None:
-    env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(fleet))
+def test_the_remediation_scenario(fleet: Path, tmp_path: Path) -> None:
+    # A fresh state: molecule skips prepare when an earlier run's state says "prepared".
+    env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(fleet), MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"))
     run = subprocess.run([str(VENV_BIN / "molecule"), "test", "-s", "remediation"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
     output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)

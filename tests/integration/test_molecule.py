@@ -21,8 +21,9 @@ def prepared(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(prepared: Path, scenario: str) -> None:
-    env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(prepared))
+def test_molecule_scenario(prepared: Path, scenario: str, tmp_path: Path) -> None:
+    # A fresh state: molecule skips steps an earlier run's state (in ~/.ansible/tmp) says were done.
+    env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(prepared), MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"))
     run = subprocess.run(
         [str(VENV_BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=600, check=False,
