@@ -57,7 +57,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
         slot = args.slot if args.slot is not None else labmod.allocate_slot(args.lab)
         spec = LabSpec(args.lab, args.hosts, slot)
         inventory = Path(args.inventory) if args.inventory else default_inventory(args.lab)
-        print(labmod.up(spec, inventory, project_dir(), args.user))
+        if args.user and args.student:
+            raise LabError("--user and --student: one account per lab")
+        account = labmod.Account.student(Path(args.student)) if args.student else args.user
+        print(labmod.up(spec, inventory, project_dir(), account))
     elif args.action == "down":
         ids = sorted({e["lab_id"] for e in labmod.status()}) if args.all else [args.lab]
         for lab_id in ids or [args.lab]:
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--user", type=_user,
                      help="up: also a non-root user on every node, with the lab's key and sudo; "
                           "root does not log in (a cloud VM's shape)")  # fmt: skip
+    lab.add_argument("--student", metavar="FILE",
+                     help="up: a workshop student's account on every node (JSON: name, password_hash, keys, "
+                          "home); `badsum workshop up` writes it")  # fmt: skip
     lab.add_argument("--all", action="store_true", help="down/status: every lab on this machine")
     lab.add_argument("--json", action="store_true", help="status: machine-readable output")
     lab.set_defaults(func=cmd_lab)

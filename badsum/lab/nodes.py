@@ -29,6 +29,7 @@ import gc
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,7 +92,8 @@ class LabPlan:
     """What every node of the lab shares."""
 
     etc_dir: Path  # the lab's /etc files (ETC_FILES that exist there are bound over the machine's)
-    user: tuple[str, int] | None  # `--user`: name and uid (its group has the same id)
+    user: tuple[str, int] | None  # `--user`/`--student`: name and uid (its group has the same id)
+    home_template: Path | None  # `--student`: what the user's home holds when the node starts
     cgroup_mounts: tuple[Mount, ...]
     sshd_config: Path
     sshd_stderr: Path  # what an sshd says before it listens: why it did not start
@@ -185,10 +187,16 @@ def _mount_node(lab: LabPlan) -> None:
     for d in RUN_DIRS:
         os.mkdir(d, 0o755)
     if lab.user:
-        # A home of its own, as a cloud VM's user has.
+        # A home of its own, as a cloud VM's user has (a student's, made from the workshop's template).
         home = f"/home/{lab.user[0]}"
-        os.mkdir(home, 0o700)
-        os.chown(home, lab.user[1], lab.user[1])
+        if lab.home_template:
+            shutil.copytree(lab.home_template, home, symlinks=True)
+            os.chmod(home, 0o700)
+        else:
+            os.mkdir(home, 0o700)
+        for root, dirs, files in os.walk(home):
+            for name in (".", *dirs, *files):
+                os.chown(os.path.join(root, name), lab.user[1], lab.user[1], follow_symlinks=False)
 
 
 def _configure(plan: NodePlan) -> None:

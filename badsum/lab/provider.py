@@ -28,6 +28,7 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from badsum.host import netlink
@@ -61,6 +62,42 @@ MaxStartups 200
 MaxSessions 200
 Subsystem sftp internal-sftp
 """
+
+
+@dataclass(frozen=True)
+class Account:
+    """A non-root user on every node of a lab.
+
+    `--user NAME`: the shape of a cloud VM - the lab's key, sudo, and root
+    does not log in. `--student FILE` (a workshop's): no sudo, a password and
+    the student's own keys beside the lab's (the lab's key is never given to
+    a student), a home made from a template; root logs in with the lab's key
+    as usual, for the trainer's tools.
+    """
+
+    name: str
+    sudo: bool = True
+    password_hash: str | None = None
+    keys: tuple[str, ...] = ()
+    home: str | None = None
+
+    @classmethod
+    def student(cls, path: Path) -> Account:
+        try:
+            data = json.loads(path.read_text())
+            return cls(data["name"], sudo=False, password_hash=data["password_hash"], keys=tuple(data["keys"]),
+                       home=data["home"])  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LabError(f"--student {path}: want JSON with name, password_hash, keys, home ({exc})") from None
+
+    def __post_init__(self) -> None:
+        # A node mounts its own /run, /tmp, /root, /home and /sys: a template there would be out of its sight.
+        if self.home and (
+            not Path(self.home).is_dir()
+            or Path(self.home).is_relative_to("/run")
+            or any(Path(self.home).is_relative_to(p) for p in ("/tmp", "/root", "/home", "/sys"))
+        ):
+            raise LabError(f"home template {self.home!r}: a directory outside /run, /tmp, /root, /home and /sys")
 
 
 def ensure_ns_root() -> None:
@@ -183,7 +220,7 @@ def _ssh_answering(addrs: list[str], timeout: float = 1.0) -> set[str]:
 
 
 def check_owner(spec: LabSpec, inventory_dir: Path, state: dict, user: str | None = None) -> None:
-    """One lab, one owner: a lab is used through the inventory it wrote, nowhere else."""
+    """One lab, one owner: a lab is used through the inventory it wrote, nowhere else (user: its account's name)."""
     if Path(state["inventory"]) != inventory_dir.resolve():
         raise LabError(
             f"lab {spec.lab_id} is already up, with its inventory in {state['inventory']} (made from "
@@ -199,18 +236,21 @@ def check_owner(spec: LabSpec, inventory_dir: Path, state: dict, user: str | Non
         )
 
 
-def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | None = None) -> str:
+def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | Account | None = None) -> str:
     """Create the lab; a no-op when the same lab is already up and healthy.
 
-    With a user, every node also has that (non-root) user, who logs in with
-    the lab's key and becomes root with sudo: the shape of a cloud VM.
+    With a user, every node also has that (non-root) account (see Account).
     """
+    account = Account(user) if isinstance(user, str) else user
+    user = account.name if account else None
+    # Ansible reaches a cloud-shaped lab as its user; a student's lab as root, as any lab.
+    reach = user if account and account.sudo else None
     state = load_state(spec.lab_id)
     if state and state.get("complete"):
         check_owner(spec, inventory_dir, state, user)
         if all(s["sshd"] for s in status_nodes(LabSpec(spec.lab_id, state["hosts"], state["slot"]))):
             if not (inventory_dir / "hosts.yml").exists():
-                write_inventory(spec, inventory_dir, user)
+                write_inventory(spec, inventory_dir, reach)
             return f"lab {spec.lab_id} is already up ({state['hosts']} hosts, inventory {state['inventory']})"
     # Anything left by an interrupted run is removed, never trusted.
     if _has_traces(spec.lab_id, state):
@@ -232,15 +272,15 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | None =
     with _slot_lock():
         _check_slot_free(spec)
         _save_state(state)
-    _make_etc(spec, user)
+    _make_etc(spec, account)
     # The networks are one `ip` process: it runs beside the key generation.
     # The pool is gone before the nodes fork (no thread may hold a lock then).
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         networks = pool.submit(_make_networks, spec)
-        _make_keys(spec, inventory_dir, pool, user)
+        _make_keys(spec, inventory_dir, pool, account)
         networks.result()
-    _start_nodes(spec, user)
-    write_inventory(spec, inventory_dir, user)
+    _start_nodes(spec, account)
+    write_inventory(spec, inventory_dir, reach)
     state["complete"] = True
     _save_state(state)
     return f"lab {spec.lab_id} is up: {spec.hosts} hosts + switch, inventory {inventory_dir}"
@@ -250,14 +290,15 @@ def _keygen(path: Path, comment: str) -> None:
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
 
 
-def _make_etc(spec: LabSpec, user: str | None) -> None:
-    """The nodes' own /etc files: hosts (each node's name resolves), and with a user, its accounts and sudo."""
+def _make_etc(spec: LabSpec, account: Account | None) -> None:
+    """The nodes' own /etc files: hosts (each node's name resolves), and with an account, its user and sudo."""
     etc = spec.state_dir / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     names = "\n".join(f"{n.mgmt_v4} {n.name}" for n in spec.nodes())
     (etc / "hosts").write_text(Path("/etc/hosts").read_text() + f"\n# badsum lab {spec.lab_id}\n{names}\n")
-    if not user:
+    if not account:
         return
+    user = account.name
     taken = {int(line.split(":")[2]) for line in Path("/etc/passwd").read_text().splitlines() if line.count(":") >= 3}
     uid = next(u for u in range(2000, 60000) if u not in taken)
     (etc / "passwd").write_text(
@@ -265,17 +306,20 @@ def _make_etc(spec: LabSpec, user: str | None) -> None:
     )
     (etc / "group").write_text(Path("/etc/group").read_text() + f"{user}:x:{uid}:\n")
     # "*": no password to log in with, but not locked (sshd refuses "!" accounts); keys only.
-    (etc / "shadow").write_text(Path("/etc/shadow").read_text() + f"{user}:*:20000:0:99999:7:::\n")
+    secret = account.password_hash or "*"
+    (etc / "shadow").write_text(Path("/etc/shadow").read_text() + f"{user}:{secret}:20000:0:99999:7:::\n")
     (etc / "shadow").chmod(0o640)
     sudoers = etc / "sudoers.d"
     if sudoers.exists():
         shutil.rmtree(sudoers)
     shutil.copytree("/etc/sudoers.d", sudoers) if Path("/etc/sudoers.d").is_dir() else sudoers.mkdir()
-    (sudoers / "badsum-lab").write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
-    (sudoers / "badsum-lab").chmod(0o440)
+    if account.sudo:
+        (sudoers / "badsum-lab").write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+        (sudoers / "badsum-lab").chmod(0o440)
 
 
-def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, user: str | None) -> None:
+def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, account: Account | None) -> None:
+    user = account.name if account else None
     (inventory_dir / ".ssh").mkdir(parents=True, exist_ok=True, mode=0o700)
     key = inventory_dir / ".ssh" / "id_ed25519"
     for path in (key, key.with_suffix(".pub")):
@@ -285,7 +329,8 @@ def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, use
     authorized = spec.state_dir / "keys"
     authorized.mkdir(mode=0o755, exist_ok=True)
     for name in ("root", *([user] if user else [])):
-        (authorized / name).write_text(key.with_suffix(".pub").read_text())
+        own = account.keys if account and name == user else ()
+        (authorized / name).write_text("".join(k.strip() + "\n" for k in (key.with_suffix(".pub").read_text(), *own)))
         (authorized / name).chmod(0o600)
         if name != "root":
             uid = next(int(f[2]) for f in (line.split(":") for line in (spec.state_dir / "etc/passwd").read_text()
@@ -296,9 +341,11 @@ def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, use
         SSHD_CONFIG.format(
             lab=spec.lab_id,
             authorized_keys=authorized,
-            # as on cloud VMs: with a user, root does not log in over SSH
-            root_login="no" if user else "prohibit-password",
+            # as on cloud VMs: with a user who has sudo, root does not log in over SSH
+            root_login="no" if account and account.sudo else "prohibit-password",
         )
+        # A student types a password (sshd checks it against the lab's /etc/shadow); nobody else may.
+        + (f"Match User {user}\n    PasswordAuthentication yes\n" if account and account.password_hash else "")
     )
 
     def node_key(node: Node) -> None:
@@ -360,17 +407,18 @@ def _node_network(spec: LabSpec, node: Node) -> tuple[str, tuple[str, ...]]:
     return "\n".join(cmds) + "\n", ("eth0",)
 
 
-def _lab_user(spec: LabSpec, user: str | None) -> tuple[str, int] | None:
-    if not user:
+def _lab_user(spec: LabSpec, account: Account | None) -> tuple[str, int] | None:
+    if not account:
         return None
     passwd = (spec.state_dir / "etc" / "passwd").read_text().splitlines()
-    return user, next(int(f[2]) for f in (line.split(":") for line in passwd) if f[0] == user)
+    return account.name, next(int(f[2]) for f in (line.split(":") for line in passwd) if f[0] == account.name)
 
 
-def _start_nodes(spec: LabSpec, user: str | None) -> None:
+def _start_nodes(spec: LabSpec, account: Account | None) -> None:
     lab = nodes.LabPlan(
         etc_dir=spec.state_dir / "etc",
-        user=_lab_user(spec, user),
+        user=_lab_user(spec, account),
+        home_template=Path(account.home) if account and account.home else None,
         cgroup_mounts=nodes.cgroup_mounts(),
         sshd_config=_sshd_config(spec),
         sshd_stderr=spec.state_dir / "sshd.stderr",

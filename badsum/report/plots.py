@@ -7,13 +7,14 @@ result files gives the same bytes.
 from __future__ import annotations
 
 import io
-from collections import Counter
 from dataclasses import dataclass
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display: rendering to files only
 import matplotlib.pyplot as plt
+
+from badsum.analysis.signature import bit_offsets_mod32
 
 
 @dataclass
@@ -51,16 +52,6 @@ def timeline_data(cell: dict) -> TimelineData:
     if corruption.get("window_start") is not None and corruption.get("window_end") is not None:
         window = (corruption["window_start"] - t0, corruption["window_end"] - t0)
     return TimelineData(times, intact, corrupt, pending, window)
-
-
-def bit_offsets_mod32(cell: dict) -> Counter[int]:
-    """Offsets of the flipped bits in the stream, mod 32 bytes: the incident's signature."""
-    counts: Counter[int] = Counter()
-    for msg in cell.get("corrupt_messages") or []:
-        base = int(msg.get("stream_offset", 0))
-        for offset, _bit in msg["bit_diffs"]:
-            counts[(base + int(offset)) % 32] += 1
-    return counts
 
 
 def _png(fig) -> bytes:

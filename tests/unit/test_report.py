@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from badsum import report
+from badsum.analysis import signature
 from badsum.report import plots
 from synthetic import make_run
 
@@ -99,4 +100,4 @@ def test_timeline_data_counts_messages_as_they_go() -> None:
 
 def test_bit_offsets_are_taken_mod_32_of_the_stream() -> None:
     cell = {"corrupt_messages": [{"stream_offset": 100, "bit_diffs": [[5, 2], [37, 2]]}]}
-    assert plots.bit_offsets_mod32(cell) == {9: 2}
+    assert signature.bit_offsets_mod32(cell) == {9: 2}
