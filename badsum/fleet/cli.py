@@ -11,6 +11,14 @@ from badsum.runner import parse_extravars
 LIMIT_RE = re.compile(r"^[A-Za-z0-9_.:,!&*\[\]~-]+$")
 
 
+def with_controller(limit: str) -> str:
+    """The limit, and localhost: the plan and the report run there, and without the plan no host is touched.
+
+    Ansible splits a pattern on its commas when it has any, else on its colons: join the same way.
+    """
+    return f"localhost{',' if ',' in limit else ':'}{limit}"
+
+
 def cmd_fleet(args: argparse.Namespace) -> int:
     from badsum.fleet import runner  # ansible-runner and rich: only for this command
 
@@ -28,7 +36,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             raise ValueError("--check: the audit only reads; it has no check mode")
         cmdline += ["--check", "--diff"]
     if args.limit:
-        cmdline += ["--limit", args.limit]
+        cmdline += ["--limit", with_controller(args.limit)]
     return runner.run(args.phase, project, inventory, parse_extravars(args.extra), cmdline, args.json)
 
 

@@ -104,39 +104,6 @@ def lab_processes(host: str) -> list[int]:
     return sorted({int(pid) for f in root.rglob("cgroup.procs") for pid in f.read_text().split()})
 
 
-def test_a_rollout_stops_at_a_failed_batch_and_leaves_the_later_ones_untouched(fleet: Path, tmp_path: Path) -> None:
-    assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0
-    victim = "host5"  # in the second batch: host1 host3 | host4 host5 | host6 ... (host2 is the canary)
-    for pid in lab_processes(victim):
-        subprocess.run(["kill", "-KILL", str(pid)], check=False)  # the lab started them: the host goes down
-    assert not any(alive(p) for p in lab_processes(victim))
-    results = tmp_path / "results"
-    run = subprocess.run(
-        [sys.executable, "-m", "badsum", "fleet", "remediate", "-i", str(fleet), "--json",
-         "-e", json.dumps({"badsum_fleet_batches": [2], "badsum_fleet_results_dir": str(results),
-                           "badsum_fleet_run_id": "stopped"})],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]
-    summary = json.loads(run.stdout)
-    status = {row["host"]: row["status"] for row in summary["rows"]}
-    assert status["host5"] == "failed" and "unreachable" in next(r for r in summary["rows"] if r["host"] == "host5")[
-        "reason"]  # fmt: skip
-    assert {h: status[h] for h in ("host2", "host1", "host3", "host4")} == dict.fromkeys(
-        ("host2", "host1", "host3", "host4"), "ok")  # fmt: skip
-    later = ("host6", "host7", "host8", "host9", "host10")
-    assert {status[h] for h in later} == {"not reached"}
-    lib = Path(yaml.safe_load((fleet / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]["vars"]
-               ["badsum_lib_dir"])  # fmt: skip
-    assert [h for h in later if (lib / "remediation" / h).exists()] == []  # no remediation began there
-    assert (lib / "remediation" / "host4" / "state.json").exists()  # its batch-mate was remediated
-    assert any("host5" in p for p in summary["problems"])
-    # Put the reachable hosts back.
-    back = ansible(fleet, "playbooks/rollback.yml", "--limit", "fleet:!host5",
-                   "-e", json.dumps({"badsum_fleet_results_dir": str(results)}))  # fmt: skip
-    assert back.returncode == 0, back.stdout[-3000:]
-
-
 def test_bad_fleet_settings_are_refused_before_any_host_is_touched(fleet: Path, tmp_path: Path) -> None:
     run = ansible(fleet, "playbooks/remediate.yml",
                   "-e", json.dumps({"badsum_fleet_batches": "ten", "badsum_fleet_guard": "cron",
@@ -171,3 +138,37 @@ def test_the_audit_runs_unchanged_from_an_awx_style_private_data_dir(fleet: Path
     summary = json.loads((tmp_path / "results" / "awx" / "fleet.json").read_text())
     assert summary["hosts"] == 10 and summary["status"] == {"ok": 10}
     assert (pdd / "artifacts").is_dir() and any((pdd / "artifacts").rglob("job_events/*.json"))
+
+
+# Last: it takes host5 of the module's fleet down for good.
+def test_a_rollout_stops_at_a_failed_batch_and_leaves_the_later_ones_untouched(fleet: Path, tmp_path: Path) -> None:
+    assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0
+    victim = "host5"  # in the second batch: host1 host3 | host4 host5 | host6 ... (host2 is the canary)
+    for pid in lab_processes(victim):
+        subprocess.run(["kill", "-KILL", str(pid)], check=False)  # the lab started them: the host goes down
+    assert not any(alive(p) for p in lab_processes(victim))
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "badsum", "fleet", "remediate", "-i", str(fleet), "--json",
+         "-e", json.dumps({"badsum_fleet_batches": [2], "badsum_fleet_results_dir": str(results),
+                           "badsum_fleet_run_id": "stopped"})],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]
+    summary = json.loads(run.stdout)
+    status = {row["host"]: row["status"] for row in summary["rows"]}
+    assert status["host5"] == "failed" and "unreachable" in next(r for r in summary["rows"] if r["host"] == "host5")[
+        "reason"]  # fmt: skip
+    assert {h: status[h] for h in ("host2", "host1", "host3", "host4")} == dict.fromkeys(
+        ("host2", "host1", "host3", "host4"), "ok")  # fmt: skip
+    later = ("host6", "host7", "host8", "host9", "host10")
+    assert {status[h] for h in later} == {"not reached"}
+    lib = Path(yaml.safe_load((fleet / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]["vars"]
+               ["badsum_lib_dir"])  # fmt: skip
+    assert [h for h in later if (lib / "remediation" / h).exists()] == []  # no remediation began there
+    assert (lib / "remediation" / "host4" / "state.json").exists()  # its batch-mate was remediated
+    assert any("host5" in p for p in summary["problems"])
+    # Put the reachable hosts back.
+    back = ansible(fleet, "playbooks/rollback.yml", "--limit", "localhost:fleet:!host5",
+                   "-e", json.dumps({"badsum_fleet_results_dir": str(results)}))  # fmt: skip
+    assert back.returncode == 0, back.stdout[-3000:]

@@ -261,3 +261,12 @@ def test_the_example_fleet_inventory_plans_a_canary_with_its_cell(tmp_path: Path
     plan, problems = fleet.plan(values, groups, hostvars, play, "remediate")
     assert problems == []
     assert plan["canary"] == "node01" and plan["canary_hosts"] == ["node01", "testclient"]
+
+
+@pytest.mark.parametrize("limit", ["fleet:!host5", "web,db", "host1", "fleet:&eu", "web[0:3]"])
+def test_a_limit_keeps_the_controller_and_every_part_of_the_pattern(limit: str) -> None:
+    from ansible.inventory.manager import split_host_pattern
+
+    from badsum.fleet.cli import with_controller
+
+    assert split_host_pattern(with_controller(limit)) == ["localhost", *split_host_pattern(limit)]

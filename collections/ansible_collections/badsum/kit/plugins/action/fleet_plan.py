@@ -29,7 +29,7 @@ PLAY_VARS = (
 
 
 class ActionModule(ActionBase):
-    _VALID_ARGS = frozenset({"phase", "experiment_defaults"})
+    _VALID_ARGS = frozenset({"phase", "experiment_defaults", "limit_hosts"})
     _requires_connection = False
 
     def _resolve(self, names, source, problems, where=""):
@@ -56,7 +56,9 @@ class ActionModule(ActionBase):
         problems += checked.problems
         plan: dict = {}
         if not problems:
-            groups = {g: list(hosts) for g, hosts in task_vars.get("groups", {}).items()}
+            limit = self._task.args.get("limit_hosts")
+            groups = {g: [h for h in hosts if limit is None or h in limit]
+                      for g, hosts in task_vars.get("groups", {}).items()}  # fmt: skip
             hostvars = {}
             wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
             for host in groups.get("all", []):

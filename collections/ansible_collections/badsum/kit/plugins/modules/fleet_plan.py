@@ -22,6 +22,12 @@ options:
     description: The experiment role's defaults, for the canary cell's plan (the inventory overrides them).
     type: dict
     default: {}
+  limit_hosts:
+    description:
+      - The hosts a C(--limit) leaves (the playbooks pass the hosts C(ansible_limit) matches).
+        Only they are planned, so a host outside the limit is not reported as not reached.
+    type: list
+    elements: str
 attributes:
   check_mode:
     support: full
