@@ -57,8 +57,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml | $(BIN)/activate
 venv: $(VENV)/.installed
 
 lint: venv
-	$(BIN)/ruff check badsum collections tests bench
-	$(BIN)/ruff format --check badsum collections tests bench
+	$(BIN)/ruff check badsum collections tests bench exercises
+	$(BIN)/ruff format --check badsum collections tests bench exercises
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production -q
 

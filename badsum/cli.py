@@ -126,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from badsum import commands
     from badsum.fleet import cli as fleet_cli
+    from badsum.workshop import cli as workshop_cli
 
     commands.register(sub)
     fleet_cli.register(sub)
+    workshop_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,303 @@
+"""What a student may ask of their own lab - the `lab` command's actions - done for them by the service.
+
+A student is not root anywhere (root on an emulated host would be root on
+this machine), so every privileged step goes through here: each action
+checks its arguments against a fixed list, acts on that student's lab alone
+(through the kit's own playbooks and host-kit calls, with the lab's
+inventory), and answers with text for the terminal and data for the checks.
+Every action is written to the student's activity log, which the dashboard
+and the checks read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from badsum.analysis import results, signature
+from badsum.host.topology import TOPOLOGIES
+from badsum.settings import CONDITIONS
+from badsum.workshop.room import Room, Seat
+
+PROJECT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# Side by side on 2 cores: more runs at once would only slow each one down.
+RUNS_AT_ONCE = threading.BoundedSemaphore(int(os.environ.get("BADSUM_WORKSHOP_RUNS_AT_ONCE", "4")))
+FLEET = ("audit", "remediate", "remediate-check", "rollback")
+
+
+class Refused(ValueError):
+    """A request the service will not carry out, with the reason for the student."""
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"))
+
+
+def _playbook(seat: Seat, playbook: str, extra: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    with RUNS_AT_ONCE:
+        return subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", str(seat.inventory), playbook, "-e", json.dumps(extra), *args],
+            cwd=PROJECT, env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+
+
+def _kit(seat: Seat, host: str, tool: str, action: str, args: dict) -> dict:
+    """One host-kit call on one host of the student's lab (ansible's ad-hoc mode, the badsum.kit.run module)."""
+    module_args = json.dumps({"tool": tool, "action": action, "args": args})
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "-i", str(seat.inventory), host, "-m", "badsum.kit.run", "-a", module_args],
+        cwd=PROJECT, env=dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    try:
+        out = json.loads(proc.stdout)
+        result = out["plays"][0]["tasks"][0]["hosts"][host]
+    except (ValueError, KeyError, IndexError):
+        raise Refused(f"the lab did not answer ({(proc.stderr or proc.stdout).strip()[-300:]})") from None
+    if result.get("failed") or result.get("unreachable"):
+        raise Refused(result.get("msg", "failed"))
+    return result
+
+
+def _standing_file(seat: Seat) -> Path:
+    return seat.dir / "standing.json"
+
+
+def standing(seat: Seat) -> dict | None:
+    path = _standing_file(seat)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _choice(value, allowed, what: str) -> str:
+    if value not in allowed:
+        raise Refused(f"{what} {value!r}: choose one of {', '.join(allowed)}")
+    return value
+
+
+def _run_id(seat: Seat, topology: str, condition: str) -> str:
+    seat.results.mkdir(parents=True, exist_ok=True)
+    n = sum(1 for _ in seat.results.glob("r*")) + 1
+    return f"r{n:03d}-{topology}-{condition}"
+
+
+def run(seat: Seat, args: dict) -> dict:
+    topology = _choice(args.get("topology"), tuple(TOPOLOGIES), "topology")
+    condition = _choice(args.get("condition"), CONDITIONS, "condition")
+    extra: dict = {
+        "badsum_experiment_topologies": [topology],
+        "badsum_experiment_conditions": [condition],
+        "badsum_experiment_results_dir": str(seat.results),
+        "badsum_experiment_run_id": _run_id(seat, topology, condition),
+        "badsum_experiment_capture": bool(args.get("capture")),
+        # The incident's table is not what an exercise expects every time (a by-hand
+        # workaround makes a vulnerable cell clean): the run is judged by the checks.
+        "badsum_verify": False,
+    }
+    if args.get("preset"):
+        _choice(args["preset"], ("article",), "preset")
+        extra.update(yaml.safe_load((PROJECT / "presets" / "article.yml").read_text()))
+    if args.get("pattern"):
+        extra["badsum_experiment_pattern"] = _choice(args["pattern"], ("random", "stuck-bit"), "pattern")
+    if args.get("conntrack_checksum") is not None:
+        extra["badsum_experiment_conntrack_checksum"] = _choice(str(args["conntrack_checksum"]), ("0", "1"),
+                                                                "conntrack checksum")  # fmt: skip
+    proc = _playbook(seat, "playbooks/experiment.yml", extra)
+    was = standing(seat)
+    if was and was["topology"] == topology:
+        _standing_file(seat).unlink()  # the cell used it, and its teardown took it down
+    run_dir = seat.results / extra["badsum_experiment_run_id"]
+    cells, _problems = results.load_run(run_dir) if run_dir.is_dir() else ([], [])
+    if not cells:
+        tail = "\n".join(proc.stdout.splitlines()[-12:])
+        raise Refused(f"the run failed before its cell was judged:\n{tail}")
+    cell = cells[0]
+    return {"text": _describe(cell, run_dir.name), "data": {"run": run_dir.name, "cell": _brief(cell)}}
+
+
+def _brief(cell: dict) -> dict:
+    keys = ("topology", "condition", "condition_kind", "verdict", "verdict_reason", "corrupted_packets",
+            "csum_errors", "conntrack_invalid", "messages", "emulator", "held_messages", "pattern")  # fmt: skip
+    return {k: cell.get(k) for k in keys} | {"offsets_mod32": sorted(signature.bit_offsets_mod32(cell))}
+
+
+def _describe(cell: dict, run: str) -> str:
+    m = cell.get("messages") or {}
+    lines = [
+        f"run {run}: {cell['topology']} / {cell['condition']} ({cell.get('condition_kind', '')} kernel condition)",
+        f"verdict: {cell['verdict']} - {cell.get('verdict_reason', '')}",
+        f"packets the switch corrupted: {cell.get('corrupted_packets')}",
+        f"messages: sent {m.get('sent')}, intact {m.get('intact')}, corrupt {m.get('corrupt')}, "
+        f"missing {m.get('missing')}",
+    ]
+    for where, counters in (cell.get("csum_errors") or {}).items():
+        lines.append(f"checksum errors counted ({where}): " + ", ".join(f"{k}={v}" for k, v in counters.items() if v)
+                     or f"checksum errors counted ({where}): none")  # fmt: skip
+    held = cell.get("held_messages") or {}
+    if held.get("count"):
+        lines.append(f"messages held back until the window closed: {held['count']}")
+    return "\n".join(lines)
+
+
+def results_(seat: Seat, args: dict) -> dict:
+    runs = sorted(p for p in seat.results.glob("r*") if p.is_dir()) if seat.results.is_dir() else []
+    if args.get("run"):
+        run_dir = seat.results / _choice(args["run"], [p.name for p in runs], "run")
+        cells, _ = results.load_run(run_dir)
+        cell = cells[0] if cells else {}
+        text = _describe(cell, run_dir.name) if cell else f"run {run_dir.name}: no result"
+        offsets = signature.bit_offsets_mod32(cell)
+        if offsets:
+            shown = ", ".join(f"{o}: {n}" for o, n in sorted(offsets.items()))
+            text += f"\ndamaged bits by stream offset mod 32 (offset: bits): {shown}"
+        return {"text": text, "data": {"run": run_dir.name, "cell": _brief(cell) if cell else {}}}
+    rows = []
+    for run_dir in runs:
+        cells, _ = results.load_run(run_dir)
+        rows += [f"{run_dir.name:32} {c['verdict']:18} {c.get('condition_kind', '')}" for c in cells]
+    return {
+        "text": "\n".join(rows) or "no runs yet: try `lab run bare patched`",
+        "data": {"runs": [p.name for p in runs]},
+    }
+
+
+def counters(seat: Seat, args: dict) -> dict:
+    namespaces = ["host=self"]
+    was = standing(seat)
+    if was:
+        namespaces += [f"container={v['netns']}" for v in was["container_veths"][:1]]
+    result = _kit(seat, "host2", "counters", "read", {"ns": namespaces})
+    lines = [f"{label}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+             for label, values in result["counters"].items()]  # fmt: skip
+    return {"text": "\n".join(lines), "data": result["counters"]}
+
+
+def _container_playbook(seat: Seat, topology: str, state: str) -> dict:
+    out = seat.dir / "container.json"
+    out.unlink(missing_ok=True)
+    extra = {"workshop_topology": topology, "workshop_state": state, "workshop_result_file": str(out)}
+    proc = _playbook(seat, "playbooks/workshop_container.yml", extra)
+    if proc.returncode != 0 or not out.exists():
+        raise Refused(f"the container did not go {state}:\n" + "\n".join(proc.stdout.splitlines()[-10:]))
+    return json.loads(out.read_text())
+
+
+def container(seat: Seat, args: dict) -> dict:
+    state = _choice(args.get("state"), ("up", "down"), "state")
+    was = standing(seat)
+    if state == "up":
+        topology = _choice(args.get("topology"), tuple(t for t in TOPOLOGIES if t != "bare"), "topology")
+        if was and was["topology"] != topology:
+            raise Refused(f"a {was['topology']} container stands already: `lab container {was['topology']} down`")
+        result = _container_playbook(seat, topology, "up")
+        _standing_file(seat).write_text(json.dumps({"topology": topology, **result}))
+        return {"text": f"a {topology} container stands on host B: {result['path']}", "data": result}
+    if not was:
+        return {"text": "no container stands", "data": {}}
+    _container_playbook(seat, was["topology"], "down")
+    _standing_file(seat).unlink()
+    return {"text": f"the {was['topology']} container is down", "data": {}}
+
+
+def ethtool(seat: Seat, args: dict) -> dict:
+    was = standing(seat)
+    if not was:
+        raise Refused("no container stands: `lab container mesos up` first")
+    veth = was["container_veths"][0]
+    spec = f"{veth['netns']}:{veth['ifname']}"
+    if args.get("rx"):
+        rx = _choice(args["rx"], ("on", "off"), "rx")
+        _kit(seat, "host2", "offload", "set", {"veth": [spec], "rx": rx})
+    shown = _kit(seat, "host2", "offload", "show", {"veth": [spec]})["veths"][0]
+    return {"text": f"{shown['ifname']} (inside the {was['topology']} container): rx-checksumming {shown['rx']}",
+            "data": shown}  # fmt: skip
+
+
+def pcap(seat: Seat, args: dict) -> dict:
+    runs = [p.name for p in seat.results.glob("r*")] if seat.results.is_dir() else []
+    run_dir = seat.results / _choice(args.get("run"), runs, "run")
+    files = {p.name: base64.b64encode(p.read_bytes()).decode() for p in run_dir.rglob("*.pcap")}
+    if not files:
+        raise Refused(f"run {run_dir.name} has no captures: run it with --capture")
+    return {"text": f"{len(files)} captures of {run_dir.name}", "data": {"run": run_dir.name}, "files": files}
+
+
+def fleet(seat: Seat, args: dict) -> dict:
+    step = _choice(args.get("step"), FLEET, "fleet step")
+    playbook = f"playbooks/{step.removesuffix('-check')}.yml"
+    run_id = f"f{sum(1 for _ in (seat.dir / 'fleet').glob('f*')) + 1:03d}-{step}" if (seat.dir / "fleet").is_dir() \
+        else f"f001-{step}"  # fmt: skip
+    extra = {"badsum_fleet_results_dir": str(seat.dir / "fleet"), "badsum_fleet_run_id": run_id}
+    proc = _playbook(seat, playbook, extra, *(["--check", "--diff"] if step.endswith("-check") else []))
+    table = seat.dir / "fleet" / run_id / "fleet.json"
+    if not table.exists():
+        raise Refused("the fleet run did not start:\n" + "\n".join(proc.stdout.splitlines()[-10:]))
+    data = json.loads(table.read_text())
+    text = "\n".join(f"{r['host']:6} {r['status']:6} risk {r['risk'] or '-':15} after {r['risk_after'] or '-':15} "
+                     f"{r['action']}" for r in data["rows"])  # fmt: skip
+    return {"text": f"{step} ({run_id}):\n{text}", "data": {"run": run_id, "summary": data}}
+
+
+def time_left(room: Room) -> dict:
+    left = room.seconds_left()
+    return {"text": f"{int(left // 3600)} h {int(left % 3600 // 60)} min left", "data": {"seconds": left}}
+
+
+ACTIONS = {
+    "run": run,
+    "results": results_,
+    "counters": counters,
+    "container": container,
+    "ethtool": ethtool,
+    "pcap": pcap,
+    "fleet": fleet,
+}
+
+
+def record(seat: Seat, action: str, args: dict, ok: bool, data: dict | None) -> None:
+    seat.dir.mkdir(parents=True, exist_ok=True)
+    entry = {"time": time.time(), "action": action, "args": args, "ok": ok, "data": data or {}}
+    with (seat.dir / "activity.jsonl").open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def activity(seat: Seat) -> list[dict]:
+    path = seat.dir / "activity.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def carry_out(room: Room, seat: Seat, request: dict) -> dict:
+    """Do one request of a student; the answer always has ok and text."""
+    action, args = request.get("action"), request.get("args") or {}
+    if not isinstance(args, dict):
+        return {"ok": False, "text": "args must be an object"}
+    if action == "time":
+        return {"ok": True, **time_left(room)}
+    if time.time() > room.deadline:
+        return {"ok": False, "text": "the workshop has ended"}
+    if action == "check":
+        from badsum.workshop import checks  # pytest and testinfra: only for this action
+
+        answer = checks.check_one(room, seat, args.get("exercise"))
+        record(seat, "check", args, answer["ok"], answer.get("data"))
+        return answer
+    if action not in ACTIONS:
+        return {"ok": False, "text": f"no action {action!r} (actions: {', '.join([*ACTIONS, 'check', 'time'])})"}
+    try:
+        answer = ACTIONS[action](seat, args)
+    except Refused as exc:
+        record(seat, action, args, False, {"error": str(exc)})
+        return {"ok": False, "text": str(exc)}
+    except subprocess.TimeoutExpired:
+        record(seat, action, args, False, {"error": "timeout"})
+        return {"ok": False, "text": "it took too long; try again (ask the trainer if it keeps happening)"}
+    record(seat, action, args, True, answer.get("data"))
+    return {"ok": True, **answer}
