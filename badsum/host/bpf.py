@@ -47,6 +47,10 @@ def _compile(program: str, out: Path, workdir: Path) -> None:
         header = sh("bpftool", "btf", "dump", "file", str(BTF), "format", "c", timeout=120).stdout
         (workdir / "vmlinux.h").write_text(header)
         flags.append(f"-I{workdir}")
+        # bpf_cast_to_kern_ctx (Linux 6.2+) where the kernel has it; the VM labs' 6.1 kernels do not.
+        funcs = sh("bpftool", "btf", "dump", "file", str(BTF), timeout=120).stdout
+        if "FUNC 'bpf_cast_to_kern_ctx'" in funcs:
+            flags.append("-DBADSUM_KERN_CTX")
     tmp = workdir / "out.o"
     sh("clang", *flags, "-c", str(src), "-o", str(tmp), timeout=300)
     atomic_write(out, tmp.read_bytes())

@@ -22,7 +22,22 @@
 #define BPF_CSUM_LEVEL_QUERY 0
 #define BPF_CSUM_LEVEL_INC 1
 
+#ifdef BADSUM_KERN_CTX
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+static __always_inline struct sk_buff *kernel_skb(struct __sk_buff *ctx)
+{
+	return bpf_cast_to_kern_ctx(ctx);
+}
+#else
+/* Before Linux 6.2 there is no kfunc to reach the kernel's sk_buff, but the
+ * context register holds its address all the same: BPF_CORE_READ reads
+ * through it with bpf_probe_read_kernel (root only, as the whole kit). */
+static __always_inline struct sk_buff *kernel_skb(struct __sk_buff *ctx)
+{
+	return (struct sk_buff *)ctx;
+}
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -42,7 +57,7 @@ static __always_inline void count(__u32 idx)
 SEC("tc")
 int badsum_vethbug(struct __sk_buff *ctx)
 {
-	struct sk_buff *skb = bpf_cast_to_kern_ctx(ctx);
+	struct sk_buff *skb = kernel_skb(ctx);
 	netdev_features_t features = BPF_CORE_READ(skb, dev, features);
 
 	count(0);
