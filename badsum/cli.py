@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--all", action="store_true", help="down/status: every lab on this machine")
     lab.add_argument("--json", action="store_true", help="status: machine-readable output")
     lab.set_defaults(func=cmd_lab)
+    from badsum.vm import cli as vm_cli  # `lab up --provider qemu --kernel ...`, `kernel build`
+
+    vm_cli.register(sub, lab)
 
     from badsum import commands
     from badsum.fleet import cli as fleet_cli

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Benchmark: a VM lab from nothing to SSH on every guest, and back to nothing.
+
+Each run is `badsum lab up --provider qemu --kernel K` (host1, host2 and the
+switch booted side by side) and `badsum lab down`. Prints the wall time of
+each, and the slowest guest's time from QEMU start to a root login over SSH,
+as median / min / max. Needs `make kernels` first. Root only.
+
+    .venv/bin/python bench/vm_boot.py [--runs 3] [--kernel unfixed|fixed] [--lab vmb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from badsum.vm import provider  # noqa: E402
+
+
+def stats(values: list[float]) -> str:
+    return f"median {statistics.median(values):6.1f} s   min {min(values):6.1f} s   max {max(values):6.1f} s"
+
+
+def badsum(*args: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "badsum", *args], cwd=ROOT, check=True, capture_output=True, timeout=900)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kernel", choices=["unfixed", "fixed"], default="unfixed")
+    parser.add_argument("--lab", default="vmb", help="a VM lab id of the benchmark's own (vm...)")
+    args = parser.parse_args()
+    ups, downs, guests = [], [], []
+    badsum("lab", "down", "--lab", args.lab)
+    with tempfile.TemporaryDirectory(prefix="badsum-vm-bench-") as tmp:
+        for n in range(args.runs):
+            ups.append(badsum("lab", "up", "--provider", "qemu", "--kernel", args.kernel, "--lab", args.lab,
+                              "--inventory", str(Path(tmp) / "inventory")))  # fmt: skip
+            state = provider.load_state(args.lab) or {}
+            boot = {name: node["boot_seconds"] for name, node in state.get("nodes", {}).items()}
+            guests.append(max(boot.values()))
+            downs.append(badsum("lab", "down", "--lab", args.lab))
+            print(f"run {n + 1}: up {ups[-1]:.1f} s (guests to SSH: {boot}), down {downs[-1]:.1f} s", flush=True)
+    print(f"accelerator: {state.get('accel')}, kernel: {state.get('kernel_record', {}).get('release')}")
+    print(f"lab up            {stats(ups)}")
+    print(f"slowest guest     {stats(guests)}")
+    print(f"lab down          {stats(downs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
