@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -145,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LabError, CommandError, PermissionError, FileNotFoundError, ValueError) as exc:
         print(f"badsum: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `badsum lab status | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":
