@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction, lab: argparse.ArgumentParser) -> N
     r.add_argument("--no-compare", action="store_true", help="no comparison")
     r.add_argument("--topologies", nargs="+", default=real.TOPOLOGIES, choices=real.TOPOLOGIES)
     r.add_argument("--backend", choices=["ebpf", "netem"], help="the injector (default: the experiment's, ebpf)")
+    r.add_argument("-e", "--extra-vars", action="append", default=[], metavar="K=V|JSON",
+                   help="passed to both runs of reproduce.yml, as ansible-playbook -e")  # fmt: skip
     r.add_argument("--results-dir", default=str(real.PROJECT / "results"), help="where the run goes")
     r.set_defaults(func=cmd_reproduce_real)
 
@@ -64,7 +66,9 @@ def cmd_reproduce_real(args: argparse.Namespace) -> int:
         if not (compare / "run.json").exists():
             raise ValueError(f"--compare {args.compare}: no run at {compare} (run reproduce.yml, or --no-compare)")
         compare = compare.resolve()
-    return real.reproduce_real(results_dir, args.topologies, args.backend, compare)
+    from badsum.runner import parse_extravars
+
+    return real.reproduce_real(results_dir, args.topologies, args.backend, compare, parse_extravars(args.extra_vars))
 
 
 def _routed(embedded: LabCommand) -> LabCommand:

@@ -50,7 +50,7 @@ def _playbook(inventory: Path, extra: dict, log: Path) -> int:
         ).returncode  # fmt: skip
 
 
-def measure(variant: str, out: Path, topologies: list[str], backend: str | None) -> dict:
+def measure(variant: str, out: Path, topologies: list[str], backend: str | None, extra_vars: dict) -> dict:
     """One kernel's part: its VM lab up, reproduce.yml for its conditions, the lab down (also on failure)."""
     lab = LABS[variant]
     _badsum("lab", "down", "--lab", lab)
@@ -62,6 +62,7 @@ def measure(variant: str, out: Path, topologies: list[str], backend: str | None)
             raise RuntimeError(f"the {variant} VM lab did not come up: {(up.stderr or up.stdout).strip()[-800:]}")
         try:
             extra = {
+                **extra_vars,
                 "badsum_experiment_topologies": topologies,
                 "badsum_experiment_conditions": PARTS[variant],
                 "badsum_experiment_results_dir": str(out / "parts"),
@@ -127,7 +128,8 @@ def problems_of(cells: list[dict], topologies: list[str]) -> list[str]:
     return problems
 
 
-def reproduce_real(results_dir: Path, topologies: list[str], backend: str | None, compare: Path | None) -> int:
+def reproduce_real(results_dir: Path, topologies: list[str], backend: str | None, compare: Path | None,
+                   extra_vars: dict | None = None) -> int:  # fmt: skip
     from badsum import report
     from badsum.analysis import summary
 
@@ -138,7 +140,7 @@ def reproduce_real(results_dir: Path, topologies: list[str], backend: str | None
     for variant in PARTS:
         print(f"{variant} kernel: VM lab {LABS[variant]} up, then {', '.join(PARTS[variant])} x "
               f"{len(topologies)} topologies (log: {out / 'parts' / (variant + '.log')})", flush=True)  # fmt: skip
-        parts[variant] = measure(variant, out, topologies, backend)
+        parts[variant] = measure(variant, out, topologies, backend, extra_vars or {})
         print(f"  booted in {parts[variant]['lab_up_seconds']} s, ran in {parts[variant]['run_seconds']} s", flush=True)
     cells = merge(out, parts, topologies)
     built = report.build(out, compare)
