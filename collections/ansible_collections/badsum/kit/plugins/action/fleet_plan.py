@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.badsum.kit.plugins.plugin_utils.settings import resolve
 
 PHASES = ("audit", "remediate", "rollback")
 # What the canary cell's plan reads: per host, and the experiment's own settings if the user gave them.
@@ -32,16 +32,6 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset({"phase", "experiment_defaults", "limit_hosts"})
     _requires_connection = False
 
-    def _resolve(self, names, source, problems, where=""):
-        values = {}
-        for name in names:
-            if name in source:
-                try:
-                    values[name] = self._templar.template(source[name])
-                except AnsibleError as exc:
-                    problems.append(f"{name}{where} cannot be resolved: {exc.message}")
-        return values
-
     def run(self, tmp=None, task_vars=None):
         from badsum.fleet import settings  # the controller's badsum package, next to Ansible
 
@@ -51,7 +41,7 @@ class ActionModule(ActionBase):
         if phase not in PHASES:
             return {**result, "failed": True, "msg": f"phase={phase!r}: allowed: {', '.join(PHASES)}"}
         problems: list[str] = []
-        raw = self._resolve([k for k in task_vars if k.startswith(settings.P)], task_vars, problems)
+        raw = resolve(self._templar, [k for k in task_vars if k.startswith(settings.P)], task_vars, problems)
         checked = settings.fleet_settings(raw)
         problems += checked.problems
         plan: dict = {}
@@ -63,13 +53,13 @@ class ActionModule(ActionBase):
             wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
             for host in groups.get("all", []):
                 hostvars[host] = (
-                    self._resolve(HOST_VARS, task_vars["hostvars"][host], problems, f" (on {host})")
+                    resolve(self._templar, HOST_VARS, task_vars["hostvars"][host], problems, f" (on {host})")
                     if host in wanted
                     else {}
                 )
             defaults = self._task.args.get("experiment_defaults") or {}
             play_vars = {k: v for k, v in defaults.items() if k in PLAY_VARS}
-            play_vars.update(self._resolve(PLAY_VARS, task_vars, problems))
+            play_vars.update(resolve(self._templar, PLAY_VARS, task_vars, problems))
             plan, plan_problems = settings.plan(checked.values, groups, hostvars, play_vars, phase)
             problems += plan_problems
         if problems:

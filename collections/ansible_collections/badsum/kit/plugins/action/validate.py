@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.badsum.kit.plugins.plugin_utils.settings import resolve
 
 # Per-host variables the plan reads from the inventory.
 HOST_VARS = (
@@ -28,17 +28,6 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset({"inventory"})
     _requires_connection = False
 
-    def _resolve(self, names, source, problems, where=""):
-        values = {}
-        for name in names:
-            if name not in source:
-                continue
-            try:
-                values[name] = self._templar.template(source[name])
-            except AnsibleError as exc:
-                problems.append(f"{name}{where} cannot be resolved: {exc.message}")
-        return values
-
     def run(self, tmp=None, task_vars=None):
         from badsum import settings  # the controller's badsum package, next to Ansible
 
@@ -47,7 +36,7 @@ class ActionModule(ActionBase):
         problems: list[str] = []
         names = [k for k in task_vars if k.startswith(("badsum_experiment_", "badsum_corruption_"))]
         names += ["badsum_lab_id", "badsum_lab_hosts"]
-        raw = self._resolve(names, task_vars, problems)
+        raw = resolve(self._templar, names, task_vars, problems)
         checked = settings.experiment_settings(raw)
         lab = settings.lab_settings(raw) if task_vars.get("badsum_embedded_lab") else settings.Checked()
         problems += checked.problems + lab.problems
@@ -56,11 +45,12 @@ class ActionModule(ActionBase):
             groups = {g: list(task_vars.get("groups", {}).get(g, [])) for g in ("servers", "clients", "switches")}
             hostvars = {}
             for host in set(groups["servers"]) | set(groups["clients"]) | set(groups["switches"]):
-                hostvars[host] = self._resolve(HOST_VARS, task_vars["hostvars"][host], problems, f" (on {host})")
+                where = f" (on {host})"
+                hostvars[host] = resolve(self._templar, HOST_VARS, task_vars["hostvars"][host], problems, where)
             for host in task_vars.get("groups", {}).get("all", []):
                 hostvars.setdefault(host, {})
             plan, plan_problems = settings.plan(
-                self._resolve(PLAY_VARS, task_vars, problems), groups, hostvars, checked.values
+                resolve(self._templar, PLAY_VARS, task_vars, problems), groups, hostvars, checked.values
             )
             problems += plan_problems
         if problems:

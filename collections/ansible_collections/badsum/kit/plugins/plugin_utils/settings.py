@@ -1,0 +1,19 @@
+# SPDX-License-Identifier: GPL-2.0-only
+"""What the controller-side checks share: the settings' values as Ansible resolves them."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleError
+
+
+def resolve(templar, names, source, problems, where=""):
+    """Each name that `source` defines, templated; a value that cannot be is a problem, not an exception."""
+    values = {}
+    for name in names:
+        if name not in source:
+            continue
+        try:
+            values[name] = templar.template(source[name])
+        except AnsibleError as exc:
+            problems.append(f"{name}{where} cannot be resolved: {exc.message}")
+    return values
