@@ -130,7 +130,7 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
             event_handler=on_event,
             quiet=True,
         )
-        failure = _failure(outcome) if outcome.rc != 0 else ""
+        failure = first_failure(outcome, "reproduce.yml") if outcome.rc != 0 else ""
     elapsed = time.monotonic() - start
     cells, problems = results.load_run(run_dir) if run_dir.is_dir() else ([], [f"no run directory {run_dir}"])
     mismatched = incident.mismatches(cells)
@@ -161,10 +161,10 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
     return status
 
 
-def _failure(outcome) -> str:
+def first_failure(outcome, playbook: str) -> str:
     """The first failed task's own message, for the summary."""
     for event in outcome.events:
         if event.get("event") == "runner_on_failed":
             data = event["event_data"]
             return f"{data.get('task', '?')}: {data.get('res', {}).get('msg', '')}".strip()
-    return "see the playbook's output (ansible-playbook reproduce.yml)"
+    return f"see the playbook's output (ansible-playbook {playbook})"

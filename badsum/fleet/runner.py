@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from badsum.fleet import report
-from badsum.runner import RUNNER_PREFIX, clean_stale_controller_files
+from badsum.runner import RUNNER_PREFIX, clean_stale_controller_files, first_failure
 
 PLAYBOOKS = {phase: f"playbooks/{phase}.yml" for phase in ("audit", "remediate", "rollback")}
 BATCH_PLAYS = ("Remediate the fleet, batch by batch", "Roll the fleet back, batch by batch")
@@ -94,7 +94,8 @@ def run(phase: str, project: Path, inventory: Path, extravars: dict, cmdline: li
         )
     elapsed = time.monotonic() - start
     if not (run_dir / "plan.json").exists():
-        print(f"badsum fleet {phase}: the run did not start: {_first_failure(outcome)}", file=sys.stderr)
+        failure = first_failure(outcome, PLAYBOOKS[phase])
+        print(f"badsum fleet {phase}: the run did not start: {failure}", file=sys.stderr)
         return 2
     written = report.write(run_dir)  # again: a stopped rollout never reached the playbook's report
     summary = json.loads((run_dir / "fleet.json").read_text())
@@ -109,13 +110,5 @@ def run(phase: str, project: Path, inventory: Path, extravars: dict, cmdline: li
     for problem in written["problems"]:
         print(f"  {problem}")
     if outcome.rc != 0 and not written["problems"]:
-        print(f"ansible-playbook failed (rc {outcome.rc}): {_first_failure(outcome)}", file=sys.stderr)
+        print(f"ansible-playbook failed (rc {outcome.rc}): {first_failure(outcome, PLAYBOOKS[phase])}", file=sys.stderr)
     return status
-
-
-def _first_failure(outcome) -> str:
-    for event in outcome.events:
-        if event.get("event") == "runner_on_failed":
-            data = event["event_data"]
-            return f"{data.get('task', '?')}: {data.get('res', {}).get('msg', '')}".strip()
-    return "see the playbook's output"

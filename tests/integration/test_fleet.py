@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from badsum.host.common import alive, identity
+from badsum.lab import cgroups
 from conftest import ENV, ROOT, VENV_BIN, badsum, embedded_inventory
 from residue import badsum_programs, leftovers
 
@@ -144,8 +145,10 @@ def test_the_audit_runs_unchanged_from_an_awx_style_private_data_dir(fleet: Path
 def test_a_rollout_stops_at_a_failed_batch_and_leaves_the_later_ones_untouched(fleet: Path, tmp_path: Path) -> None:
     assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0
     victim = "host5"  # in the second batch: host1 host3 | host4 host5 | host6 ... (host2 is the canary)
-    for pid in lab_processes(victim):
-        subprocess.run(["kill", "-KILL", str(pid)], check=False)  # the lab started them: the host goes down
+    # The host goes down the way teardown takes a lab down: by its cgroup, frozen
+    # first, so nothing it forks meanwhile survives (a bare kill of a snapshot of
+    # PIDs raced with sshd and dockerd forking, and with the kills still landing).
+    assert cgroups.kill(f"{FLEET_LAB}/{victim}") == set()
     assert not any(alive(p) for p in lab_processes(victim))
     results = tmp_path / "results"
     run = subprocess.run(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.badsum.kit.plugins.plugin_utils.settings import resolve
+from ansible_collections.badsum.kit.plugins.plugin_utils.settings import refuse, resolve
 
 PHASES = ("audit", "remediate", "rollback")
 # What the canary cell's plan reads: per host, and the experiment's own settings if the user gave them.
@@ -63,12 +63,7 @@ class ActionModule(ActionBase):
             plan, plan_problems = settings.plan(checked.values, groups, hostvars, play_vars, phase)
             problems += plan_problems
         if problems:
-            result["failed"] = True
-            result["msg"] = f"{len(problems)} setting(s) cannot be used; no host was touched:\n" + "\n".join(
-                f"  - {p}" for p in problems
-            )
-            result["problems"] = problems
-            return result
+            return refuse(result, problems, "no host was touched")
         result["changed"] = False
         result["ansible_facts"] = {"badsum_fleet_plan": plan}
         return result

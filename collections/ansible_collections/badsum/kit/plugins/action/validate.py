@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.badsum.kit.plugins.plugin_utils.settings import resolve
+from ansible_collections.badsum.kit.plugins.plugin_utils.settings import refuse, resolve
 
 # Per-host variables the plan reads from the inventory.
 HOST_VARS = (
@@ -54,12 +54,7 @@ class ActionModule(ActionBase):
             )
             problems += plan_problems
         if problems:
-            result["failed"] = True
-            result["msg"] = f"{len(problems)} setting(s) cannot be used; nothing was changed:\n" + "\n".join(
-                f"  - {p}" for p in problems
-            )
-            result["problems"] = problems
-            return result
+            return refuse(result, problems, "nothing was changed")
         result["settings"] = checked.values
         if plan:
             plan.update(settings.run_paths(checked.values), settings=checked.values)

@@ -17,3 +17,13 @@ def resolve(templar, names, source, problems, where=""):
         except AnsibleError as exc:
             problems.append(f"{name}{where} cannot be resolved: {exc.message}")
     return values
+
+
+def refuse(result, problems, consequence):
+    """Fail the task with every problem listed at once, and what that means for the run."""
+    result["failed"] = True
+    result["msg"] = f"{len(problems)} setting(s) cannot be used; {consequence}:\n" + "\n".join(
+        f"  - {p}" for p in problems
+    )
+    result["problems"] = problems
+    return result
