@@ -78,3 +78,90 @@ def results_intact(results: Path) -> list[str]:
             broken.append(f"{path}: {exc}")
     broken += [f"temporary file {p}" for p in results.rglob(".*.tmp")]
     return broken
+
+
+# The machine seen whole, not through the lab's own bookkeeping: a container that
+# escaped the lab's cgroup (the leak this kit once had) shows up here even when
+# every lab-scoped check above is satisfied.
+IPTABLES = ("iptables-save", "ip6tables-save")
+
+
+def _orphan(pid: int, before: set[int]) -> bool:
+    """Started during the test and hanging off PID 1 through new processes only (a daemon left running)."""
+    while pid > 1:
+        if pid in before:
+            return False  # a descendant of something that was already there (pytest, a shell...)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return True
+
+
+def _cgroup_dirs() -> set[str]:
+    return {str(d) for h in cgroups.hierarchies() for d in h.mount.rglob("*") if d.is_dir()}
+
+
+def _firewall() -> list[str]:
+    """The root namespace's rules, without counters (they move on their own)."""
+    rules = []
+    for tool in IPTABLES:
+        out = _run(tool)
+        rules += [f"{tool}: {line.split(' [')[0]}" for line in out.splitlines() if line[:1] in ("-", ":")]
+    return rules
+
+
+def _tc() -> list[str]:
+    links = json.loads(_run("ip", "-j", "link") or "[]")
+    found = []
+    for link in links:
+        dev = link["ifname"]
+        found += [f"qdisc {dev}: {q.get('kind')} {q.get('handle')}" for q in json.loads(
+            _run("tc", "-j", "qdisc", "show", "dev", dev) or "[]") if q.get("kind") not in ("noqueue", "pfifo_fast",
+                                                                                       "mq", "fq_codel")]  # fmt: skip
+        for hook in ("ingress", "egress"):
+            found += [f"filter {dev} {hook}: {f.get('kind')}" for f in json.loads(
+                _run("tc", "-j", "filter", "show", "dev", dev, hook) or "[]") if f.get("kind")]  # fmt: skip
+    return found
+
+
+def machine() -> dict:
+    """What the whole machine has now: processes, cgroup directories, root-namespace firewall and tc state."""
+    procs = {i for p in Path("/proc").iterdir() if p.name.isdigit() and (i := identity(int(p.name)))}
+    return {"processes": procs, "cgroups": _cgroup_dirs(), "firewall": set(_firewall()), "tc": set(_tc())}
+
+
+def machine_residue(before: dict, settle: float = 20.0) -> list[str]:
+    """What is on the machine now and was not before: new daemons, cgroup directories, rules, filters.
+
+    Waits up to `settle` seconds for what goes by itself (a killed
+    ansible-playbook's SSH control masters end once their server is gone).
+    """
+    import time
+
+    deadline = time.monotonic() + settle
+    while True:
+        now = machine()
+        old_pids = {pid for pid, _ in before["processes"]}
+        found = [f"process {pid} ({_comm(pid)}) left running"
+                 for pid, start in sorted(now["processes"] - before["processes"])
+                 if alive_and_same(pid, start) and _orphan(pid, old_pids)]  # fmt: skip
+        found += [f"cgroup {d}" for d in sorted(now["cgroups"] - before["cgroups"])]
+        found += [f"firewall {r}" for r in sorted(now["firewall"] - before["firewall"])]
+        found += [f"tc {t}" for t in sorted(now["tc"] - before["tc"])]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
+def alive_and_same(pid: int, start: int) -> bool:
+    from badsum.host.common import alive
+
+    return identity(pid) == (pid, start) and alive(pid)

@@ -2,8 +2,12 @@
 
 After every teardown nothing of the lab is left - namespace, link, mount,
 cgroup, process (containers included, zombies excluded), BPF program,
-inventory file - and every result already written is whole. `make
-test-faults` runs BADSUM_FAULT_KILLS=20 of them; `make test` a shorter loop.
+inventory file - and every result already written is whole. The machine is
+also compared whole with how it was before the run (tests/residue.py,
+machine()): no new daemon hanging off PID 1, no new cgroup directory in any
+hierarchy (a container escaping to /sys/fs/cgroup/*/docker would be one), no
+new rule or tc filter in the root namespace. `make test-faults` runs
+BADSUM_FAULT_KILLS=20 of them; `make test` a shorter loop.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from pathlib import Path
 import pytest
 
 from conftest import ENV, ROOT, VENV_BIN, badsum, embedded_inventory
-from residue import badsum_programs, controller_files, lab_processes, leftovers, results_intact
+from residue import (
+    badsum_programs,
+    controller_files,
+    lab_processes,
+    leftovers,
+    machine,
+    machine_residue,
+    results_intact,
+)
 
 KILLS = int(os.environ.get("BADSUM_FAULT_KILLS", "5"))
 LAB = "ifault"
@@ -54,6 +66,7 @@ def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: 
     results = tmp_path / "results"
     badsum("lab", "down", "--lab", LAB)
     programs = badsum_programs()
+    before = machine()
     proc = subprocess.Popen(COMMANDS[kind](inventory, results), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     seen: set[tuple[int, int]] = set()
@@ -74,4 +87,6 @@ def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: 
     down = badsum("lab", "down", "--lab", LAB, check=False)
     assert down.returncode == 0, down.stderr
     assert leftovers(LAB, seen, inventory, programs) + controller_files() == []
+    # And from outside the lab's bookkeeping: no new daemon, cgroup, root-namespace rule or filter anywhere.
+    assert machine_residue(before) == []
     assert (results_intact(results) if results.exists() else []) == []

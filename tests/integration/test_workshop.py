@@ -37,15 +37,16 @@ SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "User
 @pytest.fixture(scope="module")
 def workshop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     keys = tmp_path_factory.mktemp("keys")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")], check=True)
+    for n in (1, 2):  # a key each: a login with the other's key must be refused
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / f"id{n}")], check=True)
     badsum("workshop", "down", timeout=300)  # one an earlier, killed run left
     programs = badsum_programs()
     up = badsum("workshop", "up", "--students", "2", "--hours", "1", "--listen", "127.0.0.1",
                 "--port-base", str(PORT_BASE), "--dashboard-port", str(DASHBOARD), "--address", "127.0.0.1",
-                "--key", f"st01={keys}/id.pub", "--key", f"st02={keys}/id.pub", timeout=300)  # fmt: skip
+                "--key", f"st01={keys}/id1.pub", "--key", f"st02={keys}/id2.pub", timeout=300)  # fmt: skip
     plan = room.load()
     assert plan is not None and len(plan.students) == 2, up.stdout
-    info = {"room": plan, "key": keys / "id", "up": up.stdout}
+    info = {"room": plan, "keys": {1: keys / "id1", 2: keys / "id2"}, "up": up.stdout}
     yield info
     seen = processes("st01") | processes("st02") | processes("workshop")
     badsum("workshop", "down", timeout=300)
@@ -62,11 +63,11 @@ def processes(cgroup: str) -> set[tuple[int, int]]:
 
 
 def student(info: dict, n: int, command: str, timeout: int = 600, check: bool = False,
-            stdin: str = "") -> subprocess.CompletedProcess:  # fmt: skip
+            stdin: str = "", key: int | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     """A command as student n types it after `ssh -p PORT student@machine` (their key, through the gateway)."""
-    proc = subprocess.run(["ssh", *SSH_OPTS, "-i", str(info["key"]), "-p", str(PORT_BASE + n), "student@127.0.0.1",
-                           command], input=stdin, capture_output=True, text=True, timeout=timeout,
-                          check=False)  # fmt: skip
+    proc = subprocess.run(["ssh", *SSH_OPTS, "-o", "IdentitiesOnly=yes", "-i", str(info["keys"][key or n]),
+                           "-p", str(PORT_BASE + n), "student@127.0.0.1", command], input=stdin,
+                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
     assert not check or proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
@@ -126,6 +127,10 @@ def test_a_lab_reaches_its_own_hosts_and_service_and_nothing_else(workshop: dict
     def reach(address: str, port: int) -> bool:
         return student(workshop, 1, f"nc -z -w 2 {address} {port}", timeout=30).returncode == 0
 
+    # Each student's key opens their own seat only.
+    assert student(workshop, 2, "id -un", key=2).stdout.strip() == "student"
+    refused = student(workshop, 2, "id -un", key=1, timeout=30)
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused.stderr
     assert reach(own_b, 22)  # host B of the same lab
     assert reach(own.service_address, room.API_PORT)  # the student's own service
     assert not reach(other.host_a, 22)  # another student's lab
