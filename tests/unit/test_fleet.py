@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from badsum.fleet import report
+from badsum.fleet import records, report
 from badsum.fleet import settings as fleet
 from badsum.host import audit, cni, netlink, probe
 
@@ -270,3 +270,24 @@ def test_a_limit_keeps_the_controller_and_every_part_of_the_pattern(limit: str) 
     from badsum.fleet.cli import with_controller
 
     assert split_host_pattern(with_controller(limit)) == ["localhost", *split_host_pattern(limit)]
+
+
+def test_a_record_says_why_a_host_failed_and_keeps_what_its_call_found() -> None:
+    audit = {"risk": "exposed", "kernel": "3.10.0", "changed": False}
+    assert records.record("h1", "audit", audit) == {"host": "h1", "phase": "audit", "status": "ok", "error": "",
+                                                    "action": "audited", "audit": audit}  # fmt: skip
+    down = records.record("h2", "audit", {"unreachable": True, "msg": "ssh: connect timed out"})
+    assert (down["status"], down["error"], down["audit"]) == ("failed", "unreachable: ssh: connect timed out", {})
+    # A call that failed: the rescued step's own message, and no made-up findings.
+    failed = records.record("h3", "remediate", {"failed": True, "msg": "boom"}, "Remediate the host: boom", True)
+    assert failed["status"] == "failed" and failed["error"] == "Remediate the host: boom"
+    assert (failed["action"], failed["changes"], failed["after"], failed["check_mode"]) == ("failed", [], {}, True)
+    done = records.record("h4", "remediate", {"action": "remediated", "apply": {"changes": [{"veth": "eth0"}]},
+                                              "before": {"risk": "exposed"}, "after": {"risk": "mitigated"},
+                                              "verify": None})  # fmt: skip
+    assert done["changes"] == [{"veth": "eth0"}] and done["verify"] == {} and done["after"]["risk"] == "mitigated"
+    back = records.record("h5", "rollback", {"changes": [1, 2], "gone": ["f"]}, check_mode=True)
+    assert back["action"] == "would restore 2 changes" and back["gone"] == ["f"]
+    assert records.record("h6", "rollback", None)["action"] == "restored 0 changes"
+    with pytest.raises(ValueError, match="phase must be one of"):
+        records.record("h7", "upgrade", {})

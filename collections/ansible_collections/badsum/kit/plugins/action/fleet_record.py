@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Action of badsum.kit.fleet_record: keep the hosts' records of a fleet run on the controller."""
+"""Action of badsum.kit.fleet_record: make and keep the hosts' records of a fleet run on the controller."""
 
 from __future__ import annotations
 
@@ -7,18 +7,37 @@ from pathlib import Path
 
 from ansible.plugins.action import ActionBase
 
+ARGS = {
+    "run_dir": {"type": "path", "required": True},
+    "phase": {"type": "str", "required": True, "choices": ["audit", "remediate", "rollback"]},
+    "result_var": {"type": "str", "required": True},
+    "error_var": {"type": "str", "required": True},
+}
+
 
 class ActionModule(ActionBase):
-    _VALID_ARGS = frozenset({"run_dir", "records"})
+    _VALID_ARGS = frozenset(ARGS)
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        from badsum.fleet import report  # the controller's badsum package, next to Ansible
+        from badsum.fleet import records, report  # the controller's badsum package, next to Ansible
 
+        task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        records = self._task.args.get("records") or []
-        if not isinstance(records, list) or not all(isinstance(r, dict) and r.get("host") for r in records):
-            return {**result, "failed": True, "msg": "records must be a list of records, each with its host"}
+        _, args = self.validate_argument_spec(argument_spec=ARGS)
+        hostvars = task_vars["hostvars"]
+        made = {}
+        # Every host of the play that has made its call by now: this batch's, and the earlier batches' again
+        # (their records do not change, so their files are not rewritten).
+        for host in task_vars.get("ansible_play_hosts_all", []):
+            host_vars = hostvars[host]
+            if args["result_var"] not in host_vars:
+                continue
+            made[host] = records.record(host, args["phase"], host_vars[args["result_var"]],
+                                        str(host_vars.get(args["error_var"]) or ""),
+                                        check_mode=bool(task_vars.get("ansible_check_mode")))  # fmt: skip
         # On the controller, in check mode too: the records say what check mode found.
-        written = report.save_records(Path(str(self._task.args.get("run_dir"))), {r["host"]: r for r in records})
-        return {**result, "changed": False, "written": written}
+        written = report.save_records(Path(args["run_dir"]), made)
+        # Only the failures go back to the hosts (a fact every host of the batch gets): the records stay here.
+        failed = {host: rec["error"] for host, rec in made.items() if rec["status"] != "ok"}
+        return {**result, "changed": False, "written": written, "ansible_facts": {"__badsum_fleet_failed": failed}}

@@ -3,21 +3,32 @@
 
 DOCUMENTATION = r"""
 module: fleet_record
-short_description: Keep the hosts' records of a fleet run on the controller
+short_description: Make and keep the hosts' records of a fleet run on the controller
 description:
   - Runs on the controller, in one step for a whole batch (once per batch, with
     C(run_once)), so that a rollout that stops half way still has the record of
-    every host it reached. Writes C(<run_dir>/hosts/<host>.json), rewriting a file
-    only when its record changed.
+    every host it reached. Each record is made from the host's registered
+    host-kit call and its rescued error, if any. Writes
+    C(<run_dir>/hosts/<host>.json), rewriting a file only when its record
+    changed, and sets C(__badsum_fleet_failed) (host -> why it failed, for the
+    hosts that failed only) on every host of the batch.
 options:
   run_dir:
     description: The fleet run's directory (C(badsum_fleet_plan.run_dir)).
     type: path
     required: true
-  records:
-    description: The records, each a mapping with the host's name in C(host).
-    type: list
-    elements: dict
+  phase:
+    description: Which playbook the records are of; it decides the records' fields (C(badsum.fleet.records)).
+    type: str
+    choices: [audit, remediate, rollback]
+    required: true
+  result_var:
+    description: The variable each host registered its host-kit call in.
+    type: str
+    required: true
+  error_var:
+    description: The variable a host's rescue put the failing step's own message in.
+    type: str
     required: true
 attributes:
   check_mode:
@@ -28,10 +39,12 @@ author: badsum
 """
 
 EXAMPLES = r"""
-- name: Keep this batch's records on the controller
+- name: Make and keep this batch's records on the controller
   badsum.kit.fleet_record:
     run_dir: "{{ hostvars['localhost']['badsum_fleet_plan']['run_dir'] }}"
-    records: "{{ ansible_play_hosts_all | map('extract', hostvars, 'my_record') | select('defined') | list }}"
+    phase: audit
+    result_var: my_audit
+    error_var: my_error
   run_once: true
 """
 
@@ -40,5 +53,9 @@ written:
   description: The hosts whose record was written.
   type: list
   elements: str
+  returned: success
+ansible_facts:
+  description: C(__badsum_fleet_failed), why each host that failed failed, by its name.
+  type: dict
   returned: success
 """
