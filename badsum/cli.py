@@ -115,12 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab.add_argument("--slot", type=_positive_int, help="address slot: 198.18.SLOT.0/24 etc. (default: free one)")
     lab.add_argument("--inventory", help="where to write the inventory (default inventories/local)")
-    lab.add_argument("--user", type=_user,
-                     help="up: also a non-root user on every node, with the lab's key and sudo; "
-                          "root does not log in (a cloud VM's shape)")  # fmt: skip
-    lab.add_argument("--student", metavar="FILE",
-                     help="up: a workshop student's account on every node (JSON: name, password_hash, keys, "
-                          "home); `badsum workshop up` writes it")  # fmt: skip
+    lab.add_argument(
+        "--user",
+        type=_user,
+        help="up: also a non-root user on every node, with the lab's key and sudo; "
+        "root does not log in (a cloud VM's shape)",
+    )
+    lab.add_argument(
+        "--student",
+        metavar="FILE",
+        help="up: a workshop student's account on every node (JSON: name, password_hash, keys, "
+        "home); `badsum workshop up` writes it",
+    )
     lab.add_argument("--all", action="store_true", help="down/status: every lab on this machine")
     lab.add_argument("--json", action="store_true", help="status: machine-readable output")
     lab.set_defaults(func=cmd_lab)

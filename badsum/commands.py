@@ -149,6 +149,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     project = Path(args.project).resolve()
     if not (project / "reproduce.yml").exists():
         raise FileNotFoundError(f"{project} has no reproduce.yml: run from the badsum checkout or pass --project")
+    if args.kernels == "real":
+        # The same table on real kernels: two VM labs (unfixed, fixed), compared with the latest emulated run.
+        from badsum.vm import cli as vm_cli
+        from badsum.vm import real as vm_real
+
+        if args.inventory or args.json:
+            raise ValueError("--kernels real brings up VM labs of its own: no --inventory or --json with it")
+        results = project / "results"
+        real = argparse.Namespace(
+            compare="latest",
+            no_compare=not (results / "latest" / "run.json").exists(),
+            topologies=vm_real.TOPOLOGIES,
+            backend=None,
+            extra_vars=args.extra,
+            results_dir=str(results),
+        )
+        return vm_cli.cmd_reproduce_real(real)
     extravars = runner.parse_extravars(args.extra)
     inventory = Path(args.inventory) if args.inventory else project / "inventories" / "local"
     return runner.run(project, inventory, extravars, args.json)
@@ -176,6 +193,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-i", "--inventory", help="inventory (default inventories/local: the embedded lab)")
     p.add_argument("--project", default=".", help="the badsum checkout (default .)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the table")
+    p.add_argument(
+        "--kernels",
+        choices=["emulated", "real"],
+        default="emulated",
+        help="emulated (default): the embedded lab, the bug emulated on this kernel; "
+        "real: `badsum reproduce-real` (VM labs booting kernels without and with the fix)",
+    )
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="write report.html and report.md of a run from its result files")

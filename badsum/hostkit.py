@@ -54,8 +54,13 @@ def _bytecode(name: str, source: bytes) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "m.py", Path(tmp) / "m.pyc"
         src.write_bytes(source)
-        py_compile.compile(str(src), cfile=str(out), dfile=name, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)  # fmt: skip
+        py_compile.compile(
+            str(src),
+            cfile=str(out),
+            dfile=name,
+            doraise=True,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
         return out.read_bytes()
 
 

@@ -97,11 +97,16 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
     start = time.monotonic()
     with (
         Progress(
-            TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            TimeElapsedColumn(), console=console, transient=as_json,
+            TextColumn("[bold]cells"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=as_json,
         ) as bar,
         tempfile.TemporaryDirectory(prefix=f"{RUNNER_PREFIX}{os.getpid()}-") as private,
-    ):  # fmt: skip
+    ):
         task = bar.add_task("starting", total=None)
 
         def on_event(event: dict) -> bool:
@@ -137,17 +142,22 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
     status = 2 if outcome.rc != 0 or not cells else (1 if mismatched else 0)
     if as_json:
         keys = ("topology", "condition", "condition_kind", "verdict", "verdict_reason", "corrupted_packets")
-        print(json.dumps({
-            "run": run_id,
-            "run_dir": str(run_dir),
-            "ansible_rc": outcome.rc,
-            "failure": failure,
-            "elapsed": round(elapsed, 1),
-            "cells": [{k: c.get(k) for k in keys} for c in cells],
-            "matches_incident": bool(cells) and not mismatched,
-            "mismatches": mismatched,
-            "problems": problems,
-        }, indent=1))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "run": run_id,
+                    "run_dir": str(run_dir),
+                    "ansible_rc": outcome.rc,
+                    "failure": failure,
+                    "elapsed": round(elapsed, 1),
+                    "cells": [{k: c.get(k) for k in keys} for c in cells],
+                    "matches_incident": bool(cells) and not mismatched,
+                    "mismatches": mismatched,
+                    "problems": problems,
+                },
+                indent=1,
+            )
+        )
     else:
         print(summary.table(cells, results.planned_cells(run_dir)))
         print(

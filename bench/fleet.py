@@ -54,8 +54,9 @@ def bench_size(size: int, runs: int, work: Path) -> dict[str, list[float]]:
     (inventory / "group_vars").mkdir(parents=True)
     (inventory / "group_vars" / "all.yml").write_text((ROOT / "inventories/local/group_vars/all.yml").read_text())
     sh(sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB)
-    up = sh(sys.executable, "-m", "badsum", "lab", "up", "--lab", LAB, "--hosts", str(size), "--inventory",
-            str(inventory))  # fmt: skip
+    up = sh(
+        sys.executable, "-m", "badsum", "lab", "up", "--lab", LAB, "--hosts", str(size), "--inventory", str(inventory)
+    )
     if up.returncode != 0:
         raise SystemExit(f"lab up failed: {up.stderr}")
     try:
@@ -70,8 +71,12 @@ def bench_size(size: int, runs: int, work: Path) -> dict[str, list[float]]:
             before, after = risks(results, f"audit-{n}", "risk"), risks(results, f"rollback-{n}", "risk_after")
             if before != after:
                 raise SystemExit(f"{size} hosts, run {n}: rolled back to {after}, the audit found {before}")
-            print(f"  {size} hosts, run {n + 1}: " + ", ".join(f"{p} {times[p][-1]:.1f} s" for p in PHASES)
-                  + f"; risk {before}", flush=True)  # fmt: skip
+            print(
+                f"  {size} hosts, run {n + 1}: "
+                + ", ".join(f"{p} {times[p][-1]:.1f} s" for p in PHASES)
+                + f"; risk {before}",
+                flush=True,
+            )
         return times
     finally:
         sh(sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB)
@@ -93,8 +98,10 @@ def main() -> None:
     for size, times in table.items():
         for phase, values in times.items():
             rates = sorted(size / t * 60 for t in values)
-            print(f"{size:>5}  {phase:<9}  {statistics.median(values):7.1f} {min(values):7.1f} {max(values):7.1f}"
-                  f"   {statistics.median(rates):6.0f} ({rates[0]:.0f}-{rates[-1]:.0f})")  # fmt: skip
+            print(
+                f"{size:>5}  {phase:<9}  {statistics.median(values):7.1f} {min(values):7.1f} {max(values):7.1f}"
+                f"   {statistics.median(rates):6.0f} ({rates[0]:.0f}-{rates[-1]:.0f})"
+            )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ MIB = 2**20
 def badsum(*args: str) -> float:
     """Run `badsum ARGS` from the checkout; its wall time in seconds."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "badsum", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "badsum", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"`badsum {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -60,8 +61,13 @@ def pss_bytes(lab: str) -> int:
 
 def unhealthy(lab: str) -> list[str]:
     """What `badsum lab status` finds wrong with the lab: its nodes whose sshd does not answer, or the lab itself."""
-    proc = subprocess.run([sys.executable, "-m", "badsum", "lab", "status", "--lab", lab, "--json"], cwd=ROOT,
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "badsum", "lab", "status", "--lab", lab, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     report = json.loads(proc.stdout)
     if not report:
         return [f"lab {lab} (not found)"]
@@ -123,8 +129,12 @@ def main() -> int:
                 runs = [run_once(args.lab, hosts, Path(tmp) / "inventory", args.settle) for _ in range(args.runs)]
                 print(report(hosts, runs), flush=True)
         finally:
-            subprocess.run([sys.executable, "-m", "badsum", "lab", "down", "--lab", args.lab], cwd=ROOT,
-                           capture_output=True, check=False)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "badsum", "lab", "down", "--lab", args.lab],
+                cwd=ROOT,
+                capture_output=True,
+                check=False,
+            )
     return 0
 
 

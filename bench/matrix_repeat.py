@@ -30,17 +30,31 @@ def run_once(workdir: Path, hosts: int, index: int) -> tuple[float, dict[tuple[s
     inventory = workdir / f"inv{index}"
     (inventory / "group_vars").mkdir(parents=True)
     (inventory / "group_vars" / "all.yml").write_text((ROOT / "inventories/local/group_vars/all.yml").read_text())
-    subprocess.run([sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB], cwd=ROOT, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB], cwd=ROOT, check=True, capture_output=True
+    )
     results = workdir / f"results{index}"
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
     start = time.perf_counter()
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), "reproduce.yml",
-         "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_lab_hosts={hosts}",
-         "-e", f"badsum_experiment_results_dir={results}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "reproduce.yml",
+            "-e",
+            f"badsum_lab_id={LAB}",
+            "-e",
+            f"badsum_lab_hosts={hosts}",
+            "-e",
+            f"badsum_experiment_results_dir={results}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(proc.stdout[-3000:])
@@ -68,8 +82,12 @@ def main() -> int:
                 corrupt = sorted(f"{t}/{c}" for (t, c), v in cells.items() if v == "corrupt-delivered")
                 print(f"run {i + 1}: {wall:.1f} s, {len(cells)} cells, corrupt-delivered: {', '.join(corrupt)}")
         finally:
-            subprocess.run([sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB], cwd=ROOT,
-                           capture_output=True, check=False)  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB],
+                cwd=ROOT,
+                capture_output=True,
+                check=False,
+            )
     keys = sorted(set().union(*tables))
     agreeing = [k for k in keys if len({t.get(k) for t in tables}) == 1]
     print(f"cells agreeing across {args.runs} runs: {len(agreeing)}/{len(keys)}")

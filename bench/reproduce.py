@@ -46,8 +46,14 @@ def run_once(results_dir: Path) -> tuple[float, dict[str, float], list[str]]:
     with tempfile.NamedTemporaryFile(suffix=".json") as phases_file:
         env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="badsum.kit.phases", BADSUM_PHASES_FILE=phases_file.name)
         start = time.perf_counter()
-        proc = subprocess.run(["make", "reproduce", f"ARGS=-e badsum_experiment_results_dir={results_dir}"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+        proc = subprocess.run(
+            ["make", "reproduce", f"ARGS=-e badsum_experiment_results_dir={results_dir}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"make reproduce failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")

@@ -45,8 +45,20 @@ def main() -> int:
     badsum("lab", "down", "--lab", args.lab)
     with tempfile.TemporaryDirectory(prefix="badsum-vm-bench-") as tmp:
         for n in range(args.runs):
-            ups.append(badsum("lab", "up", "--provider", "qemu", "--kernel", args.kernel, "--lab", args.lab,
-                              "--inventory", str(Path(tmp) / "inventory")))  # fmt: skip
+            ups.append(
+                badsum(
+                    "lab",
+                    "up",
+                    "--provider",
+                    "qemu",
+                    "--kernel",
+                    args.kernel,
+                    "--lab",
+                    args.lab,
+                    "--inventory",
+                    str(Path(tmp) / "inventory"),
+                )
+            )
             state = provider.load_state(args.lab) or {}
             boot = {name: node["boot_seconds"] for name, node in state.get("nodes", {}).items()}
             guests.append(max(boot.values()))

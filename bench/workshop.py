@@ -39,16 +39,31 @@ def badsum(*args: str) -> float:
 
 
 def ask(seat: room.Seat, body: dict) -> dict:
-    request = urllib.request.Request(f"http://{seat.service_address}:{room.API_PORT}/api",
-                                     data=json.dumps(body).encode(), headers={"X-Lab-Token": seat.token})  # fmt: skip
+    request = urllib.request.Request(
+        f"http://{seat.service_address}:{room.API_PORT}/api",
+        data=json.dumps(body).encode(),
+        headers={"X-Lab-Token": seat.token},
+    )
     with urllib.request.urlopen(request, timeout=1800) as answer:
         return json.loads(answer.read())
 
 
 def one_run(students: int) -> dict[str, float]:
     badsum("workshop", "down")
-    up = badsum("workshop", "up", "--students", str(students), "--hours", "1", "--listen", "127.0.0.1",
-                "--port-base", str(PORT_BASE), "--dashboard-port", str(DASHBOARD))  # fmt: skip
+    up = badsum(
+        "workshop",
+        "up",
+        "--students",
+        str(students),
+        "--hours",
+        "1",
+        "--listen",
+        "127.0.0.1",
+        "--port-base",
+        str(PORT_BASE),
+        "--dashboard-port",
+        str(DASHBOARD),
+    )
     try:
         plan = room.load()
         assert plan is not None
@@ -57,9 +72,12 @@ def one_run(students: int) -> dict[str, float]:
         service = cgroups.memory_bytes("workshop") or 0
         start = time.perf_counter()
         with ThreadPoolExecutor(students) as pool:
-            answers = list(pool.map(lambda s: ask(s, {"action": "run", "args": {"topology": "bare",
-                                                                                "condition": "patched"}}),
-                                    plan.students))  # fmt: skip
+            answers = list(
+                pool.map(
+                    lambda s: ask(s, {"action": "run", "args": {"topology": "bare", "condition": "patched"}}),
+                    plan.students,
+                )
+            )
         cells = time.perf_counter() - start
         clean = sum(a["ok"] and "verdict: clean" in a["text"] for a in answers)
     finally:
@@ -89,8 +107,10 @@ def main() -> int:
         print(f"  up                     {stats([r['up_s'] for r in runs], 's')}")
         print(f"  memory per lab, idle   {stats([r['lab_mib'] for r in runs], 'MiB')}")
         print(f"  service memory         {stats([r['service_mib'] for r in runs], 'MiB')}")
-        print(f"  {students} bare cells at once {stats([r['cells_s'] for r in runs], 's')}"
-              f"   clean: {min(r['clean'] for r in runs)}-{max(r['clean'] for r in runs)} of {students}")  # fmt: skip
+        print(
+            f"  {students} bare cells at once {stats([r['cells_s'] for r in runs], 's')}"
+            f"   clean: {min(r['clean'] for r in runs)}-{max(r['clean'] for r in runs)} of {students}"
+        )
         print(f"  down                   {stats([r['down_s'] for r in runs], 's')}")
     return 0
 

@@ -116,12 +116,17 @@ def _tc() -> list[str]:
     found = []
     for link in links:
         dev = link["ifname"]
-        found += [f"qdisc {dev}: {q.get('kind')} {q.get('handle')}" for q in json.loads(
-            _run("tc", "-j", "qdisc", "show", "dev", dev) or "[]") if q.get("kind") not in ("noqueue", "pfifo_fast",
-                                                                                       "mq", "fq_codel")]  # fmt: skip
+        found += [
+            f"qdisc {dev}: {q.get('kind')} {q.get('handle')}"
+            for q in json.loads(_run("tc", "-j", "qdisc", "show", "dev", dev) or "[]")
+            if q.get("kind") not in ("noqueue", "pfifo_fast", "mq", "fq_codel")
+        ]
         for hook in ("ingress", "egress"):
-            found += [f"filter {dev} {hook}: {f.get('kind')}" for f in json.loads(
-                _run("tc", "-j", "filter", "show", "dev", dev, hook) or "[]") if f.get("kind")]  # fmt: skip
+            found += [
+                f"filter {dev} {hook}: {f.get('kind')}"
+                for f in json.loads(_run("tc", "-j", "filter", "show", "dev", dev, hook) or "[]")
+                if f.get("kind")
+            ]
     return found
 
 
@@ -143,9 +148,11 @@ def machine_residue(before: dict, settle: float = 20.0) -> list[str]:
     while True:
         now = machine()
         old_pids = {pid for pid, _ in before["processes"]}
-        found = [f"process {pid} ({_comm(pid)}) left running"
-                 for pid, start in sorted(now["processes"] - before["processes"])
-                 if alive_and_same(pid, start) and _orphan(pid, old_pids)]  # fmt: skip
+        found = [
+            f"process {pid} ({_comm(pid)}) left running"
+            for pid, start in sorted(now["processes"] - before["processes"])
+            if alive_and_same(pid, start) and _orphan(pid, old_pids)
+        ]
         found += [f"cgroup {d}" for d in sorted(now["cgroups"] - before["cgroups"])]
         found += [f"firewall {r}" for r in sorted(now["firewall"] - before["firewall"])]
         found += [f"tc {t}" for t in sorted(now["tc"] - before["tc"])]

@@ -75,8 +75,12 @@ def make_raw(
     before = {ns: {"TcpInCsumErrors": 3, "ConntrackInvalid": 0} for ns in namespaces}
     after = {ns: {"TcpInCsumErrors": 3 + (csum if ns == "host" else 0), "ConntrackInvalid": 0} for ns in namespaces}
     record = run_record(run_dir, [(topology, condition)])
-    meta = results.cell_meta(record, f"{topology}-{condition}", {"path": "test", "namespaces": namespaces},
-                             {"kind": "real", "kernel": "6.18", "kernel_has_fix": True})  # fmt: skip
+    meta = results.cell_meta(
+        record,
+        f"{topology}-{condition}",
+        {"path": "test", "namespaces": namespaces},
+        {"kind": "real", "kernel": "6.18", "kernel_has_fix": True},
+    )
     files = {
         "cell.json": meta,
         "client.json": {"messages": msgs, "error": None},

@@ -52,9 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-l", "--limit", help="only these hosts (an Ansible host pattern)")
     p.add_argument("--check", action="store_true", help="remediate/rollback: show what would change (a diff)")
     p.add_argument(
-        "-e", "--extra-vars", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+        "-e",
+        "--extra-vars",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="badsum_fleet_* settings (repeatable; a JSON object or @FILE works too)",
-    )  # fmt: skip
+    )
     p.add_argument("--project", default=".", help="the badsum checkout (default .)")
     p.add_argument("--json", action="store_true", help="print the fleet summary as JSON")
     p.set_defaults(func=cmd_fleet)

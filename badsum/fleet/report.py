@@ -21,8 +21,19 @@ from badsum.analysis.results import atomic_write
 
 TEMPLATES = Path(__file__).parent / "templates"
 RISKS = ("exposed", "mitigated", "patched", "not-applicable")
-COLUMNS = ("host", "status", "risk", "risk_after", "kernel", "vulnerable", "container_veths", "rx_on", "runtimes",
-           "action", "reason")  # fmt: skip
+COLUMNS = (
+    "host",
+    "status",
+    "risk",
+    "risk_after",
+    "kernel",
+    "vulnerable",
+    "container_veths",
+    "rx_on",
+    "runtimes",
+    "action",
+    "reason",
+)
 
 
 def save_records(run_dir: Path, records: dict[str, dict]) -> list[str]:
@@ -58,8 +69,12 @@ def _audit_row(audit: dict | None) -> dict:
 def row(host: str, record: dict | None) -> dict:
     """One host's line: its risk before, after (remediation, rollback), what was done, and why."""
     if record is None:
-        return {**dict.fromkeys(COLUMNS, ""), "host": host, "status": "not reached",
-                "reason": "no record: unreachable, or in a batch the rollout never started"}  # fmt: skip
+        return {
+            **dict.fromkeys(COLUMNS, ""),
+            "host": host,
+            "status": "not reached",
+            "reason": "no record: unreachable, or in a batch the rollout never started",
+        }
     before = _audit_row(record.get("audit"))
     after = record.get("after") or {}
     return {
@@ -136,8 +151,13 @@ def write(run_dir: Path) -> dict:
         autoescape=jinja2.select_autoescape(["html.j2"]),
         undefined=jinja2.StrictUndefined,
     )
-    context = {**summary, "columns": COLUMNS, "built": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               "settings": plan.get("settings", {}), "canary": plan.get("canary", "")}  # fmt: skip
+    context = {
+        **summary,
+        "columns": COLUMNS,
+        "built": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "settings": plan.get("settings", {}),
+        "canary": plan.get("canary", ""),
+    }
     atomic_write(run_dir / "report.html", env.get_template("fleet.html.j2").render(context))
     md = ["# badsum fleet " + plan["playbook"] + " " + plan["run_id"], "", "```", table(plan, rows, 200), "```"]
     md += ["", "## Problems", ""] + [f"- {p}" for p in summary["problems"]] if summary["problems"] else []

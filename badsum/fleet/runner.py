@@ -66,11 +66,16 @@ def run(phase: str, project: Path, inventory: Path, extravars: dict, cmdline: li
     start = time.monotonic()
     with (
         Progress(
-            TextColumn(f"[bold]{phase}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            TimeElapsedColumn(), console=console, transient=as_json,
+            TextColumn(f"[bold]{phase}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=as_json,
         ) as bar,
         tempfile.TemporaryDirectory(prefix=f"{RUNNER_PREFIX}{os.getpid()}-") as private,
-    ):  # fmt: skip
+    ):
         task = bar.add_task("planning", total=None)
 
         def on_event(event: dict) -> bool:

@@ -102,8 +102,12 @@ def add_options(parser: argparse.ArgumentParser, probe: bool = True) -> None:
     if probe:
         parser.add_argument("--no-probe", dest="probe", action="store_false", help="judge the kernel by the table")
         parser.add_argument("--emulate-bug", action="store_true", help="probe with the veth-bug emulator (labs)")
-    parser.add_argument("--cni-conf-dir", action="append", default=[], help=f"a CNI configuration directory "
-                        f"(repeatable; default {CNI_CONF_DIR})")  # fmt: skip
+    parser.add_argument(
+        "--cni-conf-dir",
+        action="append",
+        default=[],
+        help=f"a CNI configuration directory (repeatable; default {CNI_CONF_DIR})",
+    )
     parser.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="where the runtime finds CNI plugins")
 
 

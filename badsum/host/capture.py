@@ -31,8 +31,25 @@ def start(out: Path, name: str, iface: str, netns: str, port: int, timeout: floa
     pcap = out / f"{name}.pcap"
     # -U: packets reach the file as they come, so a stopped capture is complete;
     # timeout and -c bound it whatever happens to the controller.
-    cmd = in_netns(netns, "timeout", str(int(timeout)), "tcpdump", "-i", iface, "-U", "-n", "-s", "0",
-                   "-c", str(max_packets), "-w", str(pcap), "tcp", "port", str(port))  # fmt: skip
+    cmd = in_netns(
+        netns,
+        "timeout",
+        str(int(timeout)),
+        "tcpdump",
+        "-i",
+        iface,
+        "-U",
+        "-n",
+        "-s",
+        "0",
+        "-c",
+        str(max_packets),
+        "-w",
+        str(pcap),
+        "tcp",
+        "port",
+        str(port),
+    )
     err = out / f"{name}.err"
     with open(err, "wb") as errors:  # tcpdump keeps its own copy
         proc = subprocess.Popen(
@@ -101,9 +118,13 @@ def stop(out: Path, port: int) -> dict:
 
 
 def add_capture_option(parser: argparse.ArgumentParser, with_netns: bool = True) -> None:
-    parser.add_argument("--capture", action="append", default=[],
-                        metavar="NAME:IFACE" + (":NETNS" if with_netns else ""),
-                        help="tcpdump the experiment port there while this runs; repeatable")  # fmt: skip
+    parser.add_argument(
+        "--capture",
+        action="append",
+        default=[],
+        metavar="NAME:IFACE" + (":NETNS" if with_netns else ""),
+        help="tcpdump the experiment port there while this runs; repeatable",
+    )
 
 
 def build_parser() -> Parser:

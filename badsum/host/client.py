@@ -61,8 +61,7 @@ def unacked_bytes(sock: socket.socket) -> int:
 def send(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sock = connect(args.host, args.port, args.connect_timeout,
-                   args.count * (framing.HEADER_LEN + args.size) + 65536)  # fmt: skip
+    sock = connect(args.host, args.port, args.connect_timeout, args.count * (framing.HEADER_LEN + args.size) + 65536)
     sock.settimeout(args.send_timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     connected = time.time()

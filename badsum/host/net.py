@@ -142,8 +142,24 @@ def ensure_filter(iface: str, hook: str, pref: int, spec: list[str], netns: str 
 
 def attach_bpf(iface: str, hook: str, pref: int, obj: str, netns: str | None = None) -> None:
     """A tc BPF program in direct-action mode at pref, replacing what sat there (its maps go with it)."""
-    _tc(netns, "filter", "replace", "dev", iface, hook, "pref", str(pref), "handle", "1",
-        "bpf", "da", "obj", obj, "sec", "tc")  # fmt: skip
+    _tc(
+        netns,
+        "filter",
+        "replace",
+        "dev",
+        iface,
+        hook,
+        "pref",
+        str(pref),
+        "handle",
+        "1",
+        "bpf",
+        "da",
+        "obj",
+        obj,
+        "sec",
+        "tc",
+    )
 
 
 def delete_filter(iface: str, hook: str, pref: int, netns: str | None = None) -> bool:

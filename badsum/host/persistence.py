@@ -104,8 +104,14 @@ def start_guard(mode: str, interval: float) -> None:
     with open(os.devnull, "rb") as devnull, files.log.open("ab") as log:
         # Its own session: it outlives the SSH connection that started it, in the
         # caller's cgroup (on the embedded lab: the emulated host's, which teardown kills).
-        subprocess.Popen([*argv, "--interval", f"{interval:g}"], stdin=devnull, stdout=log, stderr=log,
-                         start_new_session=True, close_fds=True)  # fmt: skip
+        subprocess.Popen(
+            [*argv, "--interval", f"{interval:g}"],
+            stdin=devnull,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
     deadline = time.monotonic() + 5
     while files.running() is None:
         if time.monotonic() > deadline:

@@ -137,8 +137,13 @@ def rollback(args: argparse.Namespace) -> dict:
         if _read(p) != f["before"]
     ]
     if args.check:
-        return {"changed": True, "changes": changes, "diff": diff, "gone": [v["ifname"] for v, _ in gone],
-                "check_mode": True}  # fmt: skip
+        return {
+            "changed": True,
+            "changes": changes,
+            "diff": diff,
+            "gone": [v["ifname"] for v, _ in gone],
+            "check_mode": True,
+        }
     if stop:
         stop_guard(mode)  # first: it would turn the restored veths off again
     for v, ns in restore:
@@ -212,8 +217,14 @@ def new_containers(args: argparse.Namespace) -> list[dict]:
         if any(v is True for v in status["conflists"].values()):
             with netlink.inside(box.ref, expect=box.inode):
                 sh("ip", "link", "add", "bsverify-c3", "type", "veth", "peer", "name", "bsverify-p3")
-            env = dict(os.environ, CNI_COMMAND="ADD", CNI_NETNS=box.ref, CNI_IFNAME="bsverify-c3",
-                       CNI_CONTAINERID="badsum-verify", CNI_PATH=args.cni_bin_dir)  # fmt: skip
+            env = dict(
+                os.environ,
+                CNI_COMMAND="ADD",
+                CNI_NETNS=box.ref,
+                CNI_IFNAME="bsverify-c3",
+                CNI_CONTAINERID="badsum-verify",
+                CNI_PATH=args.cni_bin_dir,
+            )
             conf = json.dumps({"cniVersion": "1.0.0", "name": "badsum-verify", "type": cni.PLUGIN})
             sh(status["plugin"], stdin=conf, env=env)
             with netlink.inside(box.ref, expect=box.inode):
@@ -268,8 +279,11 @@ def rollout(args: argparse.Namespace) -> dict:
         result["apply"] = apply(args)
         result["changed"] = result["apply"]["changed"]
         if args.check:
-            return {**result, "action": f"would make {len(result['apply']['changes'])} changes",
-                    "diff": result["apply"]["diff"]}  # fmt: skip
+            return {
+                **result,
+                "action": f"would make {len(result['apply']['changes'])} changes",
+                "diff": result["apply"]["diff"],
+            }
         result["verify"] = verify(args)
         result["after"] = audit.show(args, probed=result["before"]["probe"])
     except HostError as exc:

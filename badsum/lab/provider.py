@@ -85,8 +85,13 @@ class Account:
     def student(cls, path: Path) -> Account:
         try:
             data = json.loads(path.read_text())
-            return cls(data["name"], sudo=False, password_hash=data["password_hash"], keys=tuple(data["keys"]),
-                       home=data["home"])  # fmt: skip
+            return cls(
+                data["name"],
+                sudo=False,
+                password_hash=data["password_hash"],
+                keys=tuple(data["keys"]),
+                home=data["home"],
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LabError(f"--student {path}: want JSON with name, password_hash, keys, home ({exc})") from None
 
@@ -333,8 +338,11 @@ def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, acc
         (authorized / name).write_text("".join(k.strip() + "\n" for k in (key.with_suffix(".pub").read_text(), *own)))
         (authorized / name).chmod(0o600)
         if name != "root":
-            uid = next(int(f[2]) for f in (line.split(":") for line in (spec.state_dir / "etc/passwd").read_text()
-                                           .splitlines()) if f[0] == name)  # fmt: skip
+            uid = next(
+                int(f[2])
+                for f in (line.split(":") for line in (spec.state_dir / "etc/passwd").read_text().splitlines())
+                if f[0] == name
+            )
             os.chown(authorized / name, uid, uid)
 
     _sshd_config(spec).write_text(

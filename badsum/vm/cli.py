@@ -48,8 +48,14 @@ def register(sub: argparse._SubParsersAction, lab: argparse.ArgumentParser) -> N
     r.add_argument("--no-compare", action="store_true", help="no comparison")
     r.add_argument("--topologies", nargs="+", default=real.TOPOLOGIES, choices=real.TOPOLOGIES)
     r.add_argument("--backend", choices=["ebpf", "netem"], help="the injector (default: the experiment's, ebpf)")
-    r.add_argument("-e", "--extra-vars", action="append", default=[], metavar="K=V|JSON",
-                   help="passed to both runs of reproduce.yml, as ansible-playbook -e")  # fmt: skip
+    r.add_argument(
+        "-e",
+        "--extra-vars",
+        action="append",
+        default=[],
+        metavar="K=V|JSON",
+        help="passed to both runs of reproduce.yml, as ansible-playbook -e",
+    )
     r.add_argument("--results-dir", default=str(real.PROJECT / "results"), help="where the run goes")
     r.set_defaults(func=cmd_reproduce_real)
 

@@ -237,11 +237,20 @@ def _machine(spec: VmLabSpec, node: Node, image: Path, disk: Path) -> qemu.Machi
 def ssh_argv(inventory_dir: Path, address: str, *command: str, timeout: int = 5) -> list[str]:
     ssh = inventory_dir / ".ssh"
     return [
-        "ssh", "-i", str(ssh / "id_ed25519"),
-        "-o", f"UserKnownHostsFile={ssh / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}",
-        f"root@{address}", *command,
-    ]  # fmt: skip
+        "ssh",
+        "-i",
+        str(ssh / "id_ed25519"),
+        "-o",
+        f"UserKnownHostsFile={ssh / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={timeout}",
+        f"root@{address}",
+        *command,
+    ]
 
 
 def _port_open(address: str, port: int = 22, timeout: float = 1.0) -> bool:
@@ -262,8 +271,11 @@ def _wait_for_ssh(spec: VmLabSpec, inventory_dir: Path, release: str, started: d
             if _port_open(node.mgmt_v4):
                 proc = subprocess.run(
                     ssh_argv(inventory_dir, node.mgmt_v4, "uname", "-r"),
-                    capture_output=True, text=True, timeout=60, check=False,
-                )  # fmt: skip
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
                 if proc.returncode == 0:
                     if proc.stdout.strip() != release:
                         raise LabError(f"{node.name} runs {proc.stdout.strip()!r}, expected {release!r}")

@@ -37,17 +37,35 @@ def _env() -> dict[str, str]:
 
 
 def _badsum(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "badsum", *args], cwd=PROJECT, env=_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "badsum", *args],
+        cwd=PROJECT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def _playbook(inventory: Path, extra: dict, log: Path) -> int:
     with log.open("w") as out:
         return subprocess.run(
-            [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "reproduce.yml",
-             "-e", json.dumps(extra)],
-            cwd=PROJECT, env=_env(), stdout=out, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT, check=False,
-        ).returncode  # fmt: skip
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                str(inventory),
+                "reproduce.yml",
+                "-e",
+                json.dumps(extra),
+            ],
+            cwd=PROJECT,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        ).returncode
 
 
 def measure(variant: str, out: Path, topologies: list[str], backend: str | None, extra_vars: dict) -> dict:
@@ -72,8 +90,12 @@ def measure(variant: str, out: Path, topologies: list[str], backend: str | None,
                 extra["badsum_experiment_backend"] = backend
             started = time.monotonic()
             rc = _playbook(Path(inventory), extra, out / "parts" / f"{variant}.log")
-            return {"lab_up_seconds": round(booted, 1), "run_seconds": round(time.monotonic() - started, 1),
-                    "returncode": rc, "run_dir": str(out / "parts" / variant)}  # fmt: skip
+            return {
+                "lab_up_seconds": round(booted, 1),
+                "run_seconds": round(time.monotonic() - started, 1),
+                "returncode": rc,
+                "run_dir": str(out / "parts" / variant),
+            }
         finally:
             _badsum("lab", "down", "--lab", lab, timeout=300)
 
@@ -99,14 +121,31 @@ def merge(out: Path, parts: dict[str, dict], topologies: list[str]) -> list[dict
             hosts |= {f"{host} ({variant} kernel)": data for host, data in info.get("hosts", {}).items()}
     conditions = [c for variant in PARTS for c in PARTS[variant]]
     order = ["vulnerable", "workaround", "patched"]
-    plan = [{"topology": t, "condition": c, "name": f"{t}-{c}", "server": "host2"}
-            for t in topologies for c in sorted(conditions, key=order.index)]  # fmt: skip
-    settings = {**base.get("plan", {}).get("settings", {}), "badsum_experiment_conditions": conditions,
-                "badsum_experiment_topologies": topologies, "badsum_experiment_run_id": out.name,
-                "badsum_experiment_results_dir": str(out.parent)}  # fmt: skip
-    record = {**base, "hosts": hosts, "kind": "real kernels", "parts": parts,
-              "plan": {"cells": plan, "run_id": out.name, "results_dir": str(out.parent), "run_dir": str(out),
-                       "settings": settings}}  # fmt: skip
+    plan = [
+        {"topology": t, "condition": c, "name": f"{t}-{c}", "server": "host2"}
+        for t in topologies
+        for c in sorted(conditions, key=order.index)
+    ]
+    settings = {
+        **base.get("plan", {}).get("settings", {}),
+        "badsum_experiment_conditions": conditions,
+        "badsum_experiment_topologies": topologies,
+        "badsum_experiment_run_id": out.name,
+        "badsum_experiment_results_dir": str(out.parent),
+    }
+    record = {
+        **base,
+        "hosts": hosts,
+        "kind": "real kernels",
+        "parts": parts,
+        "plan": {
+            "cells": plan,
+            "run_id": out.name,
+            "results_dir": str(out.parent),
+            "run_dir": str(out),
+            "settings": settings,
+        },
+    }
     results.atomic_write(out / "run.json", json.dumps(record, indent=1))
     return cells
 
@@ -123,13 +162,16 @@ def problems_of(cells: list[dict], topologies: list[str]) -> list[str]:
             elif cell.get("condition_kind") != "real":
                 problems.append(f"{topology}/{condition}: {cell.get('condition_kind')}, not real")
             elif cell["verdict"] != incident.expected(topology, condition):
-                problems.append(f"{topology}/{condition}: {cell['verdict']}, the incident says "
-                                f"{incident.expected(topology, condition)}")  # fmt: skip
+                problems.append(
+                    f"{topology}/{condition}: {cell['verdict']}, the incident says "
+                    f"{incident.expected(topology, condition)}"
+                )
     return problems
 
 
-def reproduce_real(results_dir: Path, topologies: list[str], backend: str | None, compare: Path | None,
-                   extra_vars: dict | None = None) -> int:  # fmt: skip
+def reproduce_real(
+    results_dir: Path, topologies: list[str], backend: str | None, compare: Path | None, extra_vars: dict | None = None
+) -> int:
     from badsum import report
     from badsum.analysis import summary
 
@@ -138,8 +180,11 @@ def reproduce_real(results_dir: Path, topologies: list[str], backend: str | None
     started = time.monotonic()
     parts = {}
     for variant in PARTS:
-        print(f"{variant} kernel: VM lab {LABS[variant]} up, then {', '.join(PARTS[variant])} x "
-              f"{len(topologies)} topologies (log: {out / 'parts' / (variant + '.log')})", flush=True)  # fmt: skip
+        print(
+            f"{variant} kernel: VM lab {LABS[variant]} up, then {', '.join(PARTS[variant])} x "
+            f"{len(topologies)} topologies (log: {out / 'parts' / (variant + '.log')})",
+            flush=True,
+        )
         parts[variant] = measure(variant, out, topologies, backend, extra_vars or {})
         print(f"  booted in {parts[variant]['lab_up_seconds']} s, ran in {parts[variant]['run_seconds']} s", flush=True)
     cells = merge(out, parts, topologies)

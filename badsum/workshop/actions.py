@@ -46,8 +46,13 @@ def _playbook(seat: Seat, playbook: str, extra: dict, *args: str, timeout: int =
     with RUNS_AT_ONCE:
         return subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", str(seat.inventory), playbook, "-e", json.dumps(extra), *args],
-            cwd=PROJECT, env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
-        )  # fmt: skip
+            cwd=PROJECT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def _kit(seat: Seat, host: str, tool: str, action: str, args: dict) -> dict:
@@ -55,9 +60,13 @@ def _kit(seat: Seat, host: str, tool: str, action: str, args: dict) -> dict:
     module_args = json.dumps({"tool": tool, "action": action, "args": args})
     proc = subprocess.run(
         [str(BIN / "ansible"), "-i", str(seat.inventory), host, "-m", "badsum.kit.run", "-a", module_args],
-        cwd=PROJECT, env=dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"),
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=PROJECT,
+        env=dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     try:
         out = json.loads(proc.stdout)
         result = out["plays"][0]["tasks"][0]["hosts"][host]
@@ -108,8 +117,9 @@ def run(seat: Seat, args: dict) -> dict:
     if args.get("pattern"):
         extra["badsum_experiment_pattern"] = _choice(args["pattern"], ("random", "stuck-bit"), "pattern")
     if args.get("conntrack_checksum") is not None:
-        extra["badsum_experiment_conntrack_checksum"] = _choice(str(args["conntrack_checksum"]), ("0", "1"),
-                                                                "conntrack checksum")  # fmt: skip
+        extra["badsum_experiment_conntrack_checksum"] = _choice(
+            str(args["conntrack_checksum"]), ("0", "1"), "conntrack checksum"
+        )
     proc = _playbook(seat, "playbooks/experiment.yml", extra)
     was = standing(seat)
     if was and was["topology"] == topology:
@@ -124,8 +134,20 @@ def run(seat: Seat, args: dict) -> dict:
 
 
 def _brief(cell: dict) -> dict:
-    keys = ("topology", "condition", "condition_kind", "verdict", "verdict_reason", "corrupted_packets",
-            "csum_errors", "conntrack_invalid", "messages", "emulator", "held_messages", "pattern")  # fmt: skip
+    keys = (
+        "topology",
+        "condition",
+        "condition_kind",
+        "verdict",
+        "verdict_reason",
+        "corrupted_packets",
+        "csum_errors",
+        "conntrack_invalid",
+        "messages",
+        "emulator",
+        "held_messages",
+        "pattern",
+    )
     return {k: cell.get(k) for k in keys} | {"offsets_mod32": sorted(signature.bit_offsets_mod32(cell))}
 
 
@@ -139,8 +161,10 @@ def _describe(cell: dict, run: str) -> str:
         f"missing {m.get('missing')}",
     ]
     for where, counters in (cell.get("csum_errors") or {}).items():
-        lines.append(f"checksum errors counted ({where}): " + ", ".join(f"{k}={v}" for k, v in counters.items() if v)
-                     or f"checksum errors counted ({where}): none")  # fmt: skip
+        lines.append(
+            f"checksum errors counted ({where}): " + ", ".join(f"{k}={v}" for k, v in counters.items() if v)
+            or f"checksum errors counted ({where}): none"
+        )
     held = cell.get("held_messages") or {}
     if held.get("count"):
         lines.append(f"messages held back until the window closed: {held['count']}")
@@ -175,8 +199,10 @@ def counters(seat: Seat, args: dict) -> dict:
     if was:
         namespaces += [f"container={v['netns']}" for v in was["container_veths"][:1]]
     result = _kit(seat, "host2", "counters", "read", {"ns": namespaces})
-    lines = [f"{label}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
-             for label, values in result["counters"].items()]  # fmt: skip
+    lines = [
+        f"{label}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+        for label, values in result["counters"].items()
+    ]
     return {"text": "\n".join(lines), "data": result["counters"]}
 
 
@@ -217,8 +243,10 @@ def ethtool(seat: Seat, args: dict) -> dict:
         rx = _choice(args["rx"], ("on", "off"), "rx")
         _kit(seat, "host2", "offload", "set", {"veth": [spec], "rx": rx})
     shown = _kit(seat, "host2", "offload", "show", {"veth": [spec]})["veths"][0]
-    return {"text": f"{shown['ifname']} (inside the {was['topology']} container): rx-checksumming {shown['rx']}",
-            "data": shown}  # fmt: skip
+    return {
+        "text": f"{shown['ifname']} (inside the {was['topology']} container): rx-checksumming {shown['rx']}",
+        "data": shown,
+    }
 
 
 def pcap(seat: Seat, args: dict) -> dict:
@@ -233,16 +261,21 @@ def pcap(seat: Seat, args: dict) -> dict:
 def fleet(seat: Seat, args: dict) -> dict:
     step = _choice(args.get("step"), FLEET, "fleet step")
     playbook = f"playbooks/{step.removesuffix('-check')}.yml"
-    run_id = f"f{sum(1 for _ in (seat.dir / 'fleet').glob('f*')) + 1:03d}-{step}" if (seat.dir / "fleet").is_dir() \
-        else f"f001-{step}"  # fmt: skip
+    run_id = (
+        f"f{sum(1 for _ in (seat.dir / 'fleet').glob('f*')) + 1:03d}-{step}"
+        if (seat.dir / "fleet").is_dir()
+        else f"f001-{step}"
+    )
     extra = {"badsum_fleet_results_dir": str(seat.dir / "fleet"), "badsum_fleet_run_id": run_id}
     proc = _playbook(seat, playbook, extra, *(["--check", "--diff"] if step.endswith("-check") else []))
     table = seat.dir / "fleet" / run_id / "fleet.json"
     if not table.exists():
         raise Refused("the fleet run did not start:\n" + "\n".join(proc.stdout.splitlines()[-10:]))
     data = json.loads(table.read_text())
-    text = "\n".join(f"{r['host']:6} {r['status']:6} risk {r['risk'] or '-':15} after {r['risk_after'] or '-':15} "
-                     f"{r['action']}" for r in data["rows"])  # fmt: skip
+    text = "\n".join(
+        f"{r['host']:6} {r['status']:6} risk {r['risk'] or '-':15} after {r['risk_after'] or '-':15} {r['action']}"
+        for r in data["rows"]
+    )
     return {"text": f"{step} ({run_id}):\n{text}", "data": {"run": run_id, "summary": data}}
 
 

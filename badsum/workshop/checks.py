@@ -32,17 +32,38 @@ def run_checks(room: Room, seat: Seat, exercises: list[str] | None = None) -> di
     with tempfile.TemporaryDirectory(prefix="badsum-checks-") as tmp:
         report = Path(tmp) / "junit.xml"
         selector = " or ".join(f"test_exercise_{e}" for e in wanted)
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                   ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"))  # fmt: skip
+        env = dict(
+            os.environ,
+            PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
+        )
         subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(SUITE), "-k", selector,
-             f"--junitxml={report}", f"--ansible-inventory={seat.inventory}", f"--badsum-seat={seat.dir}"],
-            cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                str(SUITE),
+                "-k",
+                selector,
+                f"--junitxml={report}",
+                f"--ansible-inventory={seat.inventory}",
+                f"--badsum-seat={seat.dir}",
+            ],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         found = _outcomes(report, known) if report.exists() else {}
     now = time.time()
-    results = {e: {**found.get(e, {"state": "fail", "hint": "the check itself did not run"}), "time": now}
-               for e in wanted}  # fmt: skip
+    results = {
+        e: {**found.get(e, {"state": "fail", "hint": "the check itself did not run"}), "time": now} for e in wanted
+    }
     status.save_checks(seat, results)
     return results
 

@@ -45,9 +45,15 @@ def start_service() -> int:
         for path in procs:
             path.write_text(str(os.getpid()))
 
-    proc = subprocess.Popen([sys.executable, "-m", "badsum", "workshop", "serve"], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=log, start_new_session=True, preexec_fn=enter_cgroup,
-                            cwd=labs.PROJECT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "badsum", "workshop", "serve"],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        preexec_fn=enter_cgroup,
+        cwd=labs.PROJECT,
+    )
     return proc.pid
 
 
@@ -74,8 +80,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if room.load() is not None:
         raise LabError("a workshop is up on this machine already: `badsum workshop status`, or `down` first")
     started = time.monotonic()
-    plan = room.plan(args.students, labs.free_slots(), args.listen, args.port_base, args.dashboard_port,
-                     args.hours, _keys(args.key))  # fmt: skip
+    plan = room.plan(
+        args.students, labs.free_slots(), args.listen, args.port_base, args.dashboard_port, args.hours, _keys(args.key)
+    )
     plan.save()
     try:
         labs.up_all(plan)
@@ -97,8 +104,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _address() -> str:
     """The machine's own address, as students will type it (the first global one)."""
-    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True,
-                         check=False).stdout  # fmt: skip
+    out = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_output=True, text=True, check=False
+    ).stdout
     for link in json.loads(out or "[]"):
         if link.get("ifname", "").startswith(("st", "lab", "docker", "br-")):
             continue
@@ -149,8 +157,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({**status.table(plan), "service": service_running()}, indent=1))
         return 0
     print(status.text(plan))
-    print(f"service: {'running' if service_running() else 'NOT RUNNING'}; "
-          f"dashboard http://127.0.0.1:{plan.dashboard_port}/")  # fmt: skip
+    print(
+        f"service: {'running' if service_running() else 'NOT RUNNING'}; "
+        f"dashboard http://127.0.0.1:{plan.dashboard_port}/"
+    )
     return 0
 
 
@@ -184,11 +194,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
     _room()
     run_dir = Path(args.run)
     cells, _problems = results.load_run(run_dir) if (run_dir / "run.json").exists() else ([], [])
-    real = [c for c in cells if c.get("condition_kind") == "real" and c.get("condition") == "vulnerable"
-            and str(c.get("kernel", "")).endswith("-badsum-unfixed")]  # fmt: skip
+    real = [
+        c
+        for c in cells
+        if c.get("condition_kind") == "real"
+        and c.get("condition") == "vulnerable"
+        and str(c.get("kernel", "")).endswith("-badsum-unfixed")
+    ]
     if not any(c["topology"] == "mesos" for c in real):
-        raise LabError(f"{run_dir}: not a run with a mesos / vulnerable cell on the real unfixed kernel "
-                       "(a VM lab: `badsum lab up --provider qemu --kernel unfixed`, then reproduce.yml)")  # fmt: skip
+        raise LabError(
+            f"{run_dir}: not a run with a mesos / vulnerable cell on the real unfixed kernel "
+            "(a VM lab: `badsum lab up --provider qemu --kernel unfixed`, then reproduce.yml)"
+        )
     shown = room.ROOT / "real"
     if shown.exists():
         shutil.rmtree(shown)
@@ -218,8 +235,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--port-base", type=int, default=2200, help="student N logs in on port BASE+N (default 2200)")
     up.add_argument("--dashboard-port", type=int, default=8080, help="the dashboard, on 127.0.0.1 (default 8080)")
     up.add_argument("--address", help="this machine's address as students type it (for the handouts)")
-    up.add_argument("--key", action="append", default=[], metavar="STUDENT=FILE",
-                    help="a student's own public key, beside the password (repeatable)")  # fmt: skip
+    up.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="STUDENT=FILE",
+        help="a student's own public key, beside the password (repeatable)",
+    )
     up.set_defaults(func=cmd_up)
     w.add_parser("down", help="everything of the workshop gone: labs, service, firewall, files").set_defaults(
         func=cmd_down

@@ -40,8 +40,9 @@ def rules(room: Room, tool: str) -> dict[str, list[list[str]]]:
             ["-i", bridge, "-p", "tcp", "-d", service, "--dport", str(API_PORT), "-j", "ACCEPT"],
         ]
         if tool == "ip6tables":  # neighbour discovery, or the machine could not reach the lab at all
-            found["BADSUM-WS-IN"] += [["-i", bridge, "-p", "ipv6-icmp", "--icmpv6-type", str(t), "-j", "ACCEPT"]
-                                      for t in (133, 134, 135, 136)]  # fmt: skip
+            found["BADSUM-WS-IN"] += [
+                ["-i", bridge, "-p", "ipv6-icmp", "--icmpv6-type", str(t), "-j", "ACCEPT"] for t in (133, 134, 135, 136)
+            ]
         found["BADSUM-WS-IN"].append(["-i", bridge, "-j", "DROP"])
         # Within one lab (host A to host B), when the bridge's frames pass through iptables (br_netfilter).
         found["BADSUM-WS-FWD"] += [

@@ -23,8 +23,9 @@ def write(room: Room, address: str, out: Path) -> list[Path]:
     until = time.strftime("%H:%M", time.localtime(room.deadline))
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "handouts.html"]
-    atomic_write(written[0], env.get_template("handout.html.j2").render(seats=room.students, address=address,
-                                                                        until=until))  # fmt: skip
+    atomic_write(
+        written[0], env.get_template("handout.html.j2").render(seats=room.students, address=address, until=until)
+    )
     for seat in room.students:
         path = out / f"{seat.student}.md"
         atomic_write(path, env.get_template("handout.md.j2").render(seat=seat, address=address, until=until))

@@ -32,8 +32,9 @@ def free_slots() -> list[int]:
 
 
 def password_hash(password: str) -> str:
-    proc = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
-                          check=True)  # fmt: skip
+    proc = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True, check=True
+    )
     return proc.stdout.strip()
 
 
@@ -61,16 +62,26 @@ def make_home(seat: Seat) -> Path:
 def account(seat: Seat) -> Path:
     """The account file `badsum lab up --student` reads: name, password hash, keys, home template."""
     path = seat.dir / "account.json"
-    data = {"name": STUDENT, "password_hash": password_hash(seat.password), "keys": seat.keys,
-            "home": str(make_home(seat))}  # fmt: skip
+    data = {
+        "name": STUDENT,
+        "password_hash": password_hash(seat.password),
+        "keys": seat.keys,
+        "home": str(make_home(seat)),
+    }
     path.write_text(json.dumps(data))
     path.chmod(0o600)
     return path
 
 
 def _lab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "badsum", "lab", *args], cwd=PROJECT, capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "badsum", "lab", *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def up_one(seat: Seat) -> str:
@@ -78,8 +89,19 @@ def up_one(seat: Seat) -> str:
     group_vars = seat.inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
     shutil.copy(PROJECT / "inventories/local/group_vars/all.yml", group_vars / "all.yml")
-    proc = _lab("up", "--lab", seat.student, "--hosts", "2", "--slot", str(seat.slot),
-                "--inventory", str(seat.inventory), "--student", str(account(seat)))  # fmt: skip
+    proc = _lab(
+        "up",
+        "--lab",
+        seat.student,
+        "--hosts",
+        "2",
+        "--slot",
+        str(seat.slot),
+        "--inventory",
+        str(seat.inventory),
+        "--student",
+        str(account(seat)),
+    )
     if proc.returncode != 0:
         raise LabError(f"{seat.student}: {proc.stderr.strip() or proc.stdout.strip()}")
     return seat.student

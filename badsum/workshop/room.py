@@ -104,8 +104,15 @@ def password() -> str:
     return "-".join("".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(4)) for _ in range(3))
 
 
-def plan(students: int, slots: list[int], listen: str, port_base: int, dashboard_port: int, hours: float,
-         keys: dict[str, list[str]] | None = None) -> Room:  # fmt: skip
+def plan(
+    students: int,
+    slots: list[int],
+    listen: str,
+    port_base: int,
+    dashboard_port: int,
+    hours: float,
+    keys: dict[str, list[str]] | None = None,
+) -> Room:
     if not 1 <= students <= MAX_STUDENTS:
         raise LabError(f"--students must be between 1 and {MAX_STUDENTS}, got {students}")
     if len(slots) < students:
@@ -115,9 +122,15 @@ def plan(students: int, slots: list[int], listen: str, port_base: int, dashboard
     if not 0 < hours <= 24:
         raise LabError(f"--hours must be above 0 and at most 24 (got {hours})")
     seats = [
-        Seat(student_id(n), slots[n - 1], port_base + n, password(), secrets.token_urlsafe(24),
-             (keys or {}).get(student_id(n), []))
+        Seat(
+            student_id(n),
+            slots[n - 1],
+            port_base + n,
+            password(),
+            secrets.token_urlsafe(24),
+            (keys or {}).get(student_id(n), []),
+        )
         for n in range(1, students + 1)
-    ]  # fmt: skip
+    ]
     now = time.time()
     return Room(seats, listen, port_base, dashboard_port, now, now + hours * 3600)

@@ -85,8 +85,9 @@ def dashboard_handler(room: Room) -> type[BaseHTTPRequestHandler]:
 
 def serve(room: Room, dashboard_host: str = "127.0.0.1") -> None:
     servers = [ThreadingHTTPServer((dashboard_host, room.dashboard_port), dashboard_handler(room))]
-    servers += [ThreadingHTTPServer((seat.service_address, API_PORT), student_handler(room, seat))
-                for seat in room.students]  # fmt: skip
+    servers += [
+        ThreadingHTTPServer((seat.service_address, API_PORT), student_handler(room, seat)) for seat in room.students
+    ]
     for server in servers:
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -57,12 +57,14 @@ def table(room: Room) -> dict:
     rows = []
     for seat in room.students:
         found = load_checks(seat)
-        rows.append({
-            "student": seat.student,
-            "port": seat.port,
-            "last_activity": last_activity(seat),
-            "exercises": {e["id"]: found.get(e["id"], {"state": "not-tried"}) for e in ex},
-        })  # fmt: skip
+        rows.append(
+            {
+                "student": seat.student,
+                "port": seat.port,
+                "last_activity": last_activity(seat),
+                "exercises": {e["id"]: found.get(e["id"], {"state": "not-tried"}) for e in ex},
+            }
+        )
     return {
         "now": time.time(),
         "deadline": room.deadline,

@@ -63,8 +63,9 @@ def cells(seat: Path) -> list[Cell]:
         info = json.loads(record.read_text())
         for path in run_dir.glob("*-*.json"):
             if path.name != "run.json":
-                found.append(Cell(run_dir.name, record.stat().st_mtime, info["plan"]["settings"],
-                                  json.loads(path.read_text())))  # fmt: skip
+                found.append(
+                    Cell(run_dir.name, record.stat().st_mtime, info["plan"]["settings"], json.loads(path.read_text()))
+                )
     return found
 
 

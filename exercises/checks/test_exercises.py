@@ -29,15 +29,24 @@ def test_exercise_03(answer, cells) -> None:
     got = answer("03")
     not_tried_unless(got, runs)
     assert runs, "no mesos vulnerable run with --capture"
-    counts = {(c["capture"]["incorrect_by_point"].get("host-b-eth0"),
-               c["capture"]["incorrect_by_point"].get("container-eth0")) for c in runs}  # fmt: skip
+    counts = {
+        (
+            c["capture"]["incorrect_by_point"].get("host-b-eth0"),
+            c["capture"]["incorrect_by_point"].get("container-eth0"),
+        )
+        for c in runs
+    }
     assert got and (got.number(1), got.number(2)) in counts, f"the two counts are not a run's ({sorted(counts)})"
 
 
 def test_exercise_04(answer, cells) -> None:
-    runs = [c for c in cells if c.is_("mesos", "vulnerable", "clean")
-            and (c["emulator"] or {}).get("packets_seen", 0) > 0
-            and (c["emulator"] or {}).get("packets_marked_verified") == 0]  # fmt: skip
+    runs = [
+        c
+        for c in cells
+        if c.is_("mesos", "vulnerable", "clean")
+        and (c["emulator"] or {}).get("packets_seen", 0) > 0
+        and (c["emulator"] or {}).get("packets_marked_verified") == 0
+    ]
     got = answer("04")
     not_tried_unless(got, runs)
     assert runs, "no clean mesos vulnerable run with rx off on the standing container"
@@ -48,8 +57,11 @@ def test_exercise_05(answer, cells) -> None:
     safe = [
         c for c in cells if c.is_("docker-nat", "vulnerable", "clean") and c["conntrack_checksum"] in ("", None, "1")
     ]
-    broken = [c for c in cells if c.is_("docker-nat", "vulnerable", "corrupt-delivered")
-              and str(c["conntrack_checksum"]) == "0"]  # fmt: skip
+    broken = [
+        c
+        for c in cells
+        if c.is_("docker-nat", "vulnerable", "corrupt-delivered") and str(c["conntrack_checksum"]) == "0"
+    ]
     got = answer("05")
     not_tried_unless(got, safe, broken)
     assert safe, "no clean docker-nat vulnerable run"

@@ -24,8 +24,15 @@ pytestmark = pytest.mark.lab
 
 
 def badsum(*args: str, check: bool = True, timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "badsum", *args], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, check=check, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "badsum", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,8 +59,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def playbook(inventory: Path, playbook: str, results: Path, *extra: str, timeout: int = 300):
-    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), playbook, "-e", f"badsum_lab_id={LAB}",
-           "-e", f"badsum_experiment_results_dir={results}", *extra]  # fmt: skip
+    cmd = [
+        str(VENV_BIN / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        playbook,
+        "-e",
+        f"badsum_lab_id={LAB}",
+        "-e",
+        f"badsum_experiment_results_dir={results}",
+        *extra,
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=timeout, check=False)
 
 
@@ -83,14 +99,24 @@ def real_hosts_inventory(lab: Path, path: Path, client: str = "host1", server: s
     reach = {k: v for k, v in data["vars"].items() if k.startswith("ansible_")}
     lab_only = ("badsum_experiment_corruption_iface", "badsum_experiment_client", "badsum_switch_port")
     hosts = {h: {k: v for k, v in {**data["hosts"][h], **reach}.items() if k not in lab_only} for h in (client, server)}
-    inventory = {"all": {
-        "vars": {"badsum_embedded_lab": False, "badsum_common_install_packages": False,
-                 # the lab's own directory: nothing of the kit outside the lab
-                 "badsum_lib_dir": data["vars"]["badsum_lib_dir"],
-                 "badsum_experiment_corruptor": server, "badsum_experiment_corruption_iface": "eth0",
-                 "badsum_experiment_corruption_hook": "ingress", **over},
-        "children": {"clients": {"hosts": {client: hosts[client]}}, "servers": {"hosts": {server: hosts[server]}},
-                     "switches": {"hosts": {}}},
-    }}  # fmt: skip
+    inventory = {
+        "all": {
+            "vars": {
+                "badsum_embedded_lab": False,
+                "badsum_common_install_packages": False,
+                # the lab's own directory: nothing of the kit outside the lab
+                "badsum_lib_dir": data["vars"]["badsum_lib_dir"],
+                "badsum_experiment_corruptor": server,
+                "badsum_experiment_corruption_iface": "eth0",
+                "badsum_experiment_corruption_hook": "ingress",
+                **over,
+            },
+            "children": {
+                "clients": {"hosts": {client: hosts[client]}},
+                "servers": {"hosts": {server: hosts[server]}},
+                "switches": {"hosts": {}},
+            },
+        }
+    }
     path.write_text(yaml.safe_dump(inventory))
     return path

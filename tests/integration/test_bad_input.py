@@ -120,18 +120,28 @@ def inventory_like_two_hosts(tmp_path: Path, lab: Path, change) -> Path:
 INVENTORIES = [
     (lambda i: i["all"]["children"].pop("servers"), "no hosts in group servers"),
     (lambda i: i["all"]["children"].pop("clients"), "no hosts in group clients"),
-    (lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].pop("badsum_data_ipv4"),
-     "badsum_data_ipv4 is not set on host2"),
-    (lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_data_ipv4="not-an-address"),
-     "badsum_data_ipv4='not-an-address': must be an IPv4 address (on host2)"),
-    (lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_docker_bip="172.17.0.1/16"),
-     "badsum_docker_bip='172.17.0.1/16': is in 172.16.0.0/12"),
-    (lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_experiment_client="ghost"),
-     "badsum_experiment_client='ghost' (on host2): not a host of this inventory"),
+    (
+        lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].pop("badsum_data_ipv4"),
+        "badsum_data_ipv4 is not set on host2",
+    ),
+    (
+        lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_data_ipv4="not-an-address"),
+        "badsum_data_ipv4='not-an-address': must be an IPv4 address (on host2)",
+    ),
+    (
+        lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_docker_bip="172.17.0.1/16"),
+        "badsum_docker_bip='172.17.0.1/16': is in 172.16.0.0/12",
+    ),
+    (
+        lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_experiment_client="ghost"),
+        "badsum_experiment_client='ghost' (on host2): not a host of this inventory",
+    ),
     (lambda i: i["all"]["vars"].pop("badsum_experiment_corruptor"), "badsum_experiment_corruptor is not set"),
-    (lambda i: i["all"]["vars"].update(badsum_experiment_corruption_hook="sideways"),
-     "badsum_experiment_corruption_hook='sideways' (for host2): allowed: 'egress', 'ingress'"),
-]  # fmt: skip
+    (
+        lambda i: i["all"]["vars"].update(badsum_experiment_corruption_hook="sideways"),
+        "badsum_experiment_corruption_hook='sideways' (for host2): allowed: 'egress', 'ingress'",
+    ),
+]
 
 
 @pytest.mark.parametrize(("change", "message"), INVENTORIES, ids=[m[:40] for _, m in INVENTORIES])
@@ -174,9 +184,27 @@ def test_a_lab_owned_by_another_inventory_says_where_it_is(lab: Path, tmp_path: 
 
 
 def test_badsum_reproduce_refuses_a_bad_value_through_the_same_check(lab: Path, tmp_path: Path) -> None:
-    run = subprocess.run([str(VENV_BIN / "badsum"), "reproduce", "-i", str(lab), "--json", "-e", f"badsum_lab_id={LAB}",
-                          "-e", f"badsum_experiment_results_dir={tmp_path}", "-e", "badsum_experiment_rate=500"],
-                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    run = subprocess.run(
+        [
+            str(VENV_BIN / "badsum"),
+            "reproduce",
+            "-i",
+            str(lab),
+            "--json",
+            "-e",
+            f"badsum_lab_id={LAB}",
+            "-e",
+            f"badsum_experiment_results_dir={tmp_path}",
+            "-e",
+            "badsum_experiment_rate=500",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 2
     summary = json.loads(run.stdout)
     assert "badsum_experiment_rate='500'" in summary["failure"]

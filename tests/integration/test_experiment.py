@@ -25,8 +25,16 @@ def test_reproduce_measures_the_incidents_table_and_verifies_it(lab: Path, tmp_p
 
 
 def test_a_control_run_without_corruption_is_spotless(lab: Path, tmp_path: Path) -> None:
-    run = playbook(lab, "playbooks/experiment.yml", tmp_path, *one_cell("bare", "patched"),
-                   "-e", "badsum_experiment_rate=0", "-e", "badsum_verify=false")  # fmt: skip
+    run = playbook(
+        lab,
+        "playbooks/experiment.yml",
+        tmp_path,
+        *one_cell("bare", "patched"),
+        "-e",
+        "badsum_experiment_rate=0",
+        "-e",
+        "badsum_verify=false",
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     cell = only_cell(tmp_path)
     assert cell["corrupted_packets"] == 0 and cell["csum_errors_total"] == 0
@@ -35,8 +43,16 @@ def test_a_control_run_without_corruption_is_spotless(lab: Path, tmp_path: Path)
 
 
 def test_total_corruption_stalls_tcp_which_recovers_after_the_window(lab: Path, tmp_path: Path) -> None:
-    run = playbook(lab, "playbooks/experiment.yml", tmp_path, *one_cell("bare", "patched"),
-                   "-e", "badsum_experiment_rate=100", "-e", "badsum_experiment_corruption_duration=1.5")  # fmt: skip
+    run = playbook(
+        lab,
+        "playbooks/experiment.yml",
+        tmp_path,
+        *one_cell("bare", "patched"),
+        "-e",
+        "badsum_experiment_rate=100",
+        "-e",
+        "badsum_experiment_corruption_duration=1.5",
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     cell = only_cell(tmp_path)
     assert cell["corrupted_packets"] > 0
@@ -50,9 +66,18 @@ def test_total_corruption_stalls_tcp_which_recovers_after_the_window(lab: Path, 
 
 
 def test_netem_on_a_kernel_without_it_is_refused_before_anything_changes(lab: Path, tmp_path: Path) -> None:
-    run = playbook(lab, "playbooks/experiment.yml", tmp_path, *one_cell("bare", "patched"),
-                   "-e", "badsum_experiment_backend=netem", "-e", "badsum_experiment_corruptor=host1",
-                   "-e", "badsum_experiment_corruption_iface=eth0")  # fmt: skip
+    run = playbook(
+        lab,
+        "playbooks/experiment.yml",
+        tmp_path,
+        *one_cell("bare", "patched"),
+        "-e",
+        "badsum_experiment_backend=netem",
+        "-e",
+        "badsum_experiment_corruptor=host1",
+        "-e",
+        "badsum_experiment_corruption_iface=eth0",
+    )
     assert run.returncode != 0
     assert "host1: badsum_experiment_backend=netem: this kernel" in run.stdout
     assert "use badsum_experiment_backend=ebpf" in run.stdout
@@ -60,26 +85,54 @@ def test_netem_on_a_kernel_without_it_is_refused_before_anything_changes(lab: Pa
 
 
 def test_conntrack_checksum_off_makes_docker_nat_deliver_corrupt_data(lab: Path, tmp_path: Path) -> None:
-    run = playbook(lab, "playbooks/experiment.yml", tmp_path, *one_cell("docker-nat", "vulnerable"),
-                   "-e", "badsum_experiment_conntrack_checksum=0")  # fmt: skip
+    run = playbook(
+        lab,
+        "playbooks/experiment.yml",
+        tmp_path,
+        *one_cell("docker-nat", "vulnerable"),
+        "-e",
+        "badsum_experiment_conntrack_checksum=0",
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     cell = only_cell(tmp_path)
     assert cell["conntrack_checksum"] == "0"
     assert cell["verdict"] == "corrupt-delivered", cell["verdict_reason"]
     assert cell["conntrack_invalid"]["host"] == 0
     # the knob was put back (the testinfra state suite checked it too)
-    out = subprocess.run(["ip", "netns", "exec", f"{LAB}-h2", "sysctl", "-n", "net.netfilter.nf_conntrack_checksum"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        ["ip", "netns", "exec", f"{LAB}-h2", "sysctl", "-n", "net.netfilter.nf_conntrack_checksum"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "1"
 
 
 def test_badsum_reproduce_shows_progress_and_says_whether_the_table_matched(lab: Path, tmp_path: Path) -> None:
     selection = json.dumps({"badsum_experiment_topologies": ["mesos"], "badsum_experiment_conditions": ["vulnerable"]})
     run = subprocess.run(
-        [str(VENV_BIN / "badsum"), "reproduce", "-i", str(lab), "--json", "-e", selection, "-e", f"badsum_lab_id={LAB}",
-         "-e", f"badsum_experiment_results_dir={tmp_path}", "-e", "capture=true"],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            str(VENV_BIN / "badsum"),
+            "reproduce",
+            "-i",
+            str(lab),
+            "--json",
+            "-e",
+            selection,
+            "-e",
+            f"badsum_lab_id={LAB}",
+            "-e",
+            f"badsum_experiment_results_dir={tmp_path}",
+            "-e",
+            "capture=true",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     summary = json.loads(run.stdout)
     assert run.returncode == 0, run.stderr[-2000:]
     assert summary["matches_incident"] and summary["cells"][0]["verdict"] == "corrupt-delivered"

@@ -38,13 +38,38 @@ LAB = "ifault"
 SIGNALS = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
 # What gets killed: the README's entry point, the progress front end, the lab provider alone.
 COMMANDS = {
-    "reproduce.yml": lambda inv, res: [str(VENV_BIN / "ansible-playbook"), "-i", str(inv), "reproduce.yml",
-                                       "-e", f"badsum_lab_id={LAB}", "-e", f"badsum_experiment_results_dir={res}"],
-    "badsum reproduce": lambda inv, res: [str(VENV_BIN / "badsum"), "reproduce", "-i", str(inv), "-e",
-                                          f"badsum_lab_id={LAB}", "-e", f"badsum_experiment_results_dir={res}"],
-    "badsum lab up": lambda inv, res: [sys.executable, "-m", "badsum", "lab", "up", "--lab", LAB,
-                                       "--inventory", str(inv)],
-}  # fmt: skip
+    "reproduce.yml": lambda inv, res: [
+        str(VENV_BIN / "ansible-playbook"),
+        "-i",
+        str(inv),
+        "reproduce.yml",
+        "-e",
+        f"badsum_lab_id={LAB}",
+        "-e",
+        f"badsum_experiment_results_dir={res}",
+    ],
+    "badsum reproduce": lambda inv, res: [
+        str(VENV_BIN / "badsum"),
+        "reproduce",
+        "-i",
+        str(inv),
+        "-e",
+        f"badsum_lab_id={LAB}",
+        "-e",
+        f"badsum_experiment_results_dir={res}",
+    ],
+    "badsum lab up": lambda inv, res: [
+        sys.executable,
+        "-m",
+        "badsum",
+        "lab",
+        "up",
+        "--lab",
+        LAB,
+        "--inventory",
+        str(inv),
+    ],
+}
 # Seconds into the command: reproduce.yml takes about 40 s with a fresh lab; lab up about 1 s.
 WINDOW = {"reproduce.yml": (0.5, 50.0), "badsum reproduce": (0.5, 50.0), "badsum lab up": (0.05, 1.2)}
 
@@ -59,16 +84,25 @@ def plan(seed: int) -> list[tuple[str, signal.Signals, float]]:
     return runs
 
 
-@pytest.mark.parametrize(("kind", "sig", "after"), plan(int(os.environ.get("BADSUM_FAULT_SEED", "2026"))),
-                         ids=lambda v: v.name if isinstance(v, signal.Signals) else str(v))  # fmt: skip
+@pytest.mark.parametrize(
+    ("kind", "sig", "after"),
+    plan(int(os.environ.get("BADSUM_FAULT_SEED", "2026"))),
+    ids=lambda v: v.name if isinstance(v, signal.Signals) else str(v),
+)
 def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: str, sig, after: float) -> None:
     inventory = embedded_inventory(tmp_path / "inventory")
     results = tmp_path / "results"
     badsum("lab", "down", "--lab", LAB)
     programs = badsum_programs()
     before = machine()
-    proc = subprocess.Popen(COMMANDS[kind](inventory, results), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        COMMANDS[kind](inventory, results),
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     seen: set[tuple[int, int]] = set()
     deadline = time.monotonic() + after
     while time.monotonic() < deadline and proc.poll() is None:

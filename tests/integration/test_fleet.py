@@ -26,15 +26,24 @@ FLEET_LAB = "ifleet"
 
 
 def probe(*args: str) -> dict:
-    run = subprocess.run([sys.executable, "-m", "badsum.host", "probe", "run", *args], cwd=ROOT, env=ENV,
-                         capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "badsum.host", "probe", "run", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
 
 def links() -> set[str]:
-    return {link["ifname"] for link in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
-                                                                  text=True).stdout)}  # fmt: skip
+    return {
+        link["ifname"]
+        for link in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)
+    }
 
 
 def test_the_probe_says_fixed_on_this_kernel_and_leaves_nothing() -> None:
@@ -49,11 +58,25 @@ def test_the_probe_says_fixed_on_this_kernel_and_leaves_nothing() -> None:
 
 def test_the_probes_vulnerable_branch_with_the_emulator(tmp_path: Path) -> None:
     env = dict(ENV, BADSUM_LIB_DIR=str(tmp_path))  # the emulator compiled into a directory of the test's own
-    build = subprocess.run([sys.executable, "-m", "badsum.host", "bpf", "build", "--program", "vethbug"], cwd=ROOT,
-                           env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    build = subprocess.run(
+        [sys.executable, "-m", "badsum.host", "bpf", "build", "--program", "vethbug"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert build.returncode == 0, build.stderr
-    run = subprocess.run([sys.executable, "-m", "badsum.host", "probe", "run", "--emulate-bug"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "badsum.host", "probe", "run", "--emulate-bug"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     result = json.loads(run.stdout)
     assert result["verdict"] == "vulnerable" and result["kind"] == "emulated", result
     assert result["datagrams"]["bad_rx_on"]["delivered"] is True  # the bug: bad data delivered, nothing counted
@@ -85,8 +108,15 @@ def ansible(inventory: Path, play: str, *extra: str, timeout: int = 600) -> subp
 def test_the_remediation_scenario(fleet: Path, tmp_path: Path) -> None:
     # A fresh state: molecule skips prepare when an earlier run's state says "prepared".
     env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(fleet), MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"))
-    run = subprocess.run([str(VENV_BIN / "molecule"), "test", "-s", "remediation"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=1200, check=False)  # fmt: skip
+    run = subprocess.run(
+        [str(VENV_BIN / "molecule"), "test", "-s", "remediation"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
     assert run.returncode == 0, output[-5000:]
     for step in ("prepare", "converge", "idempotence", "side_effect", "verify", "cleanup"):
@@ -106,9 +136,15 @@ def lab_processes(host: str) -> list[int]:
 
 
 def test_bad_fleet_settings_are_refused_before_any_host_is_touched(fleet: Path, tmp_path: Path) -> None:
-    run = ansible(fleet, "playbooks/remediate.yml",
-                  "-e", json.dumps({"badsum_fleet_batches": "ten", "badsum_fleet_guard": "cron",
-                                    "badsum_fleet_results_dir": str(tmp_path)}), timeout=60)  # fmt: skip
+    run = ansible(
+        fleet,
+        "playbooks/remediate.yml",
+        "-e",
+        json.dumps(
+            {"badsum_fleet_batches": "ten", "badsum_fleet_guard": "cron", "badsum_fleet_results_dir": str(tmp_path)}
+        ),
+        timeout=60,
+    )
     assert run.returncode != 0
     assert "badsum_fleet_batches='ten': a list of batch sizes" in run.stdout
     assert "badsum_fleet_guard='cron': allowed: 'auto', 'daemon', 'systemd', 'none'" in run.stdout
@@ -129,12 +165,19 @@ def test_the_audit_runs_unchanged_from_an_awx_style_private_data_dir(fleet: Path
     (pdd / "inventory" / "hosts.yml").write_text((fleet / "hosts.yml").read_text())
     (pdd / "inventory" / "group_vars" / "all.yml").write_text((fleet / "group_vars" / "all.yml").read_text())
     (pdd / "env").mkdir()
-    (pdd / "env" / "extravars").write_text(yaml.safe_dump({"badsum_fleet_results_dir": str(tmp_path / "results"),
-                                                           "badsum_fleet_run_id": "awx"}))  # fmt: skip
+    (pdd / "env" / "extravars").write_text(
+        yaml.safe_dump({"badsum_fleet_results_dir": str(tmp_path / "results"), "badsum_fleet_run_id": "awx"})
+    )
     (pdd / "env" / "settings").write_text(yaml.safe_dump({"job_timeout": 600, "idle_timeout": 300}))
     env = {k: v for k, v in ENV.items() if k != "ANSIBLE_CONFIG"}  # AWX runs from the project, with its ansible.cfg
-    run = subprocess.run([str(VENV_BIN / "ansible-runner"), "run", str(pdd), "-p", "playbooks/audit.yml"],
-                         env=env, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    run = subprocess.run(
+        [str(VENV_BIN / "ansible-runner"), "run", str(pdd), "-p", "playbooks/audit.yml"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     summary = json.loads((tmp_path / "results" / "awx" / "fleet.json").read_text())
     assert summary["hosts"] == 10 and summary["status"] == {"ok": 10}
@@ -152,26 +195,56 @@ def test_a_rollout_stops_at_a_failed_batch_and_leaves_the_later_ones_untouched(f
     assert not any(alive(p) for p in lab_processes(victim))
     results = tmp_path / "results"
     run = subprocess.run(
-        [sys.executable, "-m", "badsum", "fleet", "remediate", "-i", str(fleet), "--json",
-         "-e", json.dumps({"badsum_fleet_batches": [2], "badsum_fleet_results_dir": str(results),
-                           "badsum_fleet_run_id": "stopped"})],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "badsum",
+            "fleet",
+            "remediate",
+            "-i",
+            str(fleet),
+            "--json",
+            "-e",
+            json.dumps(
+                {
+                    "badsum_fleet_batches": [2],
+                    "badsum_fleet_results_dir": str(results),
+                    "badsum_fleet_run_id": "stopped",
+                }
+            ),
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-3000:]
     summary = json.loads(run.stdout)
     status = {row["host"]: row["status"] for row in summary["rows"]}
-    assert status["host5"] == "failed" and "unreachable" in next(r for r in summary["rows"] if r["host"] == "host5")[
-        "reason"]  # fmt: skip
+    assert (
+        status["host5"] == "failed"
+        and "unreachable" in next(r for r in summary["rows"] if r["host"] == "host5")["reason"]
+    )
     assert {h: status[h] for h in ("host2", "host1", "host3", "host4")} == dict.fromkeys(
-        ("host2", "host1", "host3", "host4"), "ok")  # fmt: skip
+        ("host2", "host1", "host3", "host4"), "ok"
+    )
     later = ("host6", "host7", "host8", "host9", "host10")
     assert {status[h] for h in later} == {"not reached"}
-    lib = Path(yaml.safe_load((fleet / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]["vars"]
-               ["badsum_lib_dir"])  # fmt: skip
+    lib = Path(
+        yaml.safe_load((fleet / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]["vars"]["badsum_lib_dir"]
+    )
     assert [h for h in later if (lib / "remediation" / h).exists()] == []  # no remediation began there
     assert (lib / "remediation" / "host4" / "state.json").exists()  # its batch-mate was remediated
     assert any("host5" in p for p in summary["problems"])
     # Put the reachable hosts back.
-    back = ansible(fleet, "playbooks/rollback.yml", "--limit", "localhost:fleet:!host5",
-                   "-e", json.dumps({"badsum_fleet_results_dir": str(results)}))  # fmt: skip
+    back = ansible(
+        fleet,
+        "playbooks/rollback.yml",
+        "--limit",
+        "localhost:fleet:!host5",
+        "-e",
+        json.dumps({"badsum_fleet_results_dir": str(results)}),
+    )
     assert back.returncode == 0, back.stdout[-3000:]

@@ -47,10 +47,24 @@ def test_ssh_reaches_each_host_with_checked_host_keys(lab: Path) -> None:
     assert "198.18." in hosts and "StrictHostKeyChecking=yes" in hosts
     ip = next(line.split()[0] for line in known.read_text().splitlines())
     out = subprocess.run(
-        ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
-         "-o", "PasswordAuthentication=no", f"root@{ip}", "hostname"],
-        capture_output=True, text=True, timeout=20, check=False,
-    )  # fmt: skip
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            f"UserKnownHostsFile={known}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "PasswordAuthentication=no",
+            f"root@{ip}",
+            "hostname",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "switch"
 
 
@@ -60,17 +74,33 @@ def test_down_after_sigkill_mid_experiment_leaves_nothing(tmp_path: Path) -> Non
     badsum("lab", "down", "--lab", lab_id)
     badsum("lab", "up", "--lab", lab_id, "--hosts", "2", "--inventory", str(inv))
     proc = subprocess.Popen(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(inv), "playbooks/experiment.yml",
-         "-e", f"badsum_lab_id={lab_id}", "-e", f"badsum_experiment_results_dir={tmp_path / 'results'}",
-         "-e", '{"badsum_experiment_topologies": ["docker-ipv6"], "badsum_experiment_count": 200}'],
-        cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(inv),
+            "playbooks/experiment.yml",
+            "-e",
+            f"badsum_lab_id={lab_id}",
+            "-e",
+            f"badsum_experiment_results_dir={tmp_path / 'results'}",
+            "-e",
+            '{"badsum_experiment_topologies": ["docker-ipv6"], "badsum_experiment_count": 200}',
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     # Kill it once dockerd runs, the corruptor is armed and traffic flows: the worst moment.
     deadline = time.monotonic() + 90
     armed = False
     while time.monotonic() < deadline and not armed:
-        out = subprocess.run(["ip", "netns", "exec", f"{lab_id}-sw", "tc", "filter", "show", "dev", "p2", "egress"],
-                             capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["ip", "netns", "exec", f"{lab_id}-sw", "tc", "filter", "show", "dev", "p2", "egress"],
+            capture_output=True,
+            text=True,
+        ).stdout
         armed = "corrupt" in out
         time.sleep(0.1)
     time.sleep(1.0)

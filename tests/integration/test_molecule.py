@@ -25,9 +25,14 @@ def test_molecule_scenario(prepared: Path, scenario: str, tmp_path: Path) -> Non
     # A fresh state: molecule skips steps an earlier run's state (in ~/.ansible/tmp) says were done.
     env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(prepared), MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"))
     run = subprocess.run(
-        [str(VENV_BIN / "molecule"), "test", "-s", scenario], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [str(VENV_BIN / "molecule"), "test", "-s", scenario],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)  # molecule colours its output
     assert run.returncode == 0, output[-4000:]
     for step in ("converge", "idempotence", "verify", "cleanup"):

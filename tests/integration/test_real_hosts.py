@@ -45,20 +45,40 @@ def test_the_cloud_shape_works_as_a_non_root_user_with_become(cloud_lab: Path, t
     hosts = yaml.safe_load(inventory.read_text())["all"]["children"]
     assert hosts["servers"]["hosts"]["host2"]["ansible_user"] == "admin"
     assert hosts["servers"]["hosts"]["host2"]["ansible_become"] is True
-    selection = json.dumps({"badsum_experiment_topologies": ["bare", "kubernetes"],
-                            "badsum_experiment_conditions": ["vulnerable", "patched"]})  # fmt: skip
+    selection = json.dumps(
+        {
+            "badsum_experiment_topologies": ["bare", "kubernetes"],
+            "badsum_experiment_conditions": ["vulnerable", "patched"],
+        }
+    )
     run = playbook(inventory, "reproduce.yml", tmp_path / "results", "-e", selection, "-e", "badsum_lab_id=icloud")
     assert run.returncode == 0, run.stdout[-4000:]
     found = cells(tmp_path / "results")
     assert {k: c["verdict"] for k, c in found.items()} == {
-        ("bare", "vulnerable"): "clean", ("bare", "patched"): "clean",
-        ("kubernetes", "vulnerable"): "corrupt-delivered", ("kubernetes", "patched"): "clean",
-    }  # fmt: skip
+        ("bare", "vulnerable"): "clean",
+        ("bare", "patched"): "clean",
+        ("kubernetes", "vulnerable"): "corrupt-delivered",
+        ("kubernetes", "patched"): "clean",
+    }
     # root cannot log in at all: the work was done as admin, with sudo
     key = cloud_lab / ".ssh" / "id_ed25519"
-    as_root = subprocess.run(["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={cloud_lab / '.ssh/known_hosts'}",
-                              "-o", "BatchMode=yes", f"root@{hosts['servers']['hosts']['host2']['ansible_host']}",
-                              "true"], capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    as_root = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            f"UserKnownHostsFile={cloud_lab / '.ssh/known_hosts'}",
+            "-o",
+            "BatchMode=yes",
+            f"root@{hosts['servers']['hosts']['host2']['ansible_host']}",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert as_root.returncode != 0
 
 
@@ -69,8 +89,9 @@ def test_a_broken_cell_keeps_its_real_cause_in_the_result_the_summary_and_the_re
     data["all"]["children"]["servers"]["hosts"]["host2"]["badsum_data_ipv4"] = "198.19.0.250"
     inventory.write_text(yaml.safe_dump(data))
     results = tmp_path / "results"
-    run = playbook(inventory, "playbooks/experiment.yml", results, *one_cell("bare", "patched"),
-                   "-e", "badsum_verify=false")  # fmt: skip
+    run = playbook(
+        inventory, "playbooks/experiment.yml", results, *one_cell("bare", "patched"), "-e", "badsum_verify=false"
+    )
     assert run.returncode != 0, "a run with a cell in error is a failed run"
     cause = "could not connect to [198.19.0.250]:5001 within 5 s"
     cell = only_cell(results)
@@ -84,10 +105,21 @@ def test_a_broken_cell_keeps_its_real_cause_in_the_result_the_summary_and_the_re
 
 
 def test_the_articles_harness_shows_its_two_signatures(lab: Path, tmp_path: Path) -> None:
-    selection = json.dumps({"badsum_experiment_topologies": ["bare", "mesos"],
-                            "badsum_experiment_conditions": ["vulnerable"]})  # fmt: skip
-    run = playbook(lab, "playbooks/experiment.yml", tmp_path, "-e", f"@{ROOT / 'presets/article.yml'}",
-                   "-e", selection, "-e", "badsum_verify=false", timeout=600)  # fmt: skip
+    selection = json.dumps(
+        {"badsum_experiment_topologies": ["bare", "mesos"], "badsum_experiment_conditions": ["vulnerable"]}
+    )
+    run = playbook(
+        lab,
+        "playbooks/experiment.yml",
+        tmp_path,
+        "-e",
+        f"@{ROOT / 'presets/article.yml'}",
+        "-e",
+        selection,
+        "-e",
+        "badsum_verify=false",
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     found = cells(tmp_path)
     bare, mesos = found[("bare", "vulnerable")], found[("mesos", "vulnerable")]
@@ -118,8 +150,19 @@ def node_state(lab_id: str, node: str) -> dict:
     kit = STATE_ROOT / lab_id / "lib" / "bin" / "badsum-host.pyz"
     hostkit.write(kit)  # the very kit prepare.yml installs (it is reproducible)
     ns = f"{lab_id}-h{node.removeprefix('host')}"
-    cmd = ["nsenter", f"--mount={NS_ROOT / ns}.mnt", f"--net=/run/netns/{ns}", "/usr/bin/python3", str(kit),
-           "state", "show", "--iface", "eth0", "--port", "5001"]  # fmt: skip
+    cmd = [
+        "nsenter",
+        f"--mount={NS_ROOT / ns}.mnt",
+        f"--net=/run/netns/{ns}",
+        "/usr/bin/python3",
+        str(kit),
+        "state",
+        "show",
+        "--iface",
+        "eth0",
+        "--port",
+        "5001",
+    ]
     return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
@@ -133,16 +176,30 @@ def test_cleanup_puts_real_hosts_back_after_an_interrupted_run(lab: Path, tmp_pa
     inventory = real_hosts_inventory(lab, tmp_path / "two-hosts.yml")
     before = {h: node_state(LAB, h) for h in ("host1", "host2")}
     proc = subprocess.Popen(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "playbooks/experiment.yml", "-e",
-         f"badsum_experiment_results_dir={tmp_path / 'results'}",
-         "-e", '{"badsum_experiment_topologies": ["docker-ipv6"], "badsum_experiment_count": 200}'],
-        cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "playbooks/experiment.yml",
+            "-e",
+            f"badsum_experiment_results_dir={tmp_path / 'results'}",
+            "-e",
+            '{"badsum_experiment_topologies": ["docker-ipv6"], "badsum_experiment_count": 200}',
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     armed = False
     while time.monotonic() < deadline and not armed and proc.poll() is None:
-        out = subprocess.run(["ip", "netns", "exec", f"{LAB}-h2", "tc", "filter", "show", "dev", "eth0", "ingress"],
-                             capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["ip", "netns", "exec", f"{LAB}-h2", "tc", "filter", "show", "dev", "eth0", "ingress"],
+            capture_output=True,
+            text=True,
+        ).stdout
         armed = "corrupt" in out
         time.sleep(0.1)
     assert armed, "the run never armed the injector on host B's NIC"

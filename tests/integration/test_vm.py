@@ -77,8 +77,20 @@ def vm_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     inventory = tmp_path_factory.mktemp(f"vm-inventory-{variant}")
     badsum("lab", "down", "--lab", lab)
     started = time.monotonic()
-    up = badsum("lab", "up", "--provider", "qemu", "--kernel", variant, "--lab", lab, "--inventory", str(inventory),
-                timeout=900, check=False)  # fmt: skip
+    up = badsum(
+        "lab",
+        "up",
+        "--provider",
+        "qemu",
+        "--kernel",
+        variant,
+        "--lab",
+        lab,
+        "--inventory",
+        str(inventory),
+        timeout=900,
+        check=False,
+    )
     if up.returncode != 0:
         badsum("lab", "down", "--lab", lab, timeout=120, check=False)
         pytest.fail(f"the {variant} VM lab did not come up:\n{up.stderr[-3000:]}{up.stdout[-1000:]}")
@@ -92,8 +104,13 @@ def ssh(info: dict, host: str, *command: str) -> str:
     assert state
     spec = VmLabSpec(info["lab"], state["hosts"], state["slot"])
     node = spec.switch if host == "switch" else spec.host(int(host.removeprefix("host")))
-    proc = subprocess.run(provider.ssh_argv(info["inventory"], node.mgmt_v4, *command),
-                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    proc = subprocess.run(
+        provider.ssh_argv(info["inventory"], node.mgmt_v4, *command),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return proc.stdout
 
 
@@ -119,9 +136,13 @@ def test_the_fleet_probe_tells_the_kernels_apart(vm_lab: dict) -> None:
     module_args = json.dumps({"tool": "probe", "action": "run", "ephemeral": True})
     proc = subprocess.run(
         [str(VENV_BIN / "ansible"), "-i", str(vm_lab["inventory"]), "host2", "-m", "badsum.kit.run", "-a", module_args],
-        cwd=ROOT, env=dict(ENV, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"),
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=dict(ENV, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["host2"]
     assert result["kind"] == "real", result
     assert result["verdict"] == ("vulnerable" if vm_lab["variant"] == "unfixed" else "fixed"), result
@@ -137,8 +158,13 @@ def test_the_kit_reproduces_the_kernels_answer(vm_lab: dict, tmp_path: Path) -> 
     }
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), "-i", str(vm_lab["inventory"]), "reproduce.yml", "-e", json.dumps(extra)],
-        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
     found = cells(tmp_path)
     got = {key: (found[key]["verdict"], found[key]["condition_kind"]) for key in found if key in expected}
     assert got == expected, proc.stdout[-4000:]

@@ -30,8 +30,18 @@ from residue import badsum_programs, leftovers
 PORT_BASE = 42200  # far from the defaults, so a trainer's own workshop ports are not these
 DASHBOARD = 48081
 REAL_RUN = ROOT / "tests" / "data" / "real-unfixed-run"
-SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"]  # fmt: skip
+SSH_OPTS = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=10",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +51,27 @@ def workshop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / f"id{n}")], check=True)
     badsum("workshop", "down", timeout=300)  # one an earlier, killed run left
     programs = badsum_programs()
-    up = badsum("workshop", "up", "--students", "2", "--hours", "1", "--listen", "127.0.0.1",
-                "--port-base", str(PORT_BASE), "--dashboard-port", str(DASHBOARD), "--address", "127.0.0.1",
-                "--key", f"st01={keys}/id1.pub", "--key", f"st02={keys}/id2.pub", timeout=300)  # fmt: skip
+    up = badsum(
+        "workshop",
+        "up",
+        "--students",
+        "2",
+        "--hours",
+        "1",
+        "--listen",
+        "127.0.0.1",
+        "--port-base",
+        str(PORT_BASE),
+        "--dashboard-port",
+        str(DASHBOARD),
+        "--address",
+        "127.0.0.1",
+        "--key",
+        f"st01={keys}/id1.pub",
+        "--key",
+        f"st02={keys}/id2.pub",
+        timeout=300,
+    )
     plan = room.load()
     assert plan is not None and len(plan.students) == 2, up.stdout
     info = {"room": plan, "keys": {1: keys / "id1", 2: keys / "id2"}, "up": up.stdout}
@@ -62,12 +90,29 @@ def processes(cgroup: str) -> set[tuple[int, int]]:
     return {i for pid in cgroups.pids(cgroup) if (i := identity(pid))}
 
 
-def student(info: dict, n: int, command: str, timeout: int = 600, check: bool = False,
-            stdin: str = "", key: int | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+def student(
+    info: dict, n: int, command: str, timeout: int = 600, check: bool = False, stdin: str = "", key: int | None = None
+) -> subprocess.CompletedProcess:
     """A command as student n types it after `ssh -p PORT student@machine` (their key, through the gateway)."""
-    proc = subprocess.run(["ssh", *SSH_OPTS, "-o", "IdentitiesOnly=yes", "-i", str(info["keys"][key or n]),
-                           "-p", str(PORT_BASE + n), "student@127.0.0.1", command], input=stdin,
-                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [
+            "ssh",
+            *SSH_OPTS,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+            str(info["keys"][key or n]),
+            "-p",
+            str(PORT_BASE + n),
+            "student@127.0.0.1",
+            command,
+        ],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert not check or proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
@@ -98,7 +143,8 @@ def checks(student_id: str) -> dict[str, dict]:
     proc = badsum("workshop", "check", student_id, check=False, timeout=600)
     assert proc.returncode in (0, 1), proc.stderr
     return {row["student"]: row for row in json.loads(badsum("workshop", "status", "--json").stdout)["students"]}[
-        student_id]["exercises"]  # fmt: skip
+        student_id
+    ]["exercises"]
 
 
 def test_a_student_lands_on_host_a_of_their_own_lab_without_privileges(workshop: dict) -> None:
@@ -138,8 +184,13 @@ def test_a_lab_reaches_its_own_hosts_and_service_and_nothing_else(workshop: dict
     for port in (DASHBOARD, PORT_BASE + 2, 22):  # the machine's own ports, through the lab's bridge
         assert not reach(own.service_address, port), port
     # the token is a second proof: st02's token on st01's service is refused
-    forged = student(workshop, 1, "python3 -", timeout=30, stdin=FORGED.format(
-        url=f"http://{own.service_address}:{room.API_PORT}/api", token=other.token))  # fmt: skip
+    forged = student(
+        workshop,
+        1,
+        "python3 -",
+        timeout=30,
+        stdin=FORGED.format(url=f"http://{own.service_address}:{room.API_PORT}/api", token=other.token),
+    )
     assert forged.stdout.strip() == "403", forged.stderr
 
 
@@ -212,11 +263,25 @@ def dashboard(tmp_path: Path, name: str) -> str:
     browser = shutil.which("chromium")
     assert browser, "chromium is not installed: `make deps` installs Debian's chromium"
     proc = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / name}",
-         "--virtual-time-budget=5000", "--dump-dom", f"http://127.0.0.1:{DASHBOARD}/"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / name}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            f"http://127.0.0.1:{DASHBOARD}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     return proc.stdout
 
 

@@ -25,8 +25,9 @@ def test_the_container_veths_are_veths(server, result: dict) -> None:
         assert "driver: veth" in driver
 
 
-def test_mesos_container_shares_the_hosts_address_and_mac(server, topology: str, result: dict,
-                                                          server_vars: dict, port: int) -> None:  # fmt: skip
+def test_mesos_container_shares_the_hosts_address_and_mac(
+    server, topology: str, result: dict, server_vars: dict, port: int
+) -> None:
     if topology != "mesos":
         pytest.skip("mesos only")
     nic = server_vars["badsum_data_iface"]
@@ -42,8 +43,9 @@ def test_mesos_container_shares_the_hosts_address_and_mac(server, topology: str,
     assert f"Redirect to device {nic}" in server.check_output("tc filter show dev mesos0 ingress")
 
 
-def test_kubernetes_pod_sits_on_cbr0_in_the_nodes_pod_cidr(server, topology: str, result: dict,
-                                                           server_vars: dict) -> None:  # fmt: skip
+def test_kubernetes_pod_sits_on_cbr0_in_the_nodes_pod_cidr(
+    server, topology: str, result: dict, server_vars: dict
+) -> None:
     if topology != "kubernetes":
         pytest.skip("kubernetes only")
     import ipaddress
@@ -56,8 +58,9 @@ def test_kubernetes_pod_sits_on_cbr0_in_the_nodes_pod_cidr(server, topology: str
     assert server.check_output("sysctl -n net.ipv4.ip_forward") == "1"
 
 
-def test_docker_runs_privately_with_the_inventorys_prefixes(server, topology: str, result: dict,
-                                                            server_vars: dict, port: int) -> None:  # fmt: skip
+def test_docker_runs_privately_with_the_inventorys_prefixes(
+    server, topology: str, result: dict, server_vars: dict, port: int
+) -> None:
     if not topology.startswith("docker"):
         pytest.skip("docker only")
     docker = "/usr/bin/docker -H unix:///run/badsum/docker.sock"

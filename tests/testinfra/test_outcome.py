@@ -13,9 +13,23 @@ import pytest
 from badsum.analysis import incident
 
 CONTAINER_TOPOLOGIES = {"mesos", "kubernetes", "docker-ipv6", "docker-nat"}
-FIELDS = ("topology", "condition", "condition_kind", "kernel", "backend", "path", "corrupted_packets",
-          "csum_errors", "conntrack_invalid", "messages", "timeline", "held_messages",
-          "delivered_after_corruption_stopped", "verdict", "verdict_reason")  # fmt: skip
+FIELDS = (
+    "topology",
+    "condition",
+    "condition_kind",
+    "kernel",
+    "backend",
+    "path",
+    "corrupted_packets",
+    "csum_errors",
+    "conntrack_invalid",
+    "messages",
+    "timeline",
+    "held_messages",
+    "delivered_after_corruption_stopped",
+    "verdict",
+    "verdict_reason",
+)
 
 
 def expected(cell: dict) -> str:

@@ -16,8 +16,18 @@ import pytest
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
 
-ASPECTS = ("netns", "links", "interfaces", "sysctl", "iptables", "ip6tables", "routes", "listening", "scratch",
-           "processes")  # fmt: skip
+ASPECTS = (
+    "netns",
+    "links",
+    "interfaces",
+    "sysctl",
+    "iptables",
+    "ip6tables",
+    "routes",
+    "listening",
+    "scratch",
+    "processes",
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,13 @@ def pins() -> dict[str, str]:
 
 
 def test_the_execution_environment_has_badsum_and_the_pinned_ansible(tmp_path: Path) -> None:
-    run = subprocess.run([str(BIN / "ansible-builder"), "create", "-f", "execution-environment.yml",
-                          "-c", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
+    run = subprocess.run(
+        [str(BIN / "ansible-builder"), "create", "-f", "execution-environment.yml", "-c", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     built = tmp_path / "_build" / "badsum"
     assert (built / "pyproject.toml").exists() and (built / "badsum" / "fleet" / "report.py").exists()

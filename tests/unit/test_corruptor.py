@@ -8,9 +8,37 @@ import pytest
 from badsum.host import HostError, call, corruptor
 
 C_SOURCE = Path(corruptor.__file__).parent / "bpf" / "corrupt.bpf.c"
-ARM = ["arm", "--backend", "ebpf", "--iface", "lo", "--hook", "egress", "--ports", "5001", "--direction", "to-port",
-       "--rate", "10", "--pattern", "random", "--stuck-bit", "5", "--stuck-value", "0", "--stuck-offset", "13",
-       "--start-in", "1", "--duration", "2", "--expire-after", "60", "--protect-port", "22"]  # fmt: skip
+ARM = [
+    "arm",
+    "--backend",
+    "ebpf",
+    "--iface",
+    "lo",
+    "--hook",
+    "egress",
+    "--ports",
+    "5001",
+    "--direction",
+    "to-port",
+    "--rate",
+    "10",
+    "--pattern",
+    "random",
+    "--stuck-bit",
+    "5",
+    "--stuck-value",
+    "0",
+    "--stuck-offset",
+    "13",
+    "--start-in",
+    "1",
+    "--duration",
+    "2",
+    "--expire-after",
+    "60",
+    "--protect-port",
+    "22",
+]
 
 
 @pytest.mark.parametrize(("text", "expected"), [("5001", (5001, 5001)), ("5000-5010", (5000, 5010))])

@@ -70,8 +70,14 @@ def test_a_misspelt_setting_is_refused_with_a_suggestion() -> None:
 def lab(pairs: int) -> tuple[dict, dict]:
     hosts = [f"host{n}" for n in range(1, 2 * pairs + 1)]
     groups = {"fleet": hosts, "servers": hosts[1::2], "clients": hosts[::2], "switches": ["switch"]}
-    hostvars = {h: {"badsum_data_iface": "eth0", "badsum_data_ipv4": f"198.19.0.{i + 11}",
-                    "badsum_data_ipv6": f"fd00:b5:0:1::{i + 11:x}"} for i, h in enumerate(hosts)}  # fmt: skip
+    hostvars = {
+        h: {
+            "badsum_data_iface": "eth0",
+            "badsum_data_ipv4": f"198.19.0.{i + 11}",
+            "badsum_data_ipv6": f"fd00:b5:0:1::{i + 11:x}",
+        }
+        for i, h in enumerate(hosts)
+    }
     for i, h in enumerate(hosts[1::2]):
         hostvars[h] |= {"badsum_experiment_client": hosts[2 * i], "badsum_experiment_corruption_iface": f"p{2 * i + 2}"}
     hostvars["switch"] = {}
@@ -201,8 +207,13 @@ def test_remediation_chains_the_plugin_once_and_says_exactly_what_it_writes(tmp_
 
 def run_plugin(command: str, conf: dict, **env: str) -> subprocess.CompletedProcess:
     source = Path(cni.__file__).with_name("cni_plugin.py")
-    return subprocess.run([sys.executable, "-I", str(source)], input=json.dumps(conf), capture_output=True,
-                          text=True, env={"PATH": os.environ["PATH"], "CNI_COMMAND": command, **env})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-I", str(source)],
+        input=json.dumps(conf),
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"], "CNI_COMMAND": command, **env},
+    )
 
 
 def test_the_cni_plugin_speaks_the_protocol() -> None:
@@ -216,17 +227,30 @@ def test_the_cni_plugin_speaks_the_protocol() -> None:
 
 
 def record(host: str, risk: str, after: str = "", status: str = "ok") -> dict:
-    audit_ = {"risk": risk, "kernel": {"release": "6.1.0", "status": "fixed"}, "vulnerable": "yes",
-              "decided_by": "probe", "container_veths": 1, "container_veths_rx_on": 1, "runtimes": {"docker": 1},
-              "reason": "why"}  # fmt: skip
+    audit_ = {
+        "risk": risk,
+        "kernel": {"release": "6.1.0", "status": "fixed"},
+        "vulnerable": "yes",
+        "decided_by": "probe",
+        "container_veths": 1,
+        "container_veths_rx_on": 1,
+        "runtimes": {"docker": 1},
+        "reason": "why",
+    }
     return {"host": host, "status": status, "audit": audit_, "after": {"risk": after} if after else {}, "action": "x"}
 
 
 def test_the_report_lists_every_targeted_host_and_fails_on_the_unreached_and_the_exposed(tmp_path: Path) -> None:
     plan = {"playbook": "remediate", "run_id": "r1", "hosts": ["a", "b", "c", "d"], "settings": {}}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    report.save_records(tmp_path, {"a": record("a", "exposed", "mitigated"), "b": record("b", "exposed", "exposed"),
-                                   "c": record("c", "exposed", status="failed")})  # fmt: skip
+    report.save_records(
+        tmp_path,
+        {
+            "a": record("a", "exposed", "mitigated"),
+            "b": record("b", "exposed", "exposed"),
+            "c": record("c", "exposed", status="failed"),
+        },
+    )
     out = report.write(tmp_path)
     rows = json.loads((tmp_path / "fleet.json").read_text())["rows"]
     assert [r["status"] for r in rows] == ["ok", "ok", "failed", "not reached"]
@@ -247,15 +271,25 @@ def test_records_are_rewritten_only_when_they_change_and_names_cannot_escape(tmp
 
 def test_the_example_fleet_inventory_plans_a_canary_with_its_cell(tmp_path: Path) -> None:
     """The shape README.md tells operators to copy is accepted as it is."""
-    listed = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i",
-                             str(ROOT / "inventories/examples/fleet"), "--list"], capture_output=True, text=True,
-                            check=True, env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})  # fmt: skip
+    listed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-inventory"),
+            "-i",
+            str(ROOT / "inventories/examples/fleet"),
+            "--list",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+    )
     data = json.loads(listed.stdout)
     groups = {g: data.get(g, {}).get("hosts", []) for g in ("fleet", "servers", "clients", "switches")}
     hostvars = data["_meta"]["hostvars"]
     group_vars = yaml.safe_load((ROOT / "inventories/examples/fleet/group_vars/all.yml").read_text())
-    values = checked(**{k: v for k, v in group_vars.items() if k.startswith("badsum_fleet_")},
-                     badsum_fleet_results_dir=str(tmp_path)).values  # fmt: skip
+    values = checked(
+        **{k: v for k, v in group_vars.items() if k.startswith("badsum_fleet_")}, badsum_fleet_results_dir=str(tmp_path)
+    ).values
     experiment = yaml.safe_load((ROOT / "roles/badsum_experiment/defaults/main.yml").read_text())
     play = {k: v for k, v in experiment.items() if k.startswith("badsum_experiment_corruption_hook")}
     plan, problems = fleet.plan(values, groups, hostvars, play, "remediate")
@@ -274,17 +308,31 @@ def test_a_limit_keeps_the_controller_and_every_part_of_the_pattern(limit: str) 
 
 def test_a_record_says_why_a_host_failed_and_keeps_what_its_call_found() -> None:
     audit = {"risk": "exposed", "kernel": "3.10.0", "changed": False}
-    assert records.record("h1", "audit", audit) == {"host": "h1", "phase": "audit", "status": "ok", "error": "",
-                                                    "action": "audited", "audit": audit}  # fmt: skip
+    assert records.record("h1", "audit", audit) == {
+        "host": "h1",
+        "phase": "audit",
+        "status": "ok",
+        "error": "",
+        "action": "audited",
+        "audit": audit,
+    }
     down = records.record("h2", "audit", {"unreachable": True, "msg": "ssh: connect timed out"})
     assert (down["status"], down["error"], down["audit"]) == ("failed", "unreachable: ssh: connect timed out", {})
     # A call that failed: the rescued step's own message, and no made-up findings.
     failed = records.record("h3", "remediate", {"failed": True, "msg": "boom"}, "Remediate the host: boom", True)
     assert failed["status"] == "failed" and failed["error"] == "Remediate the host: boom"
     assert (failed["action"], failed["changes"], failed["after"], failed["check_mode"]) == ("failed", [], {}, True)
-    done = records.record("h4", "remediate", {"action": "remediated", "apply": {"changes": [{"veth": "eth0"}]},
-                                              "before": {"risk": "exposed"}, "after": {"risk": "mitigated"},
-                                              "verify": None})  # fmt: skip
+    done = records.record(
+        "h4",
+        "remediate",
+        {
+            "action": "remediated",
+            "apply": {"changes": [{"veth": "eth0"}]},
+            "before": {"risk": "exposed"},
+            "after": {"risk": "mitigated"},
+            "verify": None,
+        },
+    )
     assert done["changes"] == [{"veth": "eth0"}] and done["verify"] == {} and done["after"]["risk"] == "mitigated"
     back = records.record("h5", "rollback", {"changes": [1, 2], "gone": ["f"]}, check_mode=True)
     assert back["action"] == "would restore 2 changes" and back["gone"] == ["f"]

@@ -14,8 +14,11 @@ def test_a_read_only_action_never_reports_a_change() -> None:
 
 def test_check_mode_skips_an_action_that_changes_the_host() -> None:
     result = call("corruptor", ["disarm", "--iface", "lo"], check_mode=True)
-    assert result == {"changed": False, "skipped": True,
-                      "msg": "check mode: `corruptor disarm` would change the host, so it did not run"}  # fmt: skip
+    assert result == {
+        "changed": False,
+        "skipped": True,
+        "msg": "check mode: `corruptor disarm` would change the host, so it did not run",
+    }
 
 
 def test_check_mode_runs_what_only_reads() -> None:

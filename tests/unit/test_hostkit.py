@@ -39,15 +39,21 @@ def test_the_kit_is_reproducible(tmp_path: Path) -> None:
 def test_every_tool_runs_from_the_kit_alone(kit: Path, tool: str) -> None:
     # -I -S: no site-packages, no environment, no current directory: the
     # standard library and the kit are all a host has.
-    proc = subprocess.run(["python3", "-I", "-S", str(kit), tool, "--help"],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    proc = subprocess.run(
+        ["python3", "-I", "-S", str(kit), tool, "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"badsum-host {tool}" in proc.stdout
 
 
 def test_a_refusal_is_one_json_object_and_exit_status_2(kit: Path) -> None:
-    proc = subprocess.run(["python3", "-I", "-S", str(kit), "corruptor", "arm", "--iface", "lo"],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    proc = subprocess.run(
+        ["python3", "-I", "-S", str(kit), "corruptor", "arm", "--iface", "lo"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["failed"] is True
     assert "the following arguments are required: --backend" in proc.stderr

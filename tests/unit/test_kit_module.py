@@ -19,8 +19,9 @@ def run_module(name: str, args: dict) -> dict:
     source = (MODULES / f"{name}.py").read_text()
     assert "<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>" in source  # a JSON-args module: Ansible substitutes this
     source = source.replace("<<INCLUDE_ANSIBLE_MODULE_JSON_ARGS>>", json.dumps(args))
-    proc = subprocess.run(["/usr/bin/python3", "-"], input=source, capture_output=True, text=True, timeout=60,
-                          check=False)  # fmt: skip
+    proc = subprocess.run(
+        ["/usr/bin/python3", "-"], input=source, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -44,8 +45,10 @@ def test_a_tool_failure_fails_the_task_with_the_tools_own_message(kit: str) -> N
 
 
 def test_check_mode_skips_what_would_change_the_host(kit: str) -> None:
-    got = run_module("run", {"kit": kit, "tool": "corruptor", "action": "disarm", "args": {"iface": "lo"},
-                             "_ansible_check_mode": True})  # fmt: skip
+    got = run_module(
+        "run",
+        {"kit": kit, "tool": "corruptor", "action": "disarm", "args": {"iface": "lo"}, "_ansible_check_mode": True},
+    )
     assert got["skipped"] is True and "check mode" in got["msg"]
 
 
@@ -72,15 +75,26 @@ def test_files_come_back_base64_when_asked(kit: str, tmp_path: Path) -> None:
     out.mkdir()
     (out / "recv.json").write_text(json.dumps({"chunks": [], "bytes": 3}))
     (out / "recv.bin").write_bytes(b"abc")
-    got = run_module("run", {"kit": kit, "tool": "recorder", "action": "wait", "fetch_files": True,
-                             "args": {"out": str(out), "port": 5001, "timeout": 1}})  # fmt: skip
+    got = run_module(
+        "run",
+        {
+            "kit": kit,
+            "tool": "recorder",
+            "action": "wait",
+            "fetch_files": True,
+            "args": {"out": str(out), "port": 5001, "timeout": 1},
+        },
+    )
     assert base64.b64decode(got["files"]["recv.bin"]) == b"abc"
 
 
 def test_install_writes_once_and_then_changes_nothing(tmp_path: Path) -> None:
     data = hostkit.build()
-    args = {"path": str(tmp_path / "lib" / "bin" / "badsum-host.pyz"), "content": base64.b64encode(data).decode(),
-            "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    args = {
+        "path": str(tmp_path / "lib" / "bin" / "badsum-host.pyz"),
+        "content": base64.b64encode(data).decode(),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     assert run_module("install", args)["changed"] is True
     assert Path(args["path"]).read_bytes() == data
     assert run_module("install", args)["changed"] is False
@@ -89,6 +103,10 @@ def test_install_writes_once_and_then_changes_nothing(tmp_path: Path) -> None:
 def test_install_in_check_mode_changes_nothing(tmp_path: Path) -> None:
     data = b"kit"
     path = tmp_path / "badsum-host.pyz"
-    args = {"path": str(path), "content": base64.b64encode(data).decode(), "sha256": hashlib.sha256(data).hexdigest(),
-            "_ansible_check_mode": True}  # fmt: skip
+    args = {
+        "path": str(path),
+        "content": base64.b64encode(data).decode(),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "_ansible_check_mode": True,
+    }
     assert run_module("install", args)["changed"] is True and not path.exists()

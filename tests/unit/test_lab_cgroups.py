@@ -15,8 +15,9 @@ def test_walk_lists_each_cgroup_after_the_ones_it_contains(tmp_path: Path) -> No
         (lab / d).mkdir(parents=True)
     (lab / "host1" / "cgroup.procs").write_text("")  # files are not cgroups
     order = cgroups._walk(lab)
-    assert sorted(order) == sorted([lab, lab / "host1", lab / "host1/docker", lab / "host1/docker/abc",
-                                    lab / "host2", lab / "switch"])  # fmt: skip
+    assert sorted(order) == sorted(
+        [lab, lab / "host1", lab / "host1/docker", lab / "host1/docker/abc", lab / "host2", lab / "switch"]
+    )
     for d in order:  # rmdir in this order never meets a directory that still has one below it
         assert all(order.index(sub) < order.index(d) for sub in order if d in sub.parents)
     assert cgroups._walk(tmp_path / "gone") == []

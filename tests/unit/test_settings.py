@@ -72,13 +72,16 @@ def test_the_window_must_end_before_the_traffic_does() -> None:
 
 
 def test_netem_cannot_do_the_stuck_bit() -> None:
-    assert any("needs badsum_experiment_backend=ebpf" in p for p in problems(
-        badsum_experiment_backend="netem", badsum_experiment_pattern="stuck-bit"))  # fmt: skip
+    assert any(
+        "needs badsum_experiment_backend=ebpf" in p
+        for p in problems(badsum_experiment_backend="netem", badsum_experiment_pattern="stuck-bit")
+    )
 
 
 def test_values_given_as_strings_on_the_command_line_are_taken() -> None:
-    checked = settings.experiment_settings(resolved(badsum_experiment_rate="20", badsum_experiment_spread="false",
-                                                    badsum_experiment_kernel_fixed=True))  # fmt: skip
+    checked = settings.experiment_settings(
+        resolved(badsum_experiment_rate="20", badsum_experiment_spread="false", badsum_experiment_kernel_fixed=True)
+    )
     assert checked.problems == []
     assert checked.values["badsum_experiment_rate"] == 20.0
     assert checked.values["badsum_experiment_spread"] is False
@@ -99,10 +102,16 @@ def test_the_lab_size_is_checked(hosts, message: str) -> None:
 
 
 def host(n: int, **over) -> dict:
-    return {"badsum_data_iface": "eth0", "badsum_data_ipv4": f"198.19.0.{10 + n}",
-            "badsum_data_ipv6": f"fd00:b5:0:1::{10 + n:x}", "badsum_pod_cidr": "198.19.128.0/29",
-            "badsum_docker_bip": "198.18.128.1/29", "badsum_docker_ipv6_cidr": f"fd00:b5:0:{0x100 + n:x}::/64",
-            "badsum_embedded_lab": True, **over}  # fmt: skip
+    return {
+        "badsum_data_iface": "eth0",
+        "badsum_data_ipv4": f"198.19.0.{10 + n}",
+        "badsum_data_ipv6": f"fd00:b5:0:1::{10 + n:x}",
+        "badsum_pod_cidr": "198.19.128.0/29",
+        "badsum_docker_bip": "198.18.128.1/29",
+        "badsum_docker_ipv6_cidr": f"fd00:b5:0:{0x100 + n:x}::/64",
+        "badsum_embedded_lab": True,
+        **over,
+    }
 
 
 def lab(pairs: int) -> tuple[dict, dict]:
@@ -110,8 +119,11 @@ def lab(pairs: int) -> tuple[dict, dict]:
     hosts["switch"] = {}
     for n in range(2, 2 * pairs + 1, 2):
         hosts[f"host{n}"]["badsum_experiment_corruption_iface"] = f"p{n}"
-    groups = {"clients": [f"host{n}" for n in range(1, 2 * pairs, 2)],
-              "servers": [f"host{n}" for n in range(2, 2 * pairs + 1, 2)], "switches": ["switch"]}  # fmt: skip
+    groups = {
+        "clients": [f"host{n}" for n in range(1, 2 * pairs, 2)],
+        "servers": [f"host{n}" for n in range(2, 2 * pairs + 1, 2)],
+        "switches": ["switch"],
+    }
     return groups, hosts
 
 
@@ -126,9 +138,13 @@ def test_the_cells_are_spread_over_the_pairs_round_robin() -> None:
     assert found == []
     assert len(plan["cells"]) == 15
     assert [len(p["cells"]) for p in plan["servers"].values()] == [3, 3, 3, 3, 3]
-    assert plan["servers"]["host4"] | {"cells": []} == {"client": "host3", "corruptor": "switch",
-                                                        "corruption_iface": "p4", "corruption_hook": "egress",
-                                                        "cells": []}  # fmt: skip
+    assert plan["servers"]["host4"] | {"cells": []} == {
+        "client": "host3",
+        "corruptor": "switch",
+        "corruption_iface": "p4",
+        "corruption_hook": "egress",
+        "cells": [],
+    }
 
 
 def test_without_spreading_the_first_server_runs_every_cell() -> None:
@@ -194,8 +210,14 @@ def test_the_topology_roles_read_what_the_plan_checks() -> None:
     for topology, needed in settings.TOPOLOGY_INVENTORY.items():
         role = ROOT / "roles" / f"badsum_topology_{topology.replace('-', '_')}" / "defaults" / "main.yml"
         text = role.read_text()
-        known = ("badsum_data_iface", "badsum_data_ipv4", "badsum_data_ipv6", "badsum_pod_cidr", "badsum_docker_bip",
-                 "badsum_docker_ipv6_cidr")  # fmt: skip
+        known = (
+            "badsum_data_iface",
+            "badsum_data_ipv4",
+            "badsum_data_ipv6",
+            "badsum_pod_cidr",
+            "badsum_docker_bip",
+            "badsum_docker_ipv6_cidr",
+        )
         referenced = {w for w in known if "{{ " + w + " }}" in text}
         assert referenced == set(needed), topology
 

@@ -50,3 +50,16 @@ def test_qemu_lab_up_needs_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     args = argparse.Namespace(action="up", kernel=None, lab="vm1", inventory=None, all=False)
     with pytest.raises(ValueError, match="--kernel fixed\\|unfixed"):
         vm_cli.cmd_vm_lab(args)
+
+
+def test_reproduce_with_real_kernels_is_reproduce_real(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    seen: list[argparse.Namespace] = []
+    monkeypatch.setattr(vm_cli, "cmd_reproduce_real", lambda ns: seen.append(ns) or 0)
+    (tmp_path / "reproduce.yml").write_text("---\n")
+    args = cli.build_parser().parse_args(["reproduce", "--kernels", "real", "--project", str(tmp_path), "-e", "x=1"])
+    assert args.func(args) == 0
+    assert seen[0].extra_vars == ["x=1"] and seen[0].no_compare  # no emulated run yet: nothing to compare with
+    assert seen[0].results_dir == str(tmp_path / "results")
+    bad = cli.build_parser().parse_args(["reproduce", "--kernels", "real", "--project", str(tmp_path), "--json"])
+    with pytest.raises(ValueError, match="no --inventory or --json"):
+        bad.func(bad)

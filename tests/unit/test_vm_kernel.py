@@ -60,11 +60,30 @@ def test_fragment_lines_the_final_config_dropped_are_reported() -> None:
 def test_the_fragment_asks_for_what_the_lab_needs() -> None:
     wanted = kernel.parse_config((KERNEL_DIR / "lab.config").read_text())
     for option in (
-        "VETH", "BRIDGE", "NET_NS", "VIRTIO_NET", "VIRTIO_BLK", "FW_CFG_SYSFS", "NF_CONNTRACK", "NF_NAT",
-        "IP_NF_IPTABLES", "NFT_COMPAT", "NET_SCH_NETEM", "NET_SCH_PRIO", "NET_SCH_INGRESS", "NET_CLS_U32",
-        "NET_ACT_MIRRED", "NET_CLS_BPF", "NET_ACT_BPF", "BPF_SYSCALL", "BPF_JIT", "DEBUG_INFO_BTF",
-        "OVERLAY_FS", "CGROUPS", "MEMCG",
-    ):  # fmt: skip
+        "VETH",
+        "BRIDGE",
+        "NET_NS",
+        "VIRTIO_NET",
+        "VIRTIO_BLK",
+        "FW_CFG_SYSFS",
+        "NF_CONNTRACK",
+        "NF_NAT",
+        "IP_NF_IPTABLES",
+        "NFT_COMPAT",
+        "NET_SCH_NETEM",
+        "NET_SCH_PRIO",
+        "NET_SCH_INGRESS",
+        "NET_CLS_U32",
+        "NET_ACT_MIRRED",
+        "NET_CLS_BPF",
+        "NET_ACT_BPF",
+        "BPF_SYSCALL",
+        "BPF_JIT",
+        "DEBUG_INFO_BTF",
+        "OVERLAY_FS",
+        "CGROUPS",
+        "MEMCG",
+    ):
         assert wanted.get(f"CONFIG_{option}") == "y", option
     for option in ("DRM", "SOUND", "WLAN", "USB_SUPPORT"):
         assert wanted.get(f"CONFIG_{option}") == "n", option

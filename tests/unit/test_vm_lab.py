@@ -38,8 +38,10 @@ def test_every_address_is_in_the_lab_ranges_and_never_private() -> None:
 
 def test_vm_labs_never_share_a_prefix_with_embedded_labs_or_each_other() -> None:
     def collapsed(nets: set) -> list:
-        return [*ipaddress.collapse_addresses(n for n in nets if n.version == 4),
-                *ipaddress.collapse_addresses(n for n in nets if n.version == 6)]  # fmt: skip
+        return [
+            *ipaddress.collapse_addresses(n for n in nets if n.version == 4),
+            *ipaddress.collapse_addresses(n for n in nets if n.version == 6),
+        ]
 
     vm = [collapsed(_addresses(VmLabSpec("vm1", 16, s))) for s in range(MAX_VM_SLOT + 1)]
     embedded = collapsed(set().union(*(_addresses(LabSpec("lab0", 200, s)) for s in range(MAX_SLOT + 1))))

@@ -28,11 +28,17 @@ def test_both_kernels_cells_land_in_one_run_that_plans_the_whole_table(tmp_path:
     out.mkdir()
     cells = real.merge(out, parts(tmp_path), real.TOPOLOGIES)
     assert {(c["topology"], c["condition"]) for c in cells} == {
-        ("bare", "vulnerable"), ("mesos", "vulnerable"), ("bare", "patched")}  # fmt: skip
+        ("bare", "vulnerable"),
+        ("mesos", "vulnerable"),
+        ("bare", "patched"),
+    }
     assert len(results.planned_cells(out)) == 15
     assert results.planned_cells(out)[:3] == [("bare", "vulnerable"), ("bare", "workaround"), ("bare", "patched")]
-    assert {p.name for p in out.glob("*-*.json")} == {"bare-vulnerable.json", "mesos-vulnerable.json",
-                                                      "bare-patched.json"}  # fmt: skip
+    assert {p.name for p in out.glob("*-*.json")} == {
+        "bare-vulnerable.json",
+        "mesos-vulnerable.json",
+        "bare-patched.json",
+    }
     record = json.loads((out / "run.json").read_text())
     assert record["parts"]["unfixed"]["kernel"] == "6.1.192-badsum-unfixed"
     assert record["parts"]["fixed"]["kernel"] == "6.1.192-badsum-fixed"

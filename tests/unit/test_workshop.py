@@ -42,8 +42,14 @@ def test_a_room_gives_each_student_a_lab_a_port_a_password_and_a_token() -> None
     ],
 )
 def test_a_room_that_cannot_be_is_refused_before_anything_is_made(args: dict, message: str) -> None:
-    call = {"students": 2, "slots": [1, 2], "listen": "0.0.0.0", "port_base": 2200, "dashboard_port": 8080,
-            "hours": 1} | args  # fmt: skip
+    call = {
+        "students": 2,
+        "slots": [1, 2],
+        "listen": "0.0.0.0",
+        "port_base": 2200,
+        "dashboard_port": 8080,
+        "hours": 1,
+    } | args
     with pytest.raises(LabError, match=message):
         room.plan(**call)
 
@@ -75,19 +81,25 @@ def load_student_lab():
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["run", "mesos", "vulnerable", "--capture"],
-         {"action": "run", "args": {"topology": "mesos", "condition": "vulnerable", "capture": True}}),
-        (["run", "bare", "patched", "--preset", "article"],
-         {"action": "run", "args": {"topology": "bare", "condition": "patched", "preset": "article"}}),
-        (["run", "docker-nat", "vulnerable", "--conntrack-checksum", "0"],
-         {"action": "run", "args": {"topology": "docker-nat", "condition": "vulnerable", "conntrack_checksum": "0"}}),
+        (
+            ["run", "mesos", "vulnerable", "--capture"],
+            {"action": "run", "args": {"topology": "mesos", "condition": "vulnerable", "capture": True}},
+        ),
+        (
+            ["run", "bare", "patched", "--preset", "article"],
+            {"action": "run", "args": {"topology": "bare", "condition": "patched", "preset": "article"}},
+        ),
+        (
+            ["run", "docker-nat", "vulnerable", "--conntrack-checksum", "0"],
+            {"action": "run", "args": {"topology": "docker-nat", "condition": "vulnerable", "conntrack_checksum": "0"}},
+        ),
         (["ethtool", "rx", "off"], {"action": "ethtool", "args": {"rx": "off"}}),
         (["ethtool"], {"action": "ethtool", "args": {}}),
         (["container", "mesos", "up"], {"action": "container", "args": {"topology": "mesos", "state": "up"}}),
         (["check", "04"], {"action": "check", "args": {"exercise": "04"}}),
         (["fleet", "remediate-check"], {"action": "fleet", "args": {"step": "remediate-check"}}),
     ],
-)  # fmt: skip
+)
 def test_the_lab_command_turns_words_into_requests(argv: list[str], expected: dict) -> None:
     assert load_student_lab().parse(argv) == expected
 
@@ -99,8 +111,10 @@ def test_a_request_outside_the_list_is_refused_with_the_choices(tmp_path: Path, 
     answer = actions.carry_out(r, seat, {"action": "rm", "args": {}})
     assert answer["ok"] is False and "no action 'rm'" in answer["text"]
     answer = actions.carry_out(r, seat, {"action": "run", "args": {"topology": "mesos; reboot", "condition": "x"}})
-    assert answer == {"ok": False, "text": "topology 'mesos; reboot': choose one of bare, mesos, kubernetes, "
-                                           "docker-ipv6, docker-nat"}  # fmt: skip
+    assert answer == {
+        "ok": False,
+        "text": "topology 'mesos; reboot': choose one of bare, mesos, kubernetes, docker-ipv6, docker-nat",
+    }
     logged = [json.loads(line) for line in (tmp_path / "st01" / "activity.jsonl").read_text().splitlines()]
     assert [entry["ok"] for entry in logged] == [False]  # the refused run is on record; an unknown action is not
     r.deadline = time.time() - 1

@@ -47,8 +47,9 @@ class ActionModule(ActionBase):
         plan: dict = {}
         if not problems:
             limit = self._task.args.get("limit_hosts")
-            groups = {g: [h for h in hosts if limit is None or h in limit]
-                      for g, hosts in task_vars.get("groups", {}).items()}  # fmt: skip
+            groups = {
+                g: [h for h in hosts if limit is None or h in limit] for g, hosts in task_vars.get("groups", {}).items()
+            }
             hostvars = {}
             wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
             for host in groups.get("all", []):

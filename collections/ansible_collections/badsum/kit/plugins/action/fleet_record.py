@@ -33,9 +33,13 @@ class ActionModule(ActionBase):
             host_vars = hostvars[host]
             if args["result_var"] not in host_vars:
                 continue
-            made[host] = records.record(host, args["phase"], host_vars[args["result_var"]],
-                                        str(host_vars.get(args["error_var"]) or ""),
-                                        check_mode=bool(task_vars.get("ansible_check_mode")))  # fmt: skip
+            made[host] = records.record(
+                host,
+                args["phase"],
+                host_vars[args["result_var"]],
+                str(host_vars.get(args["error_var"]) or ""),
+                check_mode=bool(task_vars.get("ansible_check_mode")),
+            )
         # On the controller, in check mode too: the records say what check mode found.
         written = report.save_records(Path(args["run_dir"]), made)
         # Only the failures go back to the hosts (a fact every host of the batch gets): the records stay here.
