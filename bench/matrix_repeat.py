@@ -5,7 +5,7 @@ Each run is `ansible-playbook reproduce.yml` from lab up to the outcome table,
 testinfra suites included, on a lab of its own that is created fresh for
 every run. Prints figures and how many cells agreed across the runs. Root only.
 
-    .venv/bin/python bench/matrix_repeat.py [--runs 5] [--hosts 10]
+    .venv/bin/python bench/matrix_repeat.py [--runs 5] [--hosts 16]
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from badsum.lab.spec import DEFAULT_HOSTS  # noqa: E402
+
 BIN = Path(sys.executable).parent
 LAB = "bmat"
 
@@ -68,7 +72,7 @@ def run_once(workdir: Path, hosts: int, index: int) -> tuple[float, dict[tuple[s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--hosts", type=int, default=10, help="lab hosts (pairs = hosts / 2)")
+    parser.add_argument("--hosts", type=int, default=DEFAULT_HOSTS, help="lab hosts (pairs = hosts / 2)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from badsum.analysis import incident, results  # noqa: E402
+from badsum.lab.spec import DEFAULT_HOSTS  # noqa: E402
 
 PHASES = {  # phase -> the plays (reproduce.yml's own names) it is made of
     "settings": ["Check the settings"],
@@ -78,7 +79,7 @@ def main() -> int:
     subprocess.run([*badsum, "down"], cwd=ROOT, check=True, capture_output=True)
     start = time.perf_counter()
     subprocess.run([*badsum, "up"], cwd=ROOT, check=True, capture_output=True)
-    print(f"fresh lab up (badsum lab up, 10 hosts + switch): {time.perf_counter() - start:.1f} s")
+    print(f"fresh lab up (badsum lab up, {DEFAULT_HOSTS} hosts + switch): {time.perf_counter() - start:.1f} s")
     walls, phases, wrong = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):

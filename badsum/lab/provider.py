@@ -255,7 +255,7 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | Accoun
         check_owner(spec, inventory_dir, state, user)
         if all(s["sshd"] for s in status_nodes(LabSpec(spec.lab_id, state["hosts"], state["slot"]))):
             if not (inventory_dir / "hosts.yml").exists():
-                write_inventory(spec, inventory_dir, reach)
+                write_inventory(spec, inventory_dir, reach, lab_settings=True)
             return f"lab {spec.lab_id} is already up ({state['hosts']} hosts, inventory {state['inventory']})"
     # Anything left by an interrupted run is removed, never trusted.
     if _has_traces(spec.lab_id, state):
@@ -285,7 +285,7 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | Accoun
         _make_keys(spec, inventory_dir, pool, account)
         networks.result()
     _start_nodes(spec, account)
-    write_inventory(spec, inventory_dir, reach)
+    write_inventory(spec, inventory_dir, reach, lab_settings=True)
     state["complete"] = True
     _save_state(state)
     return f"lab {spec.lab_id} is up: {spec.hosts} hosts + switch, inventory {inventory_dir}"

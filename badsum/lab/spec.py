@@ -24,7 +24,7 @@ LAB_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 # `badsum lab up` with no options makes the lab reproduce.yml uses: this many
 # hosts pair up as client and server, so that many cells run side by side.
 DEFAULT_LAB = "lab0"
-DEFAULT_HOSTS = 10
+DEFAULT_HOSTS = 16
 MAX_HOSTS = 200
 HOST_OFFSET = 10  # host N gets .(10+N) on both networks
 SWITCH_OCTET = 254
