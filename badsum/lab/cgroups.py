@@ -17,6 +17,7 @@ touched: a system dockerd beside the lab keeps its containers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -30,6 +31,7 @@ TOP = "badsum"
 # to account for it. Others (cpu, blkio, ...) only hold what dockerd creates.
 V1_JOINED = ("freezer", "memory", "pids")
 KILL_TIMEOUT = 5.0
+REMOVE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,11 @@ def hierarchies() -> list[Hierarchy]:
         if fstype == "cgroup2":
             found.append(Hierarchy(Path(point), 2, ()))
         elif fstype == "cgroup":
-            controllers = tuple(o for o in super_opts.split(",") if o not in ("rw", "ro") and "=" not in o)
+            # A named hierarchy (name=systemd) has no controller, but dockerd makes its containers'
+            # cgroups there too, below --cgroup-parent: it is the lab's to remove like any other.
+            controllers = tuple(
+                o for o in super_opts.split(",") if o not in ("rw", "ro") and ("=" not in o or o.startswith("name="))
+            )
             if controllers:
                 found.append(Hierarchy(Path(point), 1, controllers))
     return found
@@ -158,14 +164,25 @@ def _signal(pid_set: set[int], sig: int) -> None:
 
 
 def remove(lab_id: str) -> list[str]:
-    """rmdir the lab's cgroups in every hierarchy (deepest first); returns those that would not go."""
+    """rmdir the lab's cgroups in every hierarchy (deepest first); returns those that would not go.
+
+    A cgroup whose last process is still exiting is busy for a moment: it is
+    tried again, for up to REMOVE_TIMEOUT seconds.
+    """
     stuck = []
+    deadline = time.monotonic() + REMOVE_TIMEOUT
     for h in hierarchies():
         for d in _walk(lab_dir(h, lab_id)):
-            try:
-                d.rmdir()
-            except OSError as exc:
-                stuck.append(f"{d} ({exc.strerror})")
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                        continue
+                    stuck.append(f"{d} ({exc.strerror})")
+                    break
         with contextlib.suppress(OSError):  # /badsum itself, once no lab is left in it
             (h.mount / TOP).rmdir()
     return stuck

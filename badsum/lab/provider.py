@@ -658,7 +658,14 @@ def status(lab_id: str | None = None) -> list[dict]:
         if m:
             ids.add(m.group(1))
     cg_root = [h.mount / cgroups.TOP for h in cgroups.hierarchies()]
-    ids |= {d.name for root in cg_root if root.is_dir() for d in root.iterdir() if d.is_dir()}
+    # Only names a lab can have: /badsum/workshop is the workshop service's (`badsum workshop down`).
+    ids |= {
+        d.name
+        for root in cg_root
+        if root.is_dir()
+        for d in root.iterdir()
+        if d.is_dir() and re.fullmatch(r"[a-z][a-z0-9]{0,5}", d.name)
+    }
     if lab_id:
         ids &= {lab_id}
     report = []

@@ -45,3 +45,17 @@ def test_a_slot_another_lab_has_is_refused(tmp_path: Path, monkeypatch: pytest.M
     assert provider.allocate_slot("third") == 0
     with provider._slot_lock():  # the lock file is no lab
         assert set(provider.all_states()) == {"other", "mine"}
+
+
+def test_named_hierarchies_are_cleaned_but_not_joined() -> None:
+    """dockerd makes its containers' cgroups in name=systemd too: teardown must see that hierarchy."""
+    mounted = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if " - cgroup " in line and "name=" in line.split(" - ")[1]
+    ]
+    if not mounted:
+        pytest.skip("no named cgroup hierarchy on this machine")
+    named = [h for h in cgroups.hierarchies() if str(h.mount) in mounted]
+    assert named and all(not h.joined for h in named)
+    assert all(any(c.startswith("name=") for c in h.controllers) for h in named)
