@@ -150,22 +150,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not (project / "reproduce.yml").exists():
         raise FileNotFoundError(f"{project} has no reproduce.yml: run from the badsum checkout or pass --project")
     if args.kernels == "real":
-        # The same table on real kernels: two VM labs (unfixed, fixed), compared with the latest emulated run.
-        from badsum.vm import cli as vm_cli
-        from badsum.vm import real as vm_real
+        # The same table on real kernels: `badsum reproduce-real` with its own defaults, compared with the
+        # latest emulated run when there is one.
+        from badsum.cli import build_parser
 
         if args.inventory or args.json:
             raise ValueError("--kernels real brings up VM labs of its own: no --inventory or --json with it")
         results = project / "results"
-        real = argparse.Namespace(
-            compare="latest",
-            no_compare=not (results / "latest" / "run.json").exists(),
-            topologies=vm_real.TOPOLOGIES,
-            backend=None,
-            extra_vars=args.extra,
-            results_dir=str(results),
-        )
-        return vm_cli.cmd_reproduce_real(real)
+        argv = ["reproduce-real", "--results-dir", str(results), *(f"--extra-vars={e}" for e in args.extra)]
+        if not (results / "latest" / "run.json").exists():
+            argv.append("--no-compare")
+        real = build_parser().parse_args(argv)
+        return real.func(real)
     extravars = runner.parse_extravars(args.extra)
     inventory = Path(args.inventory) if args.inventory else project / "inventories" / "local"
     return runner.run(project, inventory, extravars, args.json)

@@ -96,15 +96,7 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
     state = {"step": "starting", "read": 0.0}
     start = time.monotonic()
     with (
-        Progress(
-            TextColumn("[bold]cells"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=as_json,
-        ) as bar,
+        progress_bar("cells", console, transient=as_json) as bar,
         tempfile.TemporaryDirectory(prefix=f"{RUNNER_PREFIX}{os.getpid()}-") as private,
     ):
         task = bar.add_task("starting", total=None)
@@ -169,6 +161,19 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
         if failure:
             print(f"ansible-playbook failed (rc {outcome.rc}): {failure}", file=sys.stderr)
     return status
+
+
+def progress_bar(label: str, console: Console, transient: bool) -> Progress:
+    """The progress display of both front ends (reproduce, fleet): label, bar, n/N, current step, time."""
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=transient,
+    )
 
 
 def first_failure(outcome, playbook: str) -> str:

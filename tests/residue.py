@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
-from badsum.host.common import identity
+from badsum.host.common import identity, present
 from badsum.lab import cgroups
 from badsum.lab.spec import NS_ROOT, STATE_ROOT
 
@@ -49,10 +50,8 @@ def leftovers(
         found.append(f"state {STATE_ROOT / lab_id}")
     found += [f"cgroup {path}" for path in cgroups.leftovers(lab_id)]
     for pid, start in processes:
-        now = identity(pid)
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if now else ""
-        if now == (pid, start) and state not in ("Z", "X"):
-            found.append(f"process {pid} ({Path(f'/proc/{pid}/comm').read_text().strip()})")
+        if present((pid, start)):
+            found.append(f"process {pid} ({_comm(pid)})")
     if inventory is not None:
         found += [f"inventory file {inventory / name}" for name in ("hosts.yml", ".ssh") if (inventory / name).exists()]
     # BPF programs live as long as a device they are attached to: the lab's are gone with its namespaces.
@@ -142,8 +141,6 @@ def machine_residue(before: dict, settle: float = 20.0) -> list[str]:
     Waits up to `settle` seconds for what goes by itself (a killed
     ansible-playbook's SSH control masters end once their server is gone).
     """
-    import time
-
     deadline = time.monotonic() + settle
     while True:
         now = machine()
@@ -151,7 +148,7 @@ def machine_residue(before: dict, settle: float = 20.0) -> list[str]:
         found = [
             f"process {pid} ({_comm(pid)}) left running"
             for pid, start in sorted(now["processes"] - before["processes"])
-            if alive_and_same(pid, start) and _orphan(pid, old_pids)
+            if present((pid, start)) and _orphan(pid, old_pids)
         ]
         found += [f"cgroup {d}" for d in sorted(now["cgroups"] - before["cgroups"])]
         found += [f"firewall {r}" for r in sorted(now["firewall"] - before["firewall"])]
@@ -166,9 +163,3 @@ def _comm(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
     except OSError:
         return "?"
-
-
-def alive_and_same(pid: int, start: int) -> bool:
-    from badsum.host.common import alive
-
-    return identity(pid) == (pid, start) and alive(pid)

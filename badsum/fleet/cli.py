@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from badsum.fleet import PHASES
 from badsum.runner import parse_extravars
 
 LIMIT_RE = re.compile(r"^[A-Za-z0-9_.:,!&*\[\]~-]+$")
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Exit status: 0 every host fine; 1 the audit found exposed hosts; "
         "2 a host failed, was not reached or stays exposed, or the playbook failed.",
     )
-    p.add_argument("phase", choices=["audit", "remediate", "rollback"])
+    p.add_argument("phase", choices=PHASES)
     p.add_argument("-i", "--inventory", help="inventory with a group fleet (default inventories/local)")
     p.add_argument("-l", "--limit", help="only these hosts (an Ansible host pattern)")
     p.add_argument("--check", action="store_true", help="remediate/rollback: show what would change (a diff)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-PHASES = ("audit", "remediate", "rollback")
+from badsum.fleet import PHASES
 
 
 def _dict(value: object) -> dict:

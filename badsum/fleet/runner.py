@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from badsum.fleet import report
-from badsum.runner import RUNNER_PREFIX, clean_stale_controller_files, first_failure
+from badsum.fleet import PHASES, report
+from badsum.runner import RUNNER_PREFIX, clean_stale_controller_files, first_failure, progress_bar
 
-PLAYBOOKS = {phase: f"playbooks/{phase}.yml" for phase in ("audit", "remediate", "rollback")}
+PLAYBOOKS = {phase: f"playbooks/{phase}.yml" for phase in PHASES}
 BATCH_PLAYS = ("Remediate the fleet, batch by batch", "Roll the fleet back, batch by batch")
 
 
@@ -65,15 +64,7 @@ def run(phase: str, project: Path, inventory: Path, extravars: dict, cmdline: li
     watch = Watch(run_dir)
     start = time.monotonic()
     with (
-        Progress(
-            TextColumn(f"[bold]{phase}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=as_json,
-        ) as bar,
+        progress_bar(phase, console, transient=as_json) as bar,
         tempfile.TemporaryDirectory(prefix=f"{RUNNER_PREFIX}{os.getpid()}-") as private,
     ):
         task = bar.add_task("planning", total=None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 from ansible_collections.badsum.kit.plugins.plugin_utils.settings import refuse, resolve
 
-PHASES = ("audit", "remediate", "rollback")
 # What the canary cell's plan reads: per host, and the experiment's own settings if the user gave them.
 HOST_VARS = (
     "badsum_data_iface",
@@ -33,7 +32,7 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        from badsum.fleet import settings  # the controller's badsum package, next to Ansible
+        from badsum.fleet import PHASES, settings  # the controller's badsum package, next to Ansible
 
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)

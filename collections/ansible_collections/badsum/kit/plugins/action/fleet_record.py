@@ -9,7 +9,7 @@ from ansible.plugins.action import ActionBase
 
 ARGS = {
     "run_dir": {"type": "path", "required": True},
-    "phase": {"type": "str", "required": True, "choices": ["audit", "remediate", "rollback"]},
+    "phase": {"type": "str", "required": True},  # one of badsum.fleet.PHASES, added in run()
     "result_var": {"type": "str", "required": True},
     "error_var": {"type": "str", "required": True},
 }
@@ -20,11 +20,12 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        from badsum.fleet import records, report  # the controller's badsum package, next to Ansible
+        from badsum.fleet import PHASES, records, report  # the controller's badsum package, next to Ansible
 
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGS)
+        spec = {**ARGS, "phase": {**ARGS["phase"], "choices": list(PHASES)}}
+        _, args = self.validate_argument_spec(argument_spec=spec)
         hostvars = task_vars["hostvars"]
         made = {}
         # Every host of the play that has made its call by now: this batch's, and the earlier batches' again
