@@ -114,15 +114,24 @@ def run_daemon(files: Files, interval: float) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # Python retries a select() a signal interrupted (PEP 475), so the handler
+    # alone would leave the guard asleep until the next link event or pass
+    # (a minute): the wakeup pipe makes the signal itself wake the select.
+    wake, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
     files.dir.mkdir(parents=True, exist_ok=True)
     passes = changes = 0
     announced = False
     with netlink.link_events() as events:
         due = 0.0  # the first pass at once
         while not stop:
-            woken = select.select([events], [], [], max(0.0, due - time.monotonic()))[0]
+            woken = select.select([events, wake], [], [], max(0.0, due - time.monotonic()))[0]
+            if wake in woken:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake, 64)
+                continue  # the loop's test says whether it was a stop
             if not woken and time.monotonic() < due:
-                continue  # a signal
+                continue
             try:
                 if woken:
                     _drain(events)
