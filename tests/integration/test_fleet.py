@@ -153,8 +153,13 @@ def test_bad_fleet_settings_are_refused_before_any_host_is_touched(fleet: Path, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_audit_runs_unchanged_from_an_awx_style_private_data_dir(fleet: Path, tmp_path: Path) -> None:
-    """AWX lays a job out as ansible-runner's private data dir: project/, inventory/, env/. So do we."""
+def test_the_fleet_playbooks_run_unchanged_from_an_awx_style_private_data_dir(fleet: Path, tmp_path: Path) -> None:
+    """AWX lays a job out as ansible-runner's private data dir: project/, inventory/, env/. So do we.
+
+    Each playbook is one AWX job template: audit, remediate (its canary cell
+    included), rollback, one job after the other in the same directory.
+    """
+    assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0  # its containers, as the scenario left them
     pdd = tmp_path / "job"
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
     for name in filter(None, (f.decode() for f in files)):  # a project sync: what the repository holds
@@ -165,23 +170,29 @@ def test_the_audit_runs_unchanged_from_an_awx_style_private_data_dir(fleet: Path
     (pdd / "inventory" / "hosts.yml").write_text((fleet / "hosts.yml").read_text())
     (pdd / "inventory" / "group_vars" / "all.yml").write_text((fleet / "group_vars" / "all.yml").read_text())
     (pdd / "env").mkdir()
-    (pdd / "env" / "extravars").write_text(
-        yaml.safe_dump({"badsum_fleet_results_dir": str(tmp_path / "results"), "badsum_fleet_run_id": "awx"})
-    )
     (pdd / "env" / "settings").write_text(yaml.safe_dump({"job_timeout": 600, "idle_timeout": 300}))
     env = {k: v for k, v in ENV.items() if k != "ANSIBLE_CONFIG"}  # AWX runs from the project, with its ansible.cfg
-    run = subprocess.run(
-        [str(VENV_BIN / "ansible-runner"), "run", str(pdd), "-p", "playbooks/audit.yml"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-3000:]
-    summary = json.loads((tmp_path / "results" / "awx" / "fleet.json").read_text())
-    assert summary["hosts"] == 10 and summary["status"] == {"ok": 10}
-    assert (pdd / "artifacts").is_dir() and any((pdd / "artifacts").rglob("job_events/*.json"))
+    summaries = {}
+    for phase in ("audit", "remediate", "rollback"):
+        (pdd / "env" / "extravars").write_text(
+            yaml.safe_dump({"badsum_fleet_results_dir": str(tmp_path / "results"), "badsum_fleet_run_id": phase})
+        )
+        run = subprocess.run(
+            [str(VENV_BIN / "ansible-runner"), "run", str(pdd), "-p", f"playbooks/{phase}.yml", "--ident", phase],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert run.returncode == 0, f"{phase}: " + run.stdout[-3000:]
+        summaries[phase] = json.loads((tmp_path / "results" / phase / "fleet.json").read_text())
+        assert summaries[phase]["hosts"] == 10 and summaries[phase]["status"] == {"ok": 10}, phase
+        assert any((pdd / "artifacts" / phase).rglob("job_events/*.json")), phase
+    exposed = summaries["audit"]["risk"].get("exposed", 0)
+    assert exposed > 0  # the fleet has something to remediate
+    assert summaries["remediate"]["risk_after"].get("exposed", 0) == 0
+    assert summaries["rollback"]["risk_after"] == summaries["audit"]["risk"]  # put back as the audit found it
 
 
 # Last: it takes host5 of the module's fleet down for good.
