@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -56,6 +57,7 @@ def start(out: Path, name: str, iface: str, netns: str, port: int, timeout: floa
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True
         )
     (out / f"{name}.pid").write_text(str(proc.pid))
+    (out / f"{name}.mtu").write_text(str(_mtu(iface, netns)))
     # tcpdump says "listening on" once the socket is open: wait for it (bounded)
     deadline = time.monotonic() + 5
     while b"listening on" not in err.read_bytes():
@@ -77,10 +79,33 @@ def start_all(out: Path, specs: list[str], port: int, timeout: float, max_packet
     return started
 
 
-def decode(pcap: Path, port: int) -> tuple[int, list[str]]:
-    # Segments towards the server only: what the corruptor damages. The
-    # server's own ACKs, captured before its NIC fills in the checksum (TX
-    # offload), would show as "incorrect" without being corrupt.
+def _mtu(iface: str, netns: str) -> int:
+    """The interface's MTU, read in its namespace (0: unknown)."""
+    shown = subprocess.run(
+        in_netns(netns, "ip", "-o", "link", "show", "dev", iface), capture_output=True, text=True, check=False
+    ).stdout
+    found = re.search(r" mtu (\d+)", shown)
+    return int(found[1]) if found else 0
+
+
+def _ip_length(header: str) -> int | None:
+    """The IP packet's length as tcpdump -vv prints it (IPv4: its total length; IPv6: payload + 40)."""
+    if found := re.search(r"payload length: (\d+)", header):
+        return int(found[1]) + 40
+    if found := re.search(r"proto TCP \(6\), length (\d+)", header):
+        return int(found[1])
+    return None
+
+
+def decode(pcap: Path, port: int, mtu: int = 0) -> tuple[int, list[str], int]:
+    """(segments with an incorrect checksum, a few of them as tcpdump prints them, merged ones not judged).
+
+    Segments towards the server only: what the corruptor damages. The
+    server's own ACKs, captured before its NIC fills in the checksum (TX
+    offload), would show as "incorrect" without being corrupt. So would a
+    packet longer than the MTU: GRO merged it from segments whose checksums
+    it had verified, and its header still carries the first one's.
+    """
     proc = subprocess.run(
         ["tcpdump", "-r", str(pcap), "-nn", "-vv", "tcp", "dst", "port", str(port)],
         capture_output=True,
@@ -89,12 +114,19 @@ def decode(pcap: Path, port: int) -> tuple[int, list[str]]:
         timeout=60,
     )
     lines = proc.stdout.splitlines()
-    bad = []
+    bad, merged = [], 0
     for i, line in enumerate(lines):
-        if "incorrect" in line:
-            # -vv prints the IP header on one line and the TCP line after it
-            bad.append((lines[i - 1].strip() + " " + line.strip()) if i and "cksum" in line else line.strip())
-    return len(bad), bad[:SAMPLES]
+        if "incorrect" not in line:
+            continue
+        # IPv6: one line per packet; IPv4: the IP header's line, then the TCP line
+        one_line = "IP6 (" in line or "IP (" in line
+        packet = line.strip() if one_line or not i else f"{lines[i - 1].strip()} {line.strip()}"
+        length = _ip_length(packet)
+        if mtu and length and length > mtu:
+            merged += 1
+            continue
+        bad.append(packet)
+    return len(bad), bad[:SAMPLES], merged
 
 
 def stop(out: Path, port: int) -> dict:
@@ -108,8 +140,16 @@ def stop(out: Path, port: int) -> dict:
         pidfile.unlink()
     captures = {}
     for pcap in sorted(out.glob("*.pcap")):
-        count, samples = decode(pcap, port)
-        captures[pcap.stem] = {"file": pcap.name, "incorrect": count, "samples": samples}
+        mtu_file = pcap.with_suffix(".mtu")
+        mtu = int(mtu_file.read_text() or 0) if mtu_file.exists() else 0
+        count, samples, merged = decode(pcap, port, mtu)
+        captures[pcap.stem] = {
+            "file": pcap.name,
+            "incorrect": count,
+            "samples": samples,
+            "mtu": mtu,
+            "merged_not_judged": merged,
+        }
     return {
         "changed": bool(pids),
         "captures": captures,
