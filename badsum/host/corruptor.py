@@ -27,6 +27,7 @@ import signal
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 from . import bpf, net
 from .common import STATE, HostError, Parser, atomic_write, sh
@@ -207,21 +208,52 @@ def netem_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
                     f"match {kw} {side} {port} 0xffff flowid bad5:3"
                 )
     teardown = f"tc qdisc del dev {a.iface} root handle bad5:"
-    script = f"sleep {a.start_in}; {'; '.join(setup)}; sleep {a.duration}; {teardown}"
-    # Detached from this SSH session: the host itself ends the window.
+    # The window opens start-in seconds after the first experiment segment
+    # leaves the interface, as the ebpf program's does: a window timed from
+    # the arming would end before a slow topology (a container to start, a
+    # guest under emulation) sends anything. The wait for it is bounded by
+    # expire-after; without traffic nothing is ever set up. The marks say
+    # when the window really opened and closed.
+    first = {"to-port": "dst portrange", "from-port": "src portrange", "both": "portrange"}[a.direction]
+    marks = {k: netem_mark(a.iface, k) for k in ("start", "end")}
+    for mark in marks.values():
+        mark.unlink(missing_ok=True)
+    script = "; ".join(
+        [
+            f"timeout {a.expire_after:g} tcpdump -i {a.iface} -n -q -c 1 'tcp and {first} {lo}-{hi}' "
+            ">/dev/null 2>&1 || exit 0",
+            f"sleep {a.start_in:g}",
+            *setup,
+            f"date +%s.%N > {marks['start']}",
+            f"sleep {a.duration:g}",
+            teardown,
+            f"date +%s.%N > {marks['end']}",
+        ]
+    )
+    # Its own session and process group (sh leads it), detached from this SSH
+    # session: the host itself ends the window; disarm ends the group.
     proc = subprocess.Popen(
-        ["setsid", "sh", "-c", script],
+        ["sh", "-c", script],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     now = time.monotonic_ns()
-    return {
-        "timer_pid": proc.pid,
-        "start_ns": now + int(a.start_in * 1e9),
-        "end_ns": now + int((a.start_in + a.duration) * 1e9),
-    }
+    return {"timer_pid": proc.pid, "expire_ns": now + int((a.expire_after + a.start_in + a.duration) * 1e9)}
+
+
+def netem_mark(iface: str, which: str) -> Path:
+    return STATE / f"corruption-{iface}.netem-{which}"
+
+
+def netem_window(iface: str) -> dict:
+    """When the timer really opened and closed netem's window (epoch seconds), as far as it got."""
+    window = {}
+    for key in ("start", "end"):
+        with contextlib.suppress(OSError, ValueError):
+            window[f"window_{key}"] = float(netem_mark(iface, key).read_text())
+    return window
 
 
 def netem_left(iface: str) -> bool:
@@ -261,8 +293,7 @@ def arm(a: argparse.Namespace) -> dict:
         "rate": a.rate,
         "pattern": a.pattern,
         "stuck": {"bit": a.stuck_bit, "value": a.stuck_value, "offset": a.stuck_offset},
-        # ebpf: the window opens with the traffic, known once it has (stats);
-        # netem: it is timed from now by the host.
+        # The window opens with the traffic: known once it has (stats).
         "window_start": (armed["start_ns"] + offset) / 1e9 if "start_ns" in armed else None,
         "window_end": (armed["end_ns"] + offset) / 1e9 if "end_ns" in armed else None,
         "expires": (armed.get("expire_ns", armed.get("end_ns", 0)) + offset) / 1e9,
@@ -284,6 +315,7 @@ def stats(a: argparse.Namespace) -> dict:
     else:
         # netem keeps no count: the experiment counts bad checksums in a capture.
         state["stats"] = {"corrupted_packets": None, "counted_by": "capture"}
+        state.update(netem_window(a.iface))
     state["expired"] = time.time() >= (state["window_end"] or state["expires"])
     return state
 
@@ -307,6 +339,8 @@ def disarm(a: argparse.Namespace) -> dict:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(state["timer_pid"], signal.SIGTERM)
             sh("tc", "qdisc", "del", "dev", a.iface, "root", "handle", "bad5:", check=False)
+            for which in ("start", "end"):
+                netem_mark(a.iface, which).unlink(missing_ok=True)
             changed = True
         offloads_on(a.iface, state.get("offloads_turned_off", []))
     changed |= bool(state)
@@ -331,14 +365,14 @@ def build_parser() -> Parser:
         "--start-in",
         type=float,
         required=True,
-        help="ebpf: seconds from the first experiment segment to the window; netem: from now",
+        help="seconds from the first experiment segment to the window",
     )
     a.add_argument("--duration", type=float, required=True, help="seconds the window lasts")
     a.add_argument(
         "--expire-after",
         type=float,
         required=True,
-        help="ebpf: inert this long after start-in + duration from now, even if no traffic came",
+        help="inert this long after start-in + duration from now, even if no traffic came",
     )
     a.add_argument("--protect-port", type=int, required=True, help="the management (SSH) port")
     for name in ("stats", "collect", "disarm"):

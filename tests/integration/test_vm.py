@@ -171,6 +171,34 @@ def test_the_kit_reproduces_the_kernels_answer(vm_lab: dict, tmp_path: Path) -> 
     assert all(found[key]["kernel"].endswith(f"-badsum-{vm_lab['variant']}") for key in expected)
 
 
+def test_netem_gives_the_ebpf_injectors_verdicts(vm_lab: dict, tmp_path: Path) -> None:
+    """The other backend, where it exists: netem on the switch, a forwarding hop, counted by a capture."""
+    if vm_lab["variant"] != "unfixed":
+        pytest.skip("the kernel without the fix is where the topologies' verdicts differ")
+    extra = {
+        "badsum_experiment_topologies": ["bare", "mesos"],
+        "badsum_experiment_conditions": ["vulnerable"],
+        "badsum_experiment_backend": "netem",
+        "badsum_experiment_results_dir": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(vm_lab["inventory"]), "reproduce.yml", "-e", json.dumps(extra)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    found = cells(tmp_path)
+    got = {key: (found[key]["verdict"], found[key]["condition_kind"]) for key in found}
+    assert got == {k: v for k, v in EXPECTED["unfixed"].items() if k[1] == "vulnerable"}, proc.stdout[-4000:]
+    for cell in found.values():
+        assert cell["corruption"]["backend"] == "netem"
+        # netem keeps no count: host B's capture is it, and the window met the traffic
+        assert cell["corrupted_packets"] >= cell["min_corrupted"], cell["verdict_reason"]
+
+
 def test_down_leaves_nothing_behind(vm_lab: dict) -> None:
     lab = vm_lab["lab"]
     state = provider.load_state(lab)
