@@ -178,11 +178,14 @@ class Throwaway:
             if time.monotonic() > deadline:
                 raise HostError("unshare --net did not make a namespace within 2 s")
             time.sleep(0.005)
-        self.inode = netlink.inode(self.ref)
+        # Its PID cannot be reused before we reap it: the path stays this namespace's until close().
+        self.fd = os.open(self.ref, os.O_RDONLY | os.O_CLOEXEC)
+        self.inode = os.fstat(self.fd).st_ino
 
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        os.close(self.fd)
 
 
 def _wait_rx_off(box: Throwaway, ifname: str, wait: float) -> float | None:
@@ -199,24 +202,24 @@ def _wait_rx_off(box: Throwaway, ifname: str, wait: float) -> float | None:
 def new_containers(args: argparse.Namespace) -> list[dict]:
     """Containers started now come up protected: a veth made the Docker/Mesos way and one made the CNI way."""
     results = []
+    host = os.open(netlink.SELF, os.O_RDONLY | os.O_CLOEXEC)  # this thread's namespace: the host's
     box = Throwaway()
     try:
         # Docker, Mesos: the pair is made in the host namespace, one end moved in.
-        sh("ip", "link", "add", "bsverify-h1", "type", "veth", "peer", "name", "bsverify-c1")
-        sh("ip", "link", "set", "bsverify-c1", "netns", str(box.proc.pid))
+        netlink.add_veth("bsverify-h1", "bsverify-c1")
+        netlink.move_link("bsverify-c1", box.fd)
         took = _wait_rx_off(box, "bsverify-c1", args.wait)
         results.append({"how": "made in the host namespace, moved in (Docker, Mesos)", "seconds": took})
         # CNI bridge: the pair is made inside the pod's namespace, the host end moved out.
         with netlink.inside(box.ref, expect=box.inode):
-            sh("ip", "link", "add", "bsverify-c2", "type", "veth", "peer", "name", "bsverify-h2")
-        # from the host side, where /proc/<our pid>/ns/net is the host namespace
-        sh("nsenter", f"--net={box.ref}", "ip", "link", "set", "bsverify-h2", "netns", str(os.getpid()))
+            netlink.add_veth("bsverify-c2", "bsverify-h2")
+            netlink.move_link("bsverify-h2", host)
         took = _wait_rx_off(box, "bsverify-c2", args.wait)
         results.append({"how": "made in the pod's namespace, host end moved out (CNI bridge)", "seconds": took})
         status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
         if any(v is True for v in status["conflists"].values()):
             with netlink.inside(box.ref, expect=box.inode):
-                sh("ip", "link", "add", "bsverify-c3", "type", "veth", "peer", "name", "bsverify-p3")
+                netlink.add_veth("bsverify-c3", "bsverify-p3")
             env = dict(
                 os.environ,
                 CNI_COMMAND="ADD",
@@ -233,8 +236,9 @@ def new_containers(args: argparse.Namespace) -> list[dict]:
             results.append({"how": how, "seconds": 0.0 if off else None})
     finally:
         box.close()
-        sh("ip", "link", "del", "bsverify-h1", check=False)
-        sh("ip", "link", "del", "bsverify-h2", check=False)
+        os.close(host)
+        netlink.delete_link("bsverify-h1")
+        netlink.delete_link("bsverify-h2")
     return results
 
 
