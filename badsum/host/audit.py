@@ -17,7 +17,7 @@ with it). The risk class, with its reason:
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import time
 
 from . import cni, containers, kernels, persistence, probe
@@ -56,7 +56,7 @@ def risk(vulnerable: str, veths: list[dict], runtimes: dict, guard_running: bool
 def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
     """The audit; `probed` is a probe already made in this call (the kernel has not changed since)."""
     started = time.perf_counter()
-    release = platform.release()
+    release = os.uname().release
     kernel = {"release": release, **kernels.classify(release)}
     if probed is None and args.probe:
         try:
@@ -76,7 +76,7 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
     klass, reason = risk(vulnerable, inv["veths"], inv["runtimes"], guard_running, cni_status["conflists"])
     container = [v for v in inv["veths"] if v["role"] == "container"]
     return {
-        "host": platform.node(),
+        "host": os.uname().nodename,
         "kernel": kernel,
         "probe": probed,
         "vulnerable": vulnerable,

@@ -15,31 +15,27 @@ import argparse
 import fcntl
 import hashlib
 import os
-import platform
-import shutil
-import tempfile
-from importlib import resources
 from pathlib import Path
 
-from .common import HostError, Parser, atomic_write, lib_dir, sh
+from .common import HostError, Parser, atomic_write, lib_dir, package_data, sh
 
 PROGRAMS = ("corrupt", "vethbug")
 BTF = Path("/sys/kernel/btf/vmlinux")
 
 
 def source(program: str) -> bytes:
-    return (resources.files(__package__) / "bpf" / f"{program}.bpf.c").read_bytes()
+    return package_data(f"bpf/{program}.bpf.c")
 
 
 def object_path(program: str) -> Path:
     digest = hashlib.sha256(source(program)).hexdigest()[:12]
-    return lib_dir() / "bpf" / f"{program}-{platform.release()}-{digest}.bpf.o"
+    return lib_dir() / "bpf" / f"{program}-{os.uname().release}-{digest}.bpf.o"
 
 
 def _compile(program: str, out: Path, workdir: Path) -> None:
     src = workdir / f"{program}.bpf.c"
     src.write_bytes(source(program))
-    flags = ["-O2", "-g", "-mcpu=v3", "-target", "bpf", f"-I/usr/include/{platform.machine()}-linux-gnu"]
+    flags = ["-O2", "-g", "-mcpu=v3", "-target", "bpf", f"-I/usr/include/{os.uname().machine}-linux-gnu"]
     if program == "vethbug":
         # CO-RE: the header is this kernel's own type information.
         if not BTF.exists():
@@ -57,6 +53,9 @@ def _compile(program: str, out: Path, workdir: Path) -> None:
 
 
 def build(args: argparse.Namespace) -> dict:
+    import shutil  # here, not above: every probe imports this module, few compile (shutil, tempfile: ~3 ms)
+    import tempfile
+
     for tool in ("clang", "bpftool"):
         if not shutil.which(tool):
             raise HostError(f"`{tool}` is not installed: the eBPF programs need clang, llvm, libbpf-dev and bpftool")
@@ -68,7 +67,7 @@ def build(args: argparse.Namespace) -> dict:
             return {"changed": False, "object": str(out)}
         with tempfile.TemporaryDirectory(prefix="badsum-bpf-") as workdir:
             _compile(args.program, out, Path(workdir))
-    for stale in out.parent.glob(f"{args.program}-{platform.release()}-*.bpf.o"):
+    for stale in out.parent.glob(f"{args.program}-{os.uname().release}-*.bpf.o"):
         if stale != out:
             os.unlink(stale)
     return {"changed": True, "object": str(out)}

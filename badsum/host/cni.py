@@ -9,20 +9,16 @@ plain .conf is reported and left to the guard.
 from __future__ import annotations
 
 import json
-import pkgutil
 from pathlib import Path
 
-from .common import HostError, atomic_write
+from .common import HostError, atomic_write, package_data
 
 PLUGIN = "badsum-rx-off"
 SHEBANG = b"#!/usr/bin/python3 -I\n"
 
 
 def plugin_source() -> bytes:
-    data = pkgutil.get_data(__package__, "cni_plugin.py")
-    if data is None:
-        raise HostError("the host kit lacks cni_plugin.py")
-    return SHEBANG + data
+    return SHEBANG + package_data("cni_plugin.py")
 
 
 def conflists(conf_dirs: list[str]) -> list[Path]:

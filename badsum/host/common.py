@@ -136,6 +136,18 @@ def kit_path() -> Path:
     return here.parent
 
 
+def package_data(name: str) -> bytes:
+    """A file of the kit (badsum/host/NAME), from the zipapp or a checkout alike.
+
+    The package's own loader reads it: importlib.resources or pkgutil would
+    cost every host call that needs one ~5 ms of imports.
+    """
+    try:
+        return __loader__.get_data(os.path.join(os.path.dirname(__file__), name))
+    except OSError:
+        raise HostError(f"the host kit lacks {name}") from None
+
+
 def lib_dir() -> Path:
     """The kit lives in <lib_dir>/bin/; compiled programs, caches and records go next to it.
 

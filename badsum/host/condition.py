@@ -17,7 +17,7 @@ NETNS is a network namespace path (/run/netns/x or /proc/PID/ns/net).
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import struct
 
 from . import bpf, kernels, net
@@ -39,7 +39,7 @@ def veths(specs: list[str]) -> list[tuple[str, str]]:
 
 
 def apply(name: str, kernel_fixed: str, pairs: list[tuple[str, str]]) -> dict:
-    release = platform.release()
+    release = os.uname().release
     has_fix = kernels.has_fix(release) if kernel_fixed == "auto" else kernel_fixed == "yes"
     emulate = name in ("vulnerable", "workaround") and has_fix
     changed = attach(pairs)["changed"] if emulate and pairs else False

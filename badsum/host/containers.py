@@ -23,8 +23,8 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from . import netlink
 from .common import HostError
@@ -89,17 +89,19 @@ def _comm(pid: str) -> str:
 MAX_REFS = 4
 
 
-@dataclass
 class Namespace:
-    inode: int
-    ref: str  # a path that opens it: a bind mount, or /proc/PID/ns/net
-    owner: str
-    processes: int = 0
-    mounts: list[str] = field(default_factory=list)
-    # Other paths to it. A process seen in a namespace may only be visiting
-    # (setns: nsenter, `ip netns exec`, the kit itself) and be gone from it a
-    # moment later: entering tries each path until one still leads there.
-    more: list[str] = field(default_factory=list)
+    """A network namespace found on the host (a plain class: dataclasses would cost every host call ~7 ms)."""
+
+    def __init__(self, inode: int, ref: str, owner: str) -> None:
+        self.inode = inode
+        self.ref = ref  # a path that opens it: a bind mount, or /proc/PID/ns/net
+        self.owner = owner
+        self.processes = 0
+        self.mounts: list[str] = []
+        # Other paths to it. A process seen in a namespace may only be visiting
+        # (setns: nsenter, `ip netns exec`, the kit itself) and be gone from it a
+        # moment later: entering tries each path until one still leads there.
+        self.more: list[str] = []
 
     def add_ref(self, ref: str) -> None:
         if ref != self.ref and len(self.more) < MAX_REFS:
@@ -205,8 +207,7 @@ def discover(scope: str | None) -> tuple[int, dict[int, Namespace], dict[str, li
     return host, namespaces, runtimes
 
 
-@dataclass
-class Veth:
+class Veth(NamedTuple):
     netns: int  # namespace inode
     # The namespace's cookie: a new container can get a freed inode back (and,
     # made the same way, the same ifindex), never a cookie.

@@ -81,8 +81,8 @@ def show(args: argparse.Namespace) -> dict:
         for link in net.ip_json("addr", "show")
     }
     facts = {
-        "kernel": platform.release(),
-        "machine": platform.machine(),
+        "kernel": os.uname().release,
+        "machine": os.uname().machine,
         "system": platform.system(),
         "distribution": os_release(),
         "python": ".".join(map(str, sys.version_info[:3])),

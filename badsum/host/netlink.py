@@ -28,7 +28,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .common import HostError
 
@@ -128,8 +128,7 @@ def netns_cookie() -> int | None:
             return None
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     index: int
     name: str
     kind: str  # "veth", "bridge"... ; "" for a device without a driver kind (a physical NIC)

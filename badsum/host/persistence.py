@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -28,7 +27,7 @@ UNIT_PATH = Path("/etc/systemd/system") / UNIT
 
 def state_dir() -> Path:
     # lib_dir is shared by the emulated hosts of a lab: one record per host name.
-    return lib_dir() / "remediation" / platform.node()
+    return lib_dir() / "remediation" / os.uname().nodename
 
 
 def load_state() -> dict | None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import time
 from pathlib import Path
@@ -82,7 +81,7 @@ def apply(args: argparse.Namespace) -> dict:
     if args.check:
         return {"changed": bool(changes), "changes": changes, "diff": diff, "check_mode": True}
     if state is None:
-        state = {"version": 1, "host": platform.node(), "recorded_at": time.time(), "veths": [], "files": {}}
+        state = {"version": 1, "host": os.uname().nodename, "recorded_at": time.time(), "veths": [], "files": {}}
     state["guard"] = {"mode": mode, "started_by_badsum": start or state.get("guard", {}).get("started_by_badsum")}
     state["cni"] = {"conf_dirs": args.cni_conf_dir, "bin_dir": args.cni_bin_dir}
     for item in cni_items:  # the first recorded bytes are the ones rollback restores
