@@ -56,6 +56,8 @@ PACKAGES = (
     "libbpf-dev",
     "libc6-dev",
     "linux-libc-dev",
+    # Not started at boot: bench/persistence.py runs systemd-udevd to measure udev rules and .link files.
+    "udev",
 )
 IMAGE_SIZE = "8G"  # sparse: dockerd's data root and the results grow in the guests' overlays
 RECIPE = 1
