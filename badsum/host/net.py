@@ -140,26 +140,14 @@ def ensure_filter(iface: str, hook: str, pref: int, spec: list[str], netns: str 
     return True
 
 
-def attach_bpf(iface: str, hook: str, pref: int, obj: str, netns: str | None = None) -> None:
-    """A tc BPF program in direct-action mode at pref, replacing what sat there (its maps go with it)."""
-    _tc(
-        netns,
-        "filter",
-        "replace",
-        "dev",
-        iface,
-        hook,
-        "pref",
-        str(pref),
-        "handle",
-        "1",
-        "bpf",
-        "da",
-        "obj",
-        obj,
-        "sec",
-        "tc",
-    )
+def attach_bpf(iface: str, hook: str, pref: int, obj: str, netns: str | None = None, pinned: bool = False) -> None:
+    """A tc BPF program in direct-action mode at pref, replacing what sat there (its maps go with it).
+
+    `obj` is an object file that tc loads (libbpf, the verifier: ~25 ms), or with
+    `pinned` a program already loaded and pinned in bpffs (no load at all).
+    """
+    program = ["object-pinned", obj] if pinned else ["obj", obj, "sec", "tc"]
+    _tc(netns, "filter", "replace", "dev", iface, hook, "pref", str(pref), "handle", "1", "bpf", "da", *program)
 
 
 def delete_filter(iface: str, hook: str, pref: int, netns: str | None = None) -> bool:
