@@ -98,32 +98,17 @@ finally:
 """
 
 
-def badsum(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "badsum", *args], cwd=ROOT, check=True, capture_output=True, timeout=900)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--kernel", choices=["unfixed", "fixed"], default="unfixed")
     parser.add_argument("--lab", default="vmpst", help="a VM lab id of the measurement's own (vm...)")
     args = parser.parse_args()
-    badsum("lab", "down", "--lab", args.lab)
+    provider.down(args.lab)  # what an earlier, killed measurement left
     with tempfile.TemporaryDirectory(prefix="badsum-persistence-") as tmp:
         inventory = Path(tmp) / "inventory"
         try:
-            badsum(
-                "lab",
-                "up",
-                "--provider",
-                "qemu",
-                "--kernel",
-                args.kernel,
-                "--lab",
-                args.lab,
-                "--inventory",
-                str(inventory),
-            )
+            provider.up(args.lab, args.kernel, inventory)
             state = provider.load_state(args.lab)
             assert state, "the VM lab left no state"
             node = VmLabSpec(args.lab, state["hosts"], state["slot"]).host(1)
@@ -142,7 +127,7 @@ def main() -> int:
                     raise SystemExit(f"the {mechanism} measurement failed: {proc.stderr[-2000:]}")
                 rows.append({"mechanism": mechanism, **json.loads(proc.stdout.strip().splitlines()[-1])})
         finally:
-            badsum("lab", "down", "--lab", args.lab)
+            provider.down(args.lab)
     n = args.trials
     print(f"kernel {args.kernel}, systemd-udevd {rows[0]['udev']}, {n} veth pairs per way")
     print(f"{'':<11} {'kept on the host':>17} {'docker/mesos':>13} {'cni bridge':>11}   (container end at rx off)")

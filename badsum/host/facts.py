@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
@@ -83,7 +82,7 @@ def show(args: argparse.Namespace) -> dict:
     facts = {
         "kernel": os.uname().release,
         "machine": os.uname().machine,
-        "system": platform.system(),
+        "system": os.uname().sysname,
         "distribution": os_release(),
         "python": ".".join(map(str, sys.version_info[:3])),
         "uid": os.geteuid(),

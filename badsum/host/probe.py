@@ -10,8 +10,8 @@ they vanish with it, even if it is killed), joined by a veth pair:
 From A, a raw socket sends three datagrams to B: one with a correct UDP
 checksum (the path works; sent again until it arrives), one with a wrong
 checksum while bsprobe-b has rx-checksumming on, and one more after `rx off`
-on bsprobe-b (the workaround). A kernel with the bug (before ce8c839b74e3, Linux 4.4) marks
-the second one CHECKSUM_UNNECESSARY in veth_xmit() and B's socket gets it:
+on bsprobe-b (the workaround). A kernel with the bug (before ce8c839b74e3,
+Linux 4.4) marks the second one CHECKSUM_UNNECESSARY in veth_xmit() and B's socket gets it:
 `vulnerable`. A fixed kernel verifies it, drops it and counts it in B's
 UdpInCsumErrors: `fixed`. Nothing leaves the two namespaces; nothing stays.
 
@@ -122,9 +122,9 @@ def wire(ns: Namespaces) -> None:
 
 def attach_emulator() -> None:
     """The veth-bug emulator on bsprobe-b's ingress; tc runs in the thread's namespace (B, brand new: no qdisc)."""
-    obj = bpf.build(argparse.Namespace(program="vethbug"))["object"]  # once per kernel and source
+    obj = Path(bpf.build(argparse.Namespace(program="vethbug"))["object"])  # once per kernel and source
     sh("tc", "qdisc", "add", "dev", B_IF, "clsact")
-    pin = emulator_pin(Path(obj))
+    pin = emulator_pin(obj)
     net.attach_bpf(B_IF, "ingress", EMULATOR_PREF, str(pin or obj), pinned=pin is not None)
 
 
