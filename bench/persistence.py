@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from badsum.lab.spec import LabError, validate_lab_id  # noqa: E402
 from badsum.vm import provider  # noqa: E402
 from badsum.vm.spec import VmLabSpec  # noqa: E402
 
@@ -102,8 +103,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--kernel", choices=["unfixed", "fixed"], default="unfixed")
-    parser.add_argument("--lab", default="vmpst", help="a VM lab id of the measurement's own (vm...)")
+    parser.add_argument("--lab", default="vmpst", help="a lab id of the measurement's own")
     args = parser.parse_args()
+    if not 1 <= args.trials <= 500:
+        parser.error(f"--trials {args.trials}: allowed: 1 to 500 veth pairs per way")
+    try:
+        validate_lab_id(args.lab)
+    except LabError as exc:
+        parser.error(f"--lab: {exc}")
     provider.down(args.lab)  # what an earlier, killed measurement left
     with tempfile.TemporaryDirectory(prefix="badsum-persistence-") as tmp:
         inventory = Path(tmp) / "inventory"
