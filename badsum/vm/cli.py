@@ -13,7 +13,7 @@ from pathlib import Path
 
 from badsum.lab.spec import DEFAULT_LAB
 from badsum.lab.sysrun import require_root
-from badsum.vm import kernel, provider, real, rootfs
+from badsum.vm import guest, kernel, provider, real, rootfs
 from badsum.vm.spec import DEFAULT_VM_HOSTS
 
 LabCommand = Callable[[argparse.Namespace], int]
@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction, lab: argparse.ArgumentParser) -> N
         f"{DEFAULT_VM_HOSTS} hosts + a switch, lab id vm...)",
     )
     lab.add_argument("--kernel", choices=kernel.VARIANTS, help="up --provider qemu: the lab kernel the guests boot")
+    lab.add_argument(
+        "--init",
+        choices=list(guest.INITS),
+        default=guest.DEFAULT_INIT,
+        help="up --provider qemu: the guests' PID 1 - busybox (fast) or systemd (as a production host: "
+        "the kit's systemd units run for real)",
+    )
     lab.set_defaults(func=_routed(lab.get_default("func")))
 
     k = sub.add_parser("kernel", help="the VM labs' kernels (with and without the veth fix) and root filesystem")
@@ -83,6 +90,9 @@ def _routed(embedded: LabCommand) -> LabCommand:
     def cmd(args: argparse.Namespace) -> int:
         if args.provider == "qemu" or (not args.all and provider.is_vm_lab(args.lab)):
             return cmd_vm_lab(args)
+        if args.action == "up" and (args.kernel or args.init != guest.DEFAULT_INIT):
+            given = f"--kernel {args.kernel}" if args.kernel else f"--init {args.init}"
+            raise ValueError(f"{given}: only for VM labs (--provider qemu); an embedded lab runs this machine's kernel")
         if args.all and args.action == "down":  # first, or the embedded down takes them for its leftovers
             for lab_id in provider.all_states():
                 print(provider.down(lab_id))
@@ -118,7 +128,7 @@ def cmd_vm_lab(args: argparse.Namespace) -> int:
         from badsum.cli import default_inventory
 
         inventory = Path(args.inventory) if args.inventory else default_inventory(args.lab)
-        print(provider.up(args.lab, args.kernel, inventory))
+        print(provider.up(args.lab, args.kernel, inventory, init=args.init))
     elif args.action == "down":
         print(provider.down(args.lab))
     else:
@@ -135,7 +145,9 @@ def _status_text(report: list[dict]) -> str:
         health = "healthy" if e["healthy"] else "NOT healthy"
         lines.append(f"lab {e['lab_id']} (qemu): {health}")
         if e["state_file"]:
-            lines.append(f"  kernel: {e['release']} ({e['kernel']})  accel: {e['accel']}  slot: {e['slot']}")
+            lines.append(
+                f"  kernel: {e['release']} ({e['kernel']})  init: {e['init']}  accel: {e['accel']}  slot: {e['slot']}"
+            )
             lines.append(f"  inventory: {e['inventory']}")
             for n in e["nodes"]:
                 boot = f"  booted to SSH in {n['boot_seconds']} s" if n["boot_seconds"] else ""

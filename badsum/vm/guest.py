@@ -1,10 +1,20 @@
-"""The files baked into the guest root filesystem: its init, boot script and sshd settings.
+"""The files baked into the guest root filesystem: its two inits, boot script and sshd settings.
 
-A guest boots straight into busybox init (no systemd: boot time under TCG
-matters, and the host kit starts its daemons directly where there is no
-systemd, as on the embedded lab). Everything that differs between guests
-(hostname, addresses, SSH keys) comes from QEMU's fw_cfg at boot, so every
-guest of every lab boots the same read-only image.
+One image, two ways to boot it, chosen per lab on the kernel command line:
+
+    busybox  (default) busybox init, the boot script, sshd - nothing else.
+             Fast under TCG; the host kit starts its daemons directly, as on
+             the embedded lab.
+    systemd  Debian's systemd as PID 1, the boot script as a unit before
+             ssh.service: what a production host runs, so the kit's systemd
+             paths (the fleet guard's unit, dockerd as a transient unit) run
+             for real. The services Debian enables that a lab must not run
+             are masked: the system dockerd (it would take 172.17.0.0/16),
+             containerd, apt's timers (no route to a mirror), gettys, firstboot.
+
+Everything that differs between guests (hostname, addresses, SSH keys) comes
+from QEMU's fw_cfg at boot, so every guest of every lab boots the same
+read-only image.
 """
 
 from __future__ import annotations
@@ -15,20 +25,25 @@ FW_CFG_PREFIX = "opt/badsum"
 # fw_cfg items the controller passes (name -> what it holds)
 FW_CFG_ITEMS = ("env", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "authorized_keys")
 INIT = "/usr/local/lib/badsum/init"  # a symlink to busybox: named `init`, it runs busybox's init applet
+# The kernel's init= and what else each init needs on the command line.
+DEFAULT_INIT = "busybox"
+INITS = {
+    "busybox": (f"init={INIT}",),
+    # Kernel names (eth0, not enp0s3): the boot unit names the NICs by MAC itself.
+    "systemd": ("init=/lib/systemd/systemd", "net.ifnames=0", "systemd.show_status=false"),
+}
 
 INITTAB = """\
+::sysinit:/usr/local/sbin/badsum-mounts
 ::sysinit:/usr/local/sbin/badsum-boot
 ::respawn:/usr/sbin/sshd -D -e
 ::ctrlaltdel:/bin/busybox poweroff -f
 ::shutdown:/bin/sync
 """
 
-# Runs once as init's sysinit, under dash (never busybox sh, whose own `ip`
-# applet would shadow iproute2's).
-BOOT = r"""#!/bin/sh
+# What systemd mounts itself: run first by busybox init only.
+MOUNTS = r"""#!/bin/sh
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-log() { echo "badsum-boot: $*" > /dev/console; }
-
 mountpoint -q /proc || mount -t proc proc /proc
 mountpoint -q /sys || mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
@@ -43,6 +58,7 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 
 # cgroup v1 hierarchies, one per controller, plus the v2 one beside them:
 # the layout of the lab machine itself (hybrid), which dockerd and the kit know.
+# (Under systemd the guest has systemd's own: cgroup v2 alone, as on current distributions.)
 mount -t tmpfs cgroup /sys/fs/cgroup -o mode=755,nosuid,nodev,noexec
 for c in cpuset cpu cpuacct blkio memory devices freezer net_cls perf_event pids; do
     mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
@@ -52,6 +68,14 @@ mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unifi
 # private / dockerd bind-mounts its data root onto itself and unmounts it only
 # on a graceful exit: one SIGKILL and the directory can no longer be removed.
 mount --make-rshared /
+"""
+
+# Runs once at boot, under dash (never busybox sh, whose own `ip` applet
+# would shadow iproute2's): busybox init's second sysinit, or systemd's
+# badsum-boot.service.
+BOOT = r"""#!/bin/sh
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+log() { echo "badsum-boot: $*" > /dev/console; }
 
 cfg=/sys/firmware/qemu_fw_cfg/by_name/opt/badsum
 if [ ! -r $cfg/env/raw ]; then
@@ -125,6 +149,41 @@ MaxSessions 100
 """
 
 
+# The boot script as a unit: before sshd (its host key comes from fw_cfg) and
+# before anything that wants the network; after udev has seen the NICs.
+BOOT_UNIT = """\
+[Unit]
+Description=badsum lab guest: hostname, SSH keys, NIC names and addresses from QEMU's fw_cfg
+DefaultDependencies=no
+After=local-fs.target systemd-udev-trigger.service
+Before=network-pre.target ssh.service sysinit.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/badsum-boot
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+# Units a systemd guest must not start (each linked to /dev/null): see the docstring.
+MASKED = (
+    "docker.service",
+    "docker.socket",
+    "containerd.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "getty@.service",
+    "serial-getty@.service",
+    "systemd-firstboot.service",
+)
+
+
 def env_file(values: dict[str, str]) -> str:
     """KEY=VALUE lines the boot script sources: every value shell-quoted."""
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
@@ -134,7 +193,19 @@ def files() -> dict[str, tuple[str, int]]:
     """Path in the image -> (content, mode)."""
     return {
         "/etc/inittab": (INITTAB, 0o644),
+        "/usr/local/sbin/badsum-mounts": (MOUNTS, 0o755),
         "/usr/local/sbin/badsum-boot": (BOOT, 0o755),
+        "/etc/systemd/system/badsum-boot.service": (BOOT_UNIT, 0o644),
         "/etc/ssh/sshd_config.d/badsum.conf": (SSHD_CONFIG, 0o644),
         "/etc/fstab": ("# the root filesystem is mounted by the kernel (root=/dev/vda rw)\n", 0o644),
+    }
+
+
+def links() -> dict[str, str]:
+    """Path in the image -> symlink target: the boot unit enabled, the masked units masked."""
+    units = "/etc/systemd/system"
+    return {
+        INIT: "/bin/busybox",
+        f"{units}/sysinit.target.wants/badsum-boot.service": f"{units}/badsum-boot.service",
+        **{f"{units}/{unit}": "/dev/null" for unit in MASKED},
     }

@@ -103,7 +103,11 @@ def _role(spec: VmLabSpec, node: Node) -> str:
 # -- up ---------------------------------------------------------------------------
 
 
-def up(lab_id: str, variant: str, inventory_dir: Path, hosts: int = DEFAULT_VM_HOSTS) -> str:
+def up(
+    lab_id: str, variant: str, inventory_dir: Path, hosts: int = DEFAULT_VM_HOSTS, init: str = guest.DEFAULT_INIT
+) -> str:
+    if init not in guest.INITS:
+        raise LabError(f"--init {init!r}: allowed: {', '.join(guest.INITS)}")
     if (EMBEDDED_STATE_ROOT / lab_id).exists():
         raise LabError(f"{lab_id} is an embedded lab on this machine: pick another id for the VM lab")
     image = kernel.image(variant)
@@ -113,10 +117,11 @@ def up(lab_id: str, variant: str, inventory_dir: Path, hosts: int = DEFAULT_VM_H
     with _allocation_lock():
         state = load_state(lab_id)
         if state:
-            if state.get("complete") and state["kernel"] == variant and healthy(state):
-                return f"lab {lab_id} is already up ({variant} kernel), inventory {state['inventory']}"
+            same = state["kernel"] == variant and state.get("init", guest.DEFAULT_INIT) == init
+            if state.get("complete") and same and healthy(state):
+                return f"lab {lab_id} is already up ({variant} kernel, {init} init), inventory {state['inventory']}"
             raise LabError(
-                f"VM lab {lab_id} exists ({state['kernel']} kernel, "
+                f"VM lab {lab_id} exists ({state['kernel']} kernel, {state.get('init', 'busybox')} init, "
                 f"{'healthy' if healthy(state) else 'not healthy'}): `badsum lab down --lab {lab_id}` first"
             )
         if cgroups.leftovers(lab_id) or network.lab_links(VmLabSpec(lab_id, DEFAULT_VM_HOSTS, 0)):
@@ -128,6 +133,7 @@ def up(lab_id: str, variant: str, inventory_dir: Path, hosts: int = DEFAULT_VM_H
             "hosts": hosts,
             "slot": spec.slot,
             "kernel": variant,
+            "init": init,
             "kernel_record": kernel_rec,
             "rootfs": str(disk),
             "accel": accel,
@@ -145,9 +151,9 @@ def up(lab_id: str, variant: str, inventory_dir: Path, hosts: int = DEFAULT_VM_H
         started = {}
         for node in spec.nodes():
             network.create_tap(spec, node.mgmt_link)
-            machine = _machine(spec, node, image, disk)
+            machine = _machine(spec, node, image, disk, init)
             started[node.name] = (qemu.start(machine, lab_id, accel), time.monotonic())
-        write_inventory(spec, inventory_dir, kernel_rec, accel)
+        write_inventory(spec, inventory_dir, kernel_rec, accel, init)
         boot = _wait_for_ssh(spec, inventory_dir, kernel_rec["release"], {n: t for n, (_, t) in started.items()})
     except BaseException:
         with contextlib.suppress(Exception):
@@ -158,7 +164,8 @@ def up(lab_id: str, variant: str, inventory_dir: Path, hosts: int = DEFAULT_VM_H
     _save_state(state)
     slowest = max(boot.values())
     return (
-        f"lab {lab_id} is up: {hosts} hosts + switch as QEMU guests ({accel}), kernel {kernel_rec['release']}, "
+        f"lab {lab_id} is up: {hosts} hosts + switch as QEMU guests ({accel}, {init} init), "
+        f"kernel {kernel_rec['release']}, "
         f"SSH on all in {slowest:.1f} s, inventory {inventory_dir}"
     )
 
@@ -213,7 +220,7 @@ def _cable(spec: VmLabSpec, local: str, remote: str) -> str:
     )
 
 
-def _machine(spec: VmLabSpec, node: Node, image: Path, disk: Path) -> qemu.Machine:
+def _machine(spec: VmLabSpec, node: Node, image: Path, disk: Path, init: str) -> qemu.Machine:
     i = node_index(node.name)
     nics = [qemu.Nic(f"tap,ifname={node.mgmt_link},script=no,downscript=no", spec.mac(i, 0))]
     if node.is_switch:
@@ -231,6 +238,7 @@ def _machine(spec: VmLabSpec, node: Node, image: Path, disk: Path) -> qemu.Machi
         nics=tuple(nics),
         fw_cfg={item: node_dir / item for item in guest.FW_CFG_ITEMS},
         workdir=node_dir,
+        init=init,
     )
 
 
@@ -268,8 +276,11 @@ def _wait_for_ssh(spec: VmLabSpec, inventory_dir: Path, release: str, started: d
     def wait(node: Node) -> float:
         pidfile = spec.state_dir / node.name / "qemu.pid"
         while time.monotonic() < deadline:
-            if not alive(int(pidfile.read_text())):
+            pid = int(pidfile.read_text())
+            if not alive(pid):
                 raise LabError(f"{node.name}'s QEMU exited while booting:\n{_console_tail(spec, node)}")
+            if _panicked(spec, node):  # panic=0: the guest halts, QEMU stays
+                raise LabError(f"{node.name}'s kernel panicked while booting:\n{_console_tail(spec, node, 40)}")
             if _port_open(node.mgmt_v4):
                 proc = subprocess.run(
                     ssh_argv(inventory_dir, node.mgmt_v4, "uname", "-r"),
@@ -291,6 +302,12 @@ def _wait_for_ssh(spec: VmLabSpec, inventory_dir: Path, release: str, started: d
     nodes = spec.nodes()
     with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
         return dict(zip((n.name for n in nodes), pool.map(wait, nodes), strict=True))
+
+
+def _panicked(spec: VmLabSpec, node: Node) -> bool:
+    with contextlib.suppress(OSError):
+        return qemu.PANIC in (spec.state_dir / node.name / "console.log").read_text(errors="replace")
+    return False
 
 
 def _console_tail(spec: VmLabSpec, node: Node, lines: int = 15) -> str:
@@ -387,6 +404,7 @@ def status(lab_id: str | None = None) -> list[dict]:
                 hosts=st["hosts"],
                 slot=st["slot"],
                 kernel=st["kernel"],
+                init=st.get("init", guest.DEFAULT_INIT),
                 release=st.get("kernel_record", {}).get("release"),
                 accel=st["accel"],
                 inventory=st["inventory"],

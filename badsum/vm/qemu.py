@@ -19,18 +19,20 @@ from badsum.vm import guest
 
 QEMU = "qemu-system-x86_64"
 # mitigations=off: a lab guest runs nothing untrusted, and TCG pays for every
-# barrier; panic=-1 with -no-reboot turns a failed boot into an exited QEMU.
+# barrier. panic=0: a panicking kernel halts, and says so on the console,
+# which the provider reads while it waits for SSH; a guest may reboot
+# (systemctl reboot: what proves a unit comes back) on the same disk overlay.
 KERNEL_ARGS = (
     "console=ttyS0,115200",
     "root=/dev/vda",
     "rootfstype=ext4",
     "rw",
-    f"init={guest.INIT}",
-    "panic=-1",
+    "panic=0",
     "quiet",
     "mitigations=off",
     "8250.nr_uarts=1",
 )
+PANIC = "Kernel panic"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Machine:
     nics: tuple[Nic, ...]
     fw_cfg: dict[str, Path]  # item name (below guest.FW_CFG_PREFIX) -> file
     workdir: Path  # console.log and the pidfile
+    init: str  # a key of guest.INITS
 
 
 def accelerator() -> str:
@@ -76,7 +79,6 @@ def argv(m: Machine, accel: str) -> list[str]:
         str(m.memory_mb),
         "-nodefaults",
         "-no-user-config",
-        "-no-reboot",
         "-display",
         "none",
         "-vga",
@@ -90,7 +92,7 @@ def argv(m: Machine, accel: str) -> list[str]:
         "-kernel",
         str(m.kernel),
         "-append",
-        " ".join(KERNEL_ARGS),
+        " ".join((*KERNEL_ARGS, *guest.INITS[m.init])),
         # snapshot=on: writes go to an unlinked temporary file, so the shared
         # image never changes and a killed guest leaves nothing behind.
         "-drive",

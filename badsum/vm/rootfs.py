@@ -56,7 +56,10 @@ PACKAGES = (
     "libbpf-dev",
     "libc6-dev",
     "linux-libc-dev",
-    # Not started at boot: bench/persistence.py runs systemd-udevd to measure udev rules and .link files.
+    # PID 1 of the guests booted with --init systemd (and systemctl's bus); under busybox init
+    # neither runs, and bench/persistence.py starts systemd-udevd by hand.
+    "systemd",
+    "dbus",
     "udev",
 )
 IMAGE_SIZE = "8G"  # sparse: dockerd's data root and the results grow in the guests' overlays
@@ -70,7 +73,7 @@ def key(packages: tuple[str, ...] = PACKAGES) -> str:
         "mirrors": MIRRORS,
         "packages": sorted(packages),
         "files": {p: [c, m] for p, (c, m) in sorted(guest.files().items())},
-        "init": guest.INIT,
+        "links": guest.links(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -161,10 +164,11 @@ def _customize(root: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
         target.chmod(mode)
-    init = root / guest.INIT.lstrip("/")
-    init.parent.mkdir(parents=True, exist_ok=True)
-    init.unlink(missing_ok=True)
-    init.symlink_to("/bin/busybox")
+    for path, target in guest.links().items():
+        link = root / path.lstrip("/")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
     # Each guest gets its own host key from fw_cfg; none may be shared through the image.
     for old in (root / "etc" / "ssh").glob("ssh_host_*"):
         old.unlink()

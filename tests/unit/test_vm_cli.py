@@ -45,6 +45,16 @@ def test_a_vm_lab_is_found_by_its_id(
     assert calls == [routed_to]
 
 
+@pytest.mark.parametrize("flag", [["--kernel", "unfixed"], ["--init", "systemd"]])
+def test_vm_only_options_are_refused_for_an_embedded_lab(monkeypatch: pytest.MonkeyPatch, flag: list[str]) -> None:
+    monkeypatch.setattr(vm_cli.provider, "is_vm_lab", lambda lab_id: False)
+    monkeypatch.setattr(cli, "cmd_lab", lambda args: pytest.fail("an embedded lab was brought up"))
+    args = cli.build_parser().parse_args(["lab", "up", *flag])
+    with pytest.raises(ValueError, match=f"{flag[0]} {flag[1]}: only for VM labs"):
+        args.func(args)
+    assert cli.build_parser().parse_args(["lab", "up", "--provider", "qemu", *flag]).provider == "qemu"
+
+
 def test_qemu_lab_up_needs_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vm_cli, "require_root", lambda what: None)
     args = argparse.Namespace(action="up", kernel=None, lab="vm1", inventory=None, all=False)

@@ -82,23 +82,53 @@ def test_env_file_quotes_every_value(tmp_path: Path) -> None:
     assert out.stdout == "x y|it's; $(false)"
 
 
-def test_boot_script_is_valid_sh() -> None:
-    assert subprocess.run(["sh", "-n"], input=guest.BOOT, text=True).returncode == 0
+def test_boot_scripts_are_valid_sh() -> None:
+    for script in (guest.MOUNTS, guest.BOOT):
+        assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+
+
+def test_systemd_guests_boot_the_script_as_a_unit_and_never_the_system_dockerd() -> None:
+    links = guest.links()
+    files = guest.files()
+    assert links[guest.INIT] == "/bin/busybox"
+    assert links["/etc/systemd/system/sysinit.target.wants/badsum-boot.service"] in files
+    assert "ExecStart=/usr/local/sbin/badsum-boot\n" in files["/etc/systemd/system/badsum-boot.service"][0]
+    # docker.io enables a dockerd on 172.17.0.0/16, containerd with it: never in a lab.
+    for unit in ("docker.service", "docker.socket", "containerd.service", "apt-daily.timer"):
+        assert links[f"/etc/systemd/system/{unit}"] == "/dev/null"
+    # busybox init runs the mounts systemd would have made, then the same boot script.
+    assert guest.INITTAB.index("badsum-mounts") < guest.INITTAB.index("badsum-boot")
 
 
 def test_qemu_command_line(tmp_path: Path) -> None:
     spec = VmLabSpec("vm1", 2, 0)
-    m = provider._machine(spec, spec.switch, tmp_path / "bzImage", tmp_path / "rootfs.img")
+    m = provider._machine(spec, spec.switch, tmp_path / "bzImage", tmp_path / "rootfs.img", "busybox")
     cmd = " ".join(qemu.argv(m, "tcg"))
     assert "accel=tcg" in cmd and "-cpu max" in cmd
     assert "snapshot=on" in cmd  # the shared image is never written
     assert "user" not in {a.split(",")[0] for a in qemu.argv(m, "tcg")}  # no slirp and its 10.0.2.0/24
     assert cmd.count("dgram,") == 2 and cmd.count("tap,ifname=vm1-msw") == 1
     assert f"remote.path={spec.link_socket('h2')}" in cmd
-    assert f"init={guest.INIT}" in cmd
+    assert f"init={guest.INIT}" in cmd and "net.ifnames" not in cmd
+    # A guest may reboot (and stays on its overlay); a panic halts it, for the provider to see.
+    assert "-no-reboot" not in cmd and "panic=0" in cmd
     assert all(f"name={guest.FW_CFG_PREFIX}/{item}," in cmd for item in guest.FW_CFG_ITEMS)
     kvm = " ".join(qemu.argv(m, "kvm"))
     assert "accel=kvm" in kvm and "-cpu host" in kvm
+    systemd = " ".join(qemu.argv(provider._machine(spec, spec.host(1), m.kernel, m.rootfs, "systemd"), "tcg"))
+    assert "init=/lib/systemd/systemd" in systemd and "net.ifnames=0" in systemd and guest.INIT not in systemd
+
+
+def test_a_panic_while_booting_is_told_from_the_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(provider.paths, "STATE_ROOT", tmp_path)
+    spec = VmLabSpec("vm1", 2, 0)
+    console = spec.state_dir / "host1" / "console.log"
+    assert not provider._panicked(spec, spec.host(1))  # no console yet
+    console.parent.mkdir(parents=True)
+    console.write_text("badsum-boot: up as host1\n")
+    assert not provider._panicked(spec, spec.host(1))
+    console.write_text("Kernel panic - not syncing: No working init found.\n")
+    assert provider._panicked(spec, spec.host(1))
 
 
 def test_accelerator_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +141,7 @@ def test_accelerator_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_inventory_has_the_embedded_shape_and_says_what_the_kernel_is(tmp_path: Path) -> None:
     spec = VmLabSpec("vm1", 2, 0)
-    vm = vm_inventory.inventory_data(spec, tmp_path, KERNEL, "tcg")
+    vm = vm_inventory.inventory_data(spec, tmp_path, KERNEL, "tcg", "systemd")
     emb = embedded_inventory.inventory_data(LabSpec("lab0", 2, 0), tmp_path)
     assert vm["all"]["children"].keys() == emb["all"]["children"].keys()
     for group in ("clients", "servers", "switches", "lab_hosts"):
@@ -126,7 +156,10 @@ def test_inventory_has_the_embedded_shape_and_says_what_the_kernel_is(tmp_path: 
     assert top["badsum_embedded_lab"] is False
     assert top["badsum_common_install_packages"] is False
     assert top["badsum_experiment_kernel_fixed"] == "no"
-    fixed = vm_inventory.inventory_data(spec, tmp_path, {**KERNEL, "variant": "fixed", "has_fix": True}, "tcg")
+    assert top["badsum_vm_lab"]["init"] == "systemd"
+    fixed = vm_inventory.inventory_data(
+        spec, tmp_path, {**KERNEL, "variant": "fixed", "has_fix": True}, "tcg", "busybox"
+    )
     assert fixed["all"]["vars"]["badsum_experiment_kernel_fixed"] == "yes"
     yaml.safe_dump(vm)  # plain data only
 
