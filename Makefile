@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump conntrack iptables \
 	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
-	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium sudo
+	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium sudo systemd
 
 .PHONY: reproduce test deps apt venv lint unit integration test-faults verify molecule lab-up lab-down lab-status bench clean
 
@@ -127,4 +127,4 @@ reproduce-real: deps kernels
 # Both VM labs (unfixed and fixed kernel) booted, with real traffic through them
 # (both backends on the unfixed one). Part of `make test`.
 test-vm: kernels
-	BADSUM_TEST_VM=1 $(BIN)/python -m pytest -q tests/unit/test_vm_*.py tests/integration/test_vm.py
+	BADSUM_TEST_VM=1 $(BIN)/python -m pytest -q tests/unit/test_vm_*.py tests/integration/test_vm.py tests/integration/test_vm_systemd.py

@@ -87,7 +87,7 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
         "container_veths_rx_on": sum(v["rx"] == "on" for v in container),
         "runtimes": inv["runtimes"],
         "cni": cni_status,
-        "guard": {**guard_info, "running": guard_running, "mode": mode},
+        "guard": {**guard_info, "running": guard_running, "mode": mode, "enabled": persistence.guard_enabled(mode)},
         "remediation": {"recorded": record is not None, "at": (record or {}).get("recorded_at")},
         "scope": inv["scope"],
         "namespaces": inv["namespaces"],

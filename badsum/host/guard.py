@@ -14,8 +14,10 @@ end shows up there - and then walks every container namespace, so it covers
 all of them the same way. It changes container-side veths only (containers.py
 says which), never a physical NIC, a bridge or a host-only veth.
 
-Under systemd it runs as a unit (remediate installs it); elsewhere as a
-daemon in the caller's session and cgroup, with a pidfile in DIR.
+Under systemd it runs as a unit (remediate installs it: Type=notify, so
+systemd counts it as started once it listens and has made its first pass,
+and starts the container runtimes after it at boot); elsewhere as a daemon
+in the caller's session and cgroup, with a pidfile in DIR.
 """
 
 from __future__ import annotations
@@ -93,6 +95,17 @@ class Files:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
 
+def notify(message: str) -> None:
+    """Tell systemd (sd_notify's protocol: a datagram to $NOTIFY_SOCKET); nothing when it is not asking."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.sendto(message.encode(), address)
+
+
 def _drain(events: socket.socket) -> None:
     """Read the burst's messages: they only say "look again". An overflow (ENOBUFS) says the same."""
     with contextlib.suppress(BlockingIOError):
@@ -155,8 +168,12 @@ def run_daemon(files: Files, interval: float) -> None:
                 # a link made after start_guard() returns cannot be missed.
                 atomic_write(files.pid, str(os.getpid()))
                 files.write_log(f"started (pid {os.getpid()}, scope {scope or 'whole host'}, interval {interval:g} s)")
+                notify("READY=1")
                 announced = True
+            if done or passes == 1:
+                notify(f"STATUS={changes} container veths turned to rx off in {passes} passes")
             due = time.monotonic() + interval
+    notify("STOPPING=1")
     files.write_log("stopped")
     files.pid.unlink(missing_ok=True)
 

@@ -25,6 +25,7 @@ change nothing. Physical NICs, bridges and host-only veths are never changed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -35,6 +36,8 @@ from . import audit, cni, containers, guard, netlink
 from .common import HostError, Parser, atomic_write, sh
 from .persistence import (
     UNIT,
+    UNIT_PATH,
+    guard_enabled,
     guard_mode,
     guard_running,
     load_state,
@@ -42,6 +45,7 @@ from .persistence import (
     start_guard,
     state_dir,
     stop_guard,
+    unit_text,
 )
 
 VERIFY_PREFIX = "bsverify-"
@@ -69,6 +73,9 @@ def apply(args: argparse.Namespace) -> dict:
     if start:
         changes.append(f"start the guard ({'systemd unit ' + UNIT if mode == 'systemd' else 'daemon'})")
     diff = [file_diff(item) for item in cni_items]
+    if start and mode == "systemd":
+        unit = {"path": str(UNIT_PATH), "before": _read(str(UNIT_PATH)), "after": unit_text(args.interval)}
+        diff.append(file_diff(unit))
     if veths:
         diff.append(
             {
@@ -135,6 +142,8 @@ def rollback(args: argparse.Namespace) -> dict:
         for p, f in state["files"].items()
         if _read(p) != f["before"]
     ]
+    if stop and mode == "systemd" and UNIT_PATH.exists():
+        diff.append(file_diff({"path": str(UNIT_PATH), "before": _read(str(UNIT_PATH)), "after": None}))
     if args.check:
         return {
             "changed": True,
@@ -156,8 +165,10 @@ def rollback(args: argparse.Namespace) -> dict:
     (state_dir() / "state.json").unlink()
     for leftover in ("guard.log", "guard.log.1", "guard-changes.jsonl"):
         (state_dir() / leftover).unlink(missing_ok=True)
-    if state_dir().is_dir() and not any(state_dir().iterdir()):
-        state_dir().rmdir()
+    # The record's directory and remediation/ above it, when nothing else is in them.
+    for directory in (state_dir(), state_dir().parent):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
     return {"changed": True, "changes": changes, "diff": diff, "gone": [v["ifname"] for v, _ in gone]}
 
 
@@ -255,6 +266,8 @@ def verify(args: argparse.Namespace) -> dict:
         problems.append("no remediation is recorded on this host")
     elif mode != "none" and not guard_running(mode):
         problems.append(f"the guard ({mode}) is not running: containers created from now on are exposed")
+    elif mode == "systemd" and not guard_enabled(mode):
+        problems.append(f"{UNIT} is not enabled: after a reboot, new containers would be exposed")
     cni_status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
     problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is not True]
     if cni_status["conflists"] and not cni_status["plugin_installed"]:

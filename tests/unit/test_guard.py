@@ -1,4 +1,5 @@
-"""The guard daemon, really running: it stops at once on SIGTERM, with its log saying so.
+"""The guard daemon, really running: it stops at once on SIGTERM, with its log saying so, and
+speaks systemd's readiness protocol (Type=notify) as systemd hears it.
 
 It runs in a cgroup of an emulated host of its own (/badsum/utgrd/host1),
 which is also its scope: no namespace is in it, so its passes change nothing
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from badsum.host import guard
 from badsum.lab import cgroups
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +42,7 @@ def test_the_guard_stops_at_once_on_sigterm(host_cgroup: list[Path], tmp_path: P
         for procs in host_cgroup:
             procs.write_text(str(os.getpid()))
 
-    guard = subprocess.Popen(
+    daemon = subprocess.Popen(
         [sys.executable, "-m", "badsum.host", "guard", "run", "--state-dir", str(tmp_path), "--interval", "60"],
         cwd=ROOT,
         preexec_fn=join,  # in its cgroup before it runs a line
@@ -48,15 +51,63 @@ def test_the_guard_stops_at_once_on_sigterm(host_cgroup: list[Path], tmp_path: P
     )
     deadline = time.monotonic() + 10
     while not (tmp_path / "guard.pid").exists():
-        assert guard.poll() is None, guard.stderr.read().decode() if guard.stderr else ""
+        assert daemon.poll() is None, daemon.stderr.read().decode() if daemon.stderr else ""
         assert time.monotonic() < deadline, "the guard did not start"
         time.sleep(0.02)
     assert f"scope /badsum/{LAB}/host1" in (tmp_path / "guard.log").read_text()
 
     started = time.monotonic()
-    guard.send_signal(signal.SIGTERM)
+    daemon.send_signal(signal.SIGTERM)
     # The next pass is a minute away and no link appears: only the signal can wake it.
-    assert guard.wait(timeout=5) == 0
+    assert daemon.wait(timeout=5) == 0
     assert time.monotonic() - started < 1
     assert (tmp_path / "guard.log").read_text().rstrip().endswith("stopped")
     assert not (tmp_path / "guard.pid").exists()
+
+
+def test_the_guard_tells_systemd_it_is_ready_only_after_its_first_pass(host_cgroup: list[Path], tmp_path: Path) -> None:
+    """Type=notify, spoken as systemd listens for it: READY=1 on $NOTIFY_SOCKET once the pidfile says running."""
+
+    def join() -> None:
+        for procs in host_cgroup:
+            procs.write_text(str(os.getpid()))
+
+    notify_path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify_path))
+        listener.settimeout(10)
+        state = tmp_path / "state"
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "badsum.host", "guard", "run", "--state-dir", str(state), "--interval", "60"],
+            cwd=ROOT,
+            env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
+            preexec_fn=join,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            messages = [listener.recv(4096).decode()]
+            assert messages == ["READY=1"]
+            assert (state / "guard.pid").read_text() == str(daemon.pid)  # ready means running, not starting
+            messages.append(listener.recv(4096).decode())
+            assert messages[1] == "STATUS=0 container veths turned to rx off in 1 passes"
+            daemon.send_signal(signal.SIGTERM)
+            assert listener.recv(4096).decode() == "STOPPING=1"
+            assert daemon.wait(timeout=5) == 0
+        finally:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_notify_reaches_an_abstract_socket_and_is_silent_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"badsum-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind("\0" + name)
+        listener.settimeout(2)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        guard.notify("READY=1")
+        assert listener.recv(64) == b"READY=1"
+        monkeypatch.delenv("NOTIFY_SOCKET")
+        guard.notify("READY=1")  # not under systemd: nothing sent, nothing raised
+        with pytest.raises(TimeoutError):
+            listener.recv(64)
