@@ -98,7 +98,8 @@ def run(phase: str, project: Path, inventory: Path, extravars: dict, cmdline: li
     exposed = summary["risk"].get("exposed", 0) if phase == "audit" else 0
     status = 2 if outcome.rc != 0 or written["problems"] else (1 if exposed else 0)
     if as_json:
-        summary.update(ansible_rc=outcome.rc, elapsed=round(elapsed, 1), run_dir=str(run_dir), status=status)
+        # exit_status: the command's own exit status (fleet.json's "status" counts hosts by status)
+        summary.update(ansible_rc=outcome.rc, elapsed=round(elapsed, 1), run_dir=str(run_dir), exit_status=status)
         print(json.dumps(summary, indent=1))
         return status
     print(written["table"])

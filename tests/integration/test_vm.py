@@ -18,39 +18,18 @@ the netem backend, which this machine's own kernel lacks.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from badsum.host.common import alive
-from badsum.lab import cgroups
-from badsum.vm import kernel, network, provider, rootfs
-from badsum.vm.spec import VmLabSpec
+import vmlab
+from badsum.vm import kernel
 from conftest import ENV, ROOT, VENV_BIN, badsum, cells
+from vmlab import MARKS
 
-
-def _missing() -> str:
-    try:
-        missing = [f"the {v} kernel" for v in kernel.VARIANTS if kernel.record(v) is None]
-        missing += [] if rootfs.record() else ["the guests' root filesystem"]
-    except Exception as exc:  # e.g. linux-source-6.1 not installed: nothing can be built
-        return str(exc)
-    return f"{' and '.join(missing)} not built: run `make kernels` (~20 min)" if missing else ""
-
-
-MISSING = _missing()
-# `make test-vm` (the last step of `make test`) sets this, after `make kernels`: a bare
-# `pytest tests/integration` does not boot VMs.
-OPTED_IN = os.environ.get("BADSUM_TEST_VM") == "1"
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not OPTED_IN, reason="VM tests run with `make test-vm` (BADSUM_TEST_VM=1)"),
-    pytest.mark.skipif(bool(MISSING), reason=MISSING or "built"),
-]
+pytestmark = MARKS
 
 LABS = {"unfixed": "vmtu", "fixed": "vmtf"}
 # What each kernel is asked, and what it must answer: (topology, condition) -> (verdict, kind).
@@ -73,45 +52,11 @@ RUN_TIMEOUT = 1800
 @pytest.fixture(scope="module", params=list(LABS))
 def vm_lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     variant = request.param
-    lab = LABS[variant]
-    inventory = tmp_path_factory.mktemp(f"vm-inventory-{variant}")
-    badsum("lab", "down", "--lab", lab)
-    started = time.monotonic()
-    up = badsum(
-        "lab",
-        "up",
-        "--provider",
-        "qemu",
-        "--kernel",
-        variant,
-        "--lab",
-        lab,
-        "--inventory",
-        str(inventory),
-        timeout=900,
-        check=False,
-    )
-    if up.returncode != 0:
-        badsum("lab", "down", "--lab", lab, timeout=120, check=False)
-        pytest.fail(f"the {variant} VM lab did not come up:\n{up.stderr[-3000:]}{up.stdout[-1000:]}")
-    seconds = time.monotonic() - started
-    yield {"variant": variant, "lab": lab, "inventory": inventory, "up": up.stdout, "up_seconds": seconds}
-    badsum("lab", "down", "--lab", lab, timeout=120)
+    yield from vmlab.vm_lab(LABS[variant], variant, tmp_path_factory.mktemp(f"vm-inventory-{variant}"))
 
 
 def ssh(info: dict, host: str, *command: str) -> str:
-    state = provider.load_state(info["lab"])
-    assert state
-    spec = VmLabSpec(info["lab"], state["hosts"], state["slot"])
-    node = spec.switch if host == "switch" else spec.host(int(host.removeprefix("host")))
-    proc = subprocess.run(
-        provider.ssh_argv(info["inventory"], node.mgmt_v4, *command),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return proc.stdout
+    return vmlab.ssh(info, host, *command).stdout
 
 
 def test_every_guest_runs_the_lab_kernel(vm_lab: dict) -> None:
@@ -200,17 +145,5 @@ def test_netem_gives_the_ebpf_injectors_verdicts(vm_lab: dict, tmp_path: Path) -
 
 
 def test_down_leaves_nothing_behind(vm_lab: dict) -> None:
-    lab = vm_lab["lab"]
-    state = provider.load_state(lab)
-    assert state
-    spec = VmLabSpec(lab, state["hosts"], state["slot"])
-    pids = [n["pid"] for n in state["nodes"].values()]
-    badsum("lab", "down", "--lab", lab, timeout=120)
-    # Gone or a zombie: QEMU's parent (`lab up`) has exited, so PID 1 reaps them when it gets to it.
-    assert not [p for p in pids if alive(p)]
-    assert network.lab_links(spec) == []
-    assert cgroups.leftovers(lab) == []
-    assert not spec.state_dir.exists()
-    assert not (vm_lab["inventory"] / "hosts.yml").exists()
-    assert not (vm_lab["inventory"] / ".ssh").exists()
-    assert "was not up" in badsum("lab", "down", "--lab", lab).stdout
+    vmlab.assert_down_leaves_nothing(vm_lab)
+    assert "was not up" in badsum("lab", "down", "--lab", vm_lab["lab"]).stdout
