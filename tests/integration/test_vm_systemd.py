@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 import vmlab
-from badsum.host.persistence import UNIT
+from badsum.host.persistence import RUNTIME_UNITS, UNIT
 from conftest import ENV, ROOT, VENV_BIN, badsum
 from vmlab import MARKS
 
@@ -42,6 +42,19 @@ HOSTS = ("host1", "host2")
 MIX = ["docker-ipv6", "kubernetes"]  # host1: a Docker container; host2 (the canary): a CNI pod
 UNIT_FILE = f"/etc/systemd/system/{UNIT}"
 OLD = "badsum-test-old"
+BOOT_RUNTIME = "mesos-agent"  # one of persistence.RUNTIME_UNITS
+BOOT_RUNTIME_UNIT = """\
+[Unit]
+Description=badsum test: a container runtime that starts a container at boot
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'systemctl is-active badsum-rx-guard.service > /run/badsum-test-runtime-saw; \\
+  ip netns add bootpod; ip link add bootpod0 type veth peer name boothost0; \\
+  ip link set bootpod0 netns bootpod; ip link set boothost0 up; ip -n bootpod link set bootpod0 up'
+[Install]
+WantedBy=multi-user.target
+"""
 
 # Runs on a guest (python3 -): every veth in every network namespace but the
 # host's, found by process and by bind mount, with its rx-checksumming as
@@ -81,8 +94,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     yield from vmlab.vm_lab(LAB, "unfixed", tmp_path_factory.mktemp("vm-systemd-inventory"), init="systemd")
 
 
-def sh(info: dict, host: str, *command: str, check: bool = True) -> str:
-    return vmlab.ssh(info, host, *command, check=check).stdout.strip()
+def sh(info: dict, host: str, *command: str, check: bool = True, stdin: str | None = None) -> str:
+    return vmlab.ssh(info, host, *command, check=check, stdin=stdin).stdout.strip()
 
 
 def systemctl(info: dict, host: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -241,7 +254,24 @@ def test_systemd_restarts_a_killed_guard_which_still_protects(lab: dict) -> None
     assert len(result["new_containers"]) == 2 and all(c["seconds"] is not None for c in result["new_containers"])
 
 
-def test_after_a_reboot_the_guard_is_back_and_the_restarted_pod_is_protected(lab: dict) -> None:
+def test_a_disabled_unit_is_reported_by_the_verification(lab: dict) -> None:
+    """Active but not enabled: protected now, not after the next reboot. The check must say so."""
+    sh(lab, "host1", "systemctl", "disable", UNIT)
+    try:
+        result = kit_verify(lab, "host1")
+        assert result["ok"] is False
+        assert result["problems"] == [f"{UNIT} is not enabled: after a reboot, new containers would be exposed"]
+    finally:
+        sh(lab, "host1", "systemctl", "enable", UNIT)
+    assert kit_verify(lab, "host1")["ok"] is True
+
+
+def test_after_a_reboot_the_guard_is_up_before_the_runtimes_and_protects_their_containers(lab: dict) -> None:
+    # A stand-in for a runtime that starts its containers at boot, under one of the names the
+    # guard's unit orders itself before: what it sees of the guard, and a container veth.
+    assert f"{BOOT_RUNTIME}.service" in RUNTIME_UNITS
+    sh(lab, "host2", "tee", f"/etc/systemd/system/{BOOT_RUNTIME}.service", stdin=BOOT_RUNTIME_UNIT)
+    sh(lab, "host2", "systemctl", "enable", BOOT_RUNTIME)
     boot_id = sh(lab, "host2", "cat", "/proc/sys/kernel/random/boot_id")
     systemctl(lab, "host2", "reboot", "--no-block")
 
@@ -252,10 +282,14 @@ def test_after_a_reboot_the_guard_is_back_and_the_restarted_pod_is_protected(lab
     wait_for("host2 back after its reboot", rebooted, 300)
     assert systemctl(lab, "host2", "is-system-running", "--wait").stdout.strip() == "running"
     assert systemctl(lab, "host2", "is-active", UNIT).stdout.strip() == "active"
-    assert container_veths(lab, "host2") == []  # the pod did not survive the reboot; its runtime starts it again
+    # The runtime started after the guard was ready (Type=notify + Before=): no window at boot.
+    assert sh(lab, "host2", "cat", "/run/badsum-test-runtime-saw") == "active"
+    veths = container_veths(lab, "host2")
+    assert [v["ifname"] for v in veths] == ["bootpod0"] and veths[0]["rx"] == "off", veths
+    # The CNI pod did not survive the reboot: started again, as its runtime would.
     start_containers(lab, "host2", recreate=True)
     veths = container_veths(lab, "host2")
-    assert veths and all(v["rx"] == "off" for v in veths), veths
+    assert len(veths) == 2 and all(v["rx"] == "off" for v in veths), veths
     assert kit_verify(lab, "host2")["ok"] is True
 
 
