@@ -3,11 +3,15 @@
 
 For each size: a lab of its own (bfleet), its containers (playbooks/fleet_lab.yml:
 CNI pods, Mesos-style containers, Docker on one host in ten, nothing on the
-rest), then, --runs times: audit.yml, remediate.yml (the canary and its
-experiment cell included, default batches) and rollback.yml. Prints each
-phase's wall time and hosts per minute as median / min / max, so the growth
-of the cost with the fleet shows. Every run must succeed and leave every host
-as the audit found it. Root only.
+rest), one warm-up audit, then, --runs times: audit.yml, remediate.yml (the
+canary and its experiment cell included, default batches) and rollback.yml.
+Prints each phase's wall time and hosts per minute as median / min / max, so
+the growth of the cost with the fleet shows. Every run must succeed and leave
+every host as the audit found it. Root only.
+
+The warm-up is the emulation's own cost, printed apart: the first probe on an
+emulated host compiles the veth-bug emulator (once per lab) and loads it into
+that host's bpffs (once per host) - what a real unfixed kernel has built in.
 
     .venv/bin/python bench/fleet.py [--sizes 50 100 200] [--runs 3]
 """
@@ -25,6 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from badsum.lab.spec import MAX_HOSTS  # noqa: E402
+
 BIN = Path(sys.executable).parent
 LAB = "bfleet"
 ENV = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
@@ -65,6 +73,8 @@ def bench_size(size: int, runs: int, work: Path) -> dict[str, list[float]]:
             raise SystemExit(f"fleet_lab.yml failed:\n{lab.stdout[-4000:]}")
         times: dict[str, list[float]] = {p: [] for p in PHASES}
         results = work / f"results{size}"
+        warm_up = playbook(inventory, "audit", results, "warm-up")
+        print(f"  {size} hosts, warm-up audit (the emulator loaded on every host): {warm_up:.1f} s", flush=True)
         for n in range(runs):
             for phase in PHASES:
                 times[phase].append(playbook(inventory, phase, results, f"{phase}-{n}"))
@@ -87,6 +97,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    if not all(2 <= n <= MAX_HOSTS for n in args.sizes):
+        parser.error(f"--sizes {' '.join(map(str, args.sizes))}: allowed: 2 to {MAX_HOSTS} hosts each")
+    if not 1 <= args.runs <= 20:
+        parser.error(f"--runs {args.runs}: allowed: 1 to 20")
     if os.geteuid() != 0:
         raise SystemExit("root only: the lab builds network namespaces")
     table = {}
