@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from badsum.analysis import analyzer, verdict
+from badsum.files import atomic_write
 
 SCHEMA = 2
 MAX_EVENTS = 64
@@ -50,14 +51,6 @@ def field(data: Any, key: str, path: Path) -> Any:
     if key not in data:
         raise ResultError(f"{path}: field {key!r} is missing")
     return data[key]
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Readers (the report, the tests, a second run) never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    tmp.rename(path)
 
 
 # -- what a cell was ---------------------------------------------------------------------

@@ -1,16 +1,19 @@
 """A host's record of a fleet run, made from what its one host-kit call returned.
 
-The playbooks register each host's call (audit show, remediate rollout,
-remediate rollback) and, where it failed, the failing step's own message;
-badsum.kit.fleet_record turns them into records here, for a whole batch in
-one step on the controller (building them in a task per host cost a worker
-per host). The report (badsum.fleet.report) reads nothing else.
+badsum.kit.run (with its `record` option) makes each host's record here, on
+the controller, in that host's own worker as soon as its call (audit show,
+remediate rollout, remediate rollback) returns, failed or unreachable alike:
+no later step reads every host's variables back. The report
+(badsum.fleet.report) reads nothing else.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
+from badsum.files import atomic_write
 from badsum.fleet import PHASES
 
 
@@ -55,3 +58,18 @@ def record(host: str, phase: str, result: Mapping | None, error: str = "", check
             "after": _dict(result.get("after")),
         }
     return rec
+
+
+def save(run_dir: Path, records: dict[str, dict]) -> list[str]:
+    """Each host's record as hosts/<host>.json (rewritten only when it changed); the hosts written."""
+    written = []
+    for host, record in records.items():
+        if "/" in host or host.startswith("."):
+            raise ValueError(f"a host name that cannot be a file name: {host!r}")
+        path = run_dir / "hosts" / f"{host}.json"
+        text = json.dumps(record, indent=1, default=str)
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text)
+            written.append(host)
+    return written

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 
-from badsum.analysis.results import atomic_write
+from badsum.files import atomic_write
 
 TEMPLATES = Path(__file__).parent / "templates"
 RISKS = ("exposed", "mitigated", "patched", "not-applicable")
@@ -34,21 +34,6 @@ COLUMNS = (
     "action",
     "reason",
 )
-
-
-def save_records(run_dir: Path, records: dict[str, dict]) -> list[str]:
-    """Each host's record as hosts/<host>.json (rewritten only when it changed); the hosts written."""
-    written = []
-    for host, record in records.items():
-        if "/" in host or host.startswith("."):
-            raise ValueError(f"a host name that cannot be a file name: {host!r}")
-        path = run_dir / "hosts" / f"{host}.json"
-        text = json.dumps(record, indent=1, default=str)
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, text)
-            written.append(host)
-    return written
 
 
 def _audit_row(audit: dict | None) -> dict:

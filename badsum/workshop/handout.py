@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from badsum.analysis.results import atomic_write
+from badsum.files import atomic_write
 from badsum.workshop.room import Room
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -243,7 +243,7 @@ def record(host: str, risk: str, after: str = "", status: str = "ok") -> dict:
 def test_the_report_lists_every_targeted_host_and_fails_on_the_unreached_and_the_exposed(tmp_path: Path) -> None:
     plan = {"playbook": "remediate", "run_id": "r1", "hosts": ["a", "b", "c", "d"], "settings": {}}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    report.save_records(
+    records.save(
         tmp_path,
         {
             "a": record("a", "exposed", "mitigated"),
@@ -263,10 +263,10 @@ def test_the_report_lists_every_targeted_host_and_fails_on_the_unreached_and_the
 
 
 def test_records_are_rewritten_only_when_they_change_and_names_cannot_escape(tmp_path: Path) -> None:
-    assert report.save_records(tmp_path, {"a": {"x": 1}}) == ["a"]
-    assert report.save_records(tmp_path, {"a": {"x": 1}}) == []
+    assert records.save(tmp_path, {"a": {"x": 1}}) == ["a"]
+    assert records.save(tmp_path, {"a": {"x": 1}}) == []
     with pytest.raises(ValueError):
-        report.save_records(tmp_path, {"../a": {}})
+        records.save(tmp_path, {"../a": {}})
 
 
 def test_the_example_fleet_inventory_plans_a_canary_with_its_cell(tmp_path: Path) -> None:

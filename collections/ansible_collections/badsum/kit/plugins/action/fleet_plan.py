@@ -65,5 +65,5 @@ class ActionModule(ActionBase):
         if problems:
             return refuse(result, problems, "no host was touched")
         result["changed"] = False
-        result["ansible_facts"] = {"badsum_fleet_plan": plan}
+        result["plan"] = plan
         return result

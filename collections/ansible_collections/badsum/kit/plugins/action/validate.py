@@ -58,6 +58,6 @@ class ActionModule(ActionBase):
         result["settings"] = checked.values
         if plan:
             plan.update(settings.run_paths(checked.values), settings=checked.values)
-            result["ansible_facts"] = {"badsum_experiment_plan": plan}
+            result["plan"] = plan
         result["changed"] = False
         return result

@@ -10,8 +10,9 @@ description:
     C(fleet); for remediation, a canary that can run the experiment's vulnerable cell).
   - Fails listing every problem, each naming the variable, the value given and what
     is allowed.
-  - Sets the fact C(badsum_fleet_plan) - the hosts, the canary and the hosts of its
-    cell, the run's id and directory, the checked settings - that the fleet playbooks follow.
+  - Returns the C(plan) - the hosts, the canary and the hosts of its cell, the run's
+    id and directory, the checked settings - that the fleet playbooks keep as
+    C(badsum_fleet_plan) and follow.
 options:
   phase:
     description: The playbook this plan is for.
@@ -48,4 +49,8 @@ problems:
   type: list
   elements: str
   returned: failed
+plan:
+  description: The run's id and directory, its hosts, the canary and its cell's hosts, the checked settings.
+  type: dict
+  returned: success
 """

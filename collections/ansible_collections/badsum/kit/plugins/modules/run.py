@@ -56,6 +56,22 @@ options:
         nothing is written on the host (a read-only audit, a check-mode run).
     type: bool
     default: false
+  record:
+    description:
+      - Keep this host's record of a fleet run (C(badsum.fleet.records)) as
+        C(RUN_DIR/hosts/HOST.json) on the controller, whatever the call's outcome. An
+        unreachable host then fails the task (its record says unreachable) instead of
+        being unreachable, so that a batch's C(max_fail_percentage) counts it.
+    type: dict
+    suboptions:
+      run_dir:
+        description: The fleet run's directory (C(badsum_fleet_plan.run_dir)).
+        type: path
+        required: true
+      phase:
+        description: C(audit), C(remediate) or C(rollback).
+        type: str
+        required: true
   kit_content:
     description: With O(ephemeral), the kit itself, base64-encoded; set by the action plugin.
     type: str

@@ -11,8 +11,9 @@ description:
     O(inventory), the inventory's shape (groups, pairing, per-host variables).
   - Fails listing every problem, each naming the variable, the value given and
     what is allowed.
-  - With O(inventory), sets the fact C(badsum_experiment_plan) - which server runs
-    which cells with which client and corruptor - that the experiment role follows.
+  - With O(inventory), returns the run's C(plan) - which server runs which cells
+    with which client and corruptor - that the experiment role keeps as
+    C(badsum_experiment_plan) and follows.
 options:
   inventory:
     description: Also check the inventory and make the plan (false before the embedded lab exists).
@@ -41,4 +42,8 @@ settings:
   description: The experiment's settings, checked and normalised.
   type: dict
   returned: success
+plan:
+  description: The run's id and directory, its hosts, and each server's cells, client and corruptor.
+  type: dict
+  returned: success, with O(inventory)
 """

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
+
+from badsum.files import atomic_write  # the controller's badsum package, next to Ansible
 
 # The one inventory-wide setting of the kit, and its one default.
 LIB_DIR_VAR = "badsum_lib_dir"
@@ -29,13 +30,6 @@ def kit_path(action, task_vars: dict) -> str:
     return f"{lib_dir(action, task_vars)}/{KIT}"
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.rename(path)
-
-
 RESULT_KEYS = ("changed", "failed", "skipped", "msg", "invocation", "files")
 
 
@@ -51,10 +45,10 @@ def save_evidence(result: dict, save_to: str, save_as: str | None) -> dict:
         if "/" in name or name.startswith("."):
             raise ValueError(f"the host kit returned a file with a bad name: {name!r}")
         data = base64.b64decode(blob)
-        _write(where / name, data)
+        atomic_write(where / name, data)
         saved[name] = len(data)
     if save_as:
         record = {k: v for k, v in result.items() if k not in RESULT_KEYS and not k.startswith("_ansible")}
-        _write(where / f"{save_as}.json", json.dumps(record, indent=1).encode())
+        atomic_write(where / f"{save_as}.json", json.dumps(record, indent=1).encode())
     result["saved"] = {"dir": str(where), "files": saved, "record": f"{save_as}.json" if save_as else None}
     return result
