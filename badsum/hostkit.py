@@ -14,12 +14,8 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import io
 import os
-import py_compile
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 HOST_PACKAGE = Path(__file__).parent / "host"
@@ -51,6 +47,10 @@ def _bytecode(name: str, source: bytes) -> bytes:
     magic number wrong and compiles the .py next to it. Hash-based, so the
     bytes depend on the source alone: the kit stays reproducible.
     """
+    # Imported here: building is rare (the cache), and every ephemeral task imports this module.
+    import py_compile
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         src, out = Path(tmp) / "m.py", Path(tmp) / "m.pyc"
         src.write_bytes(source)
@@ -73,6 +73,9 @@ def entries() -> dict[str, bytes]:
 
 
 def _build() -> bytes:
+    import io  # here, as in _bytecode
+    import zipfile
+
     buf = io.BytesIO()
     # Stored, not deflated: every host call imports from it, and 300 KB is nothing to copy.
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -85,7 +88,11 @@ def _build() -> bytes:
 
 def build() -> bytes:
     """The kit, from a cache keyed by its sources and this Python (compiling it costs ~0.3 s, reading it 1 ms)."""
-    key = hashlib.sha256(repr(sorted(sources().items())).encode() + sys.version.encode()).hexdigest()[:16]
+    h = hashlib.sha256(sys.version.encode())
+    for name, data in sorted(sources().items()):  # every ephemeral task computes this: no copies of the bytes
+        h.update(f"\0{name}\0{len(data)}\0".encode())
+        h.update(data)
+    key = h.hexdigest()[:16]
     cached = CACHE / f"badsum-host-{key}.pyz"
     if cached.is_file():
         return cached.read_bytes()

@@ -45,7 +45,7 @@ def stats(values: list[float]) -> str:
 
 def run_once(results_dir: Path) -> tuple[float, dict[str, float], list[str]]:
     with tempfile.NamedTemporaryFile(suffix=".json") as phases_file:
-        callbacks = "badsum.kit.workers,badsum.kit.phases"  # the environment replaces ansible.cfg's list
+        callbacks = "badsum.kit.workers,badsum.kit.preload,badsum.kit.phases"  # replaces ansible.cfg's list
         env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED=callbacks, BADSUM_PHASES_FILE=phases_file.name)
         start = time.perf_counter()
         proc = subprocess.run(

@@ -14,7 +14,8 @@ name: phases
 type: aggregate
 short_description: Write each play's and task's wall time to a JSON file
 description:
-  - For bench/reproduce.py. Enable it with ANSIBLE_CALLBACKS_ENABLED=badsum.kit.workers,badsum.kit.phases
+  - For bench/reproduce.py. Enable it with
+    ANSIBLE_CALLBACKS_ENABLED=badsum.kit.workers,badsum.kit.preload,badsum.kit.phases
     and name the file with BADSUM_PHASES_FILE. Plays are recorded start to end; a task
     from its first start to its last result on any host.
 requirements:
