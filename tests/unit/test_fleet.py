@@ -133,6 +133,13 @@ def test_risk_classes(vulnerable, veths, runtimes, guard, conflists, klass) -> N
     assert found == klass and reason
 
 
+def test_a_guard_that_a_reboot_would_not_start_leaves_the_host_exposed() -> None:
+    off = [{**VETH, "rx": "off"}]
+    found, reason = audit.risk("yes", off, {"docker": 1}, True, {}, guard_enabled=False)
+    assert found == "exposed" and "after a reboot" in reason and "not enabled" in reason
+    assert audit.risk("yes", off, {"docker": 1}, True, {}, guard_enabled=True)[0] == "mitigated"
+
+
 def test_the_probe_decides_over_the_release_table() -> None:
     kernel = {"status": "fixed", "reason": "6.1 is 4.4 or later"}
     probed = {"verdict": "vulnerable", "kind": "emulated", "reason": "delivered"}
@@ -318,7 +325,7 @@ def test_a_record_says_why_a_host_failed_and_keeps_what_its_call_found() -> None
     }
     down = records.record("h2", "audit", {"unreachable": True, "msg": "ssh: connect timed out"})
     assert (down["status"], down["error"], down["audit"]) == ("failed", "unreachable: ssh: connect timed out", {})
-    # A call that failed: the rescued step's own message, and no made-up findings.
+    # A call that failed: the step's own message, and no made-up findings.
     failed = records.record("h3", "remediate", {"failed": True, "msg": "boom"}, "Remediate the host: boom", True)
     assert failed["status"] == "failed" and failed["error"] == "Remediate the host: boom"
     assert (failed["action"], failed["changes"], failed["after"], failed["check_mode"]) == ("failed", [], {}, True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ansible.errors import AnsibleConnectionFailure
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible_collections.badsum.kit.plugins.plugin_utils.kit import kit_path, lib_dir, save_evidence
 
@@ -61,7 +61,8 @@ class ActionModule(ActionBase):
         later step has to read every host's variables back (a step per batch
         that cost ~20 ms a host, one host after the other). An unreachable host
         is a failed one, with a record that says so (Ansible's max_fail_percentage
-        would not count it).
+        would not count it); so is a host where Ansible itself failed (a wrong
+        become password, a transfer that broke), with Ansible's own message.
         """
         # The controller's badsum package, next to Ansible: its light modules only (this runs once a host).
         from badsum.fleet import records
@@ -71,6 +72,8 @@ class ActionModule(ActionBase):
             result = self._execute_module("badsum.kit.run", module_args=module_args, task_vars=task_vars)
         except AnsibleConnectionFailure as exc:
             result = {"unreachable": True, "msg": str(exc)}
+        except AnsibleError as exc:  # raised before the module could answer: the host failed, say why
+            result = {"failed": True, "changed": False, "msg": str(exc)}
         error = f"{self._task.name}: {result.get('msg') or 'failed'}" if result.get("failed") else ""
         rec = records.record(host, phase, result, error, check_mode=bool(task_vars.get("ansible_check_mode")))
         records.save(Path(run_dir), {host: rec})
