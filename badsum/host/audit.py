@@ -10,7 +10,8 @@ with it). The risk class, with its reason:
     not-applicable  the kernel lacks it (or may), but nothing receives through
                     a container veth: no runtime and no container namespace
     exposed         a container veth receives with rx-checksumming on, or a
-                    runtime will create new ones unprotected (no guard running)
+                    runtime will create new ones unprotected (no guard running,
+                    or a systemd guard that is not enabled: gone after a reboot)
     mitigated       every container veth has rx off, and the guard covers new ones
 """
 
@@ -36,7 +37,15 @@ def vulnerability(kernel: dict, probed: dict | None) -> tuple[str, str]:
     return table, f"release table: {kernel['reason']}"
 
 
-def risk(vulnerable: str, veths: list[dict], runtimes: dict, guard_running: bool, cni_lists: dict) -> tuple[str, str]:
+def risk(
+    vulnerable: str,
+    veths: list[dict],
+    runtimes: dict,
+    guard_running: bool,
+    cni_lists: dict,
+    guard_enabled: bool = True,
+) -> tuple[str, str]:
+    """The host's class and why; guard_enabled: False for a systemd guard that a reboot would not start."""
     container = [v for v in veths if v["role"] == "container"]
     on = [v for v in container if v["rx"] == "on"]
     if vulnerable == "no":
@@ -47,9 +56,12 @@ def risk(vulnerable: str, veths: list[dict], runtimes: dict, guard_running: bool
     if on:
         names = ", ".join(f"{v['ifname']} ({v['owner']})" for v in on[:5]) + (" ..." if len(on) > 5 else "")
         return "exposed", f"{len(on)} of {len(container)} container veths receive with rx on: {names}{maybe}"
+    made_by = ", ".join(runtimes) or "CNI"
     if not guard_running:
-        made_by = ", ".join(runtimes) or "CNI"
         return "exposed", f"containers created from now on ({made_by}) come up with rx on: no guard runs{maybe}"
+    if not guard_enabled:
+        why = f"{persistence.UNIT} runs but is not enabled"
+        return "exposed", f"containers created after a reboot ({made_by}) come up with rx on: {why}{maybe}"
     return "mitigated", f"all {len(container)} container veths have rx off and the guard covers new ones{maybe}"
 
 
@@ -70,10 +82,18 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
     guard_info = status(Files(str(persistence.state_dir())))
     mode = (record or {}).get("guard", {}).get("mode")
     guard_running = persistence.guard_running(mode) if mode in ("daemon", "systemd") else guard_info["running"]
+    guard_enabled = persistence.guard_enabled(mode)
     cni_status = cni.status(args.cni_conf_dir or [CNI_CONF_DIR], args.cni_bin_dir)
     if cni_status["conflists"] or cni_status["plain_confs"]:
         inv["runtimes"]["cni"] = len(cni_status["conflists"]) + len(cni_status["plain_confs"])
-    klass, reason = risk(vulnerable, inv["veths"], inv["runtimes"], guard_running, cni_status["conflists"])
+    klass, reason = risk(
+        vulnerable,
+        inv["veths"],
+        inv["runtimes"],
+        guard_running,
+        cni_status["conflists"],
+        guard_enabled=guard_enabled or mode != "systemd",
+    )
     container = [v for v in inv["veths"] if v["role"] == "container"]
     return {
         "host": os.uname().nodename,
@@ -87,7 +107,7 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
         "container_veths_rx_on": sum(v["rx"] == "on" for v in container),
         "runtimes": inv["runtimes"],
         "cni": cni_status,
-        "guard": {**guard_info, "running": guard_running, "mode": mode, "enabled": persistence.guard_enabled(mode)},
+        "guard": {**guard_info, "running": guard_running, "mode": mode, "enabled": guard_enabled},
         "remediation": {"recorded": record is not None, "at": (record or {}).get("recorded_at")},
         "scope": inv["scope"],
         "namespaces": inv["namespaces"],

@@ -85,8 +85,10 @@ RUNTIME_UNITS = (
 def unit_text(interval: float) -> str:
     # The sandbox leaves the guard what it uses: netlink and ethtool on every
     # namespace (NET_ADMIN; SYS_ADMIN for setns; SYS_PTRACE to open another
-    # process's namespace), its own state directory, and nothing else to write.
-    # A systemd too old for a setting ignores it with a warning.
+    # process's namespace), its own state directory, and nothing else to write
+    # (wherever badsum_lib_dir puts it: /home and /tmp stay readable).
+    # A systemd too old for a setting ignores it with a warning. The runtimes
+    # ordered after it wait for its first pass at boot, at most TimeoutStartSec.
     return (
         "# Written by badsum (remediate apply); `remediate rollback` removes it.\n"
         "[Unit]\n"
@@ -95,6 +97,7 @@ def unit_text(interval: float) -> str:
         f"Before={' '.join(RUNTIME_UNITS)}\n\n"
         "[Service]\n"
         "Type=notify\n"
+        "TimeoutStartSec=30\n"
         f"ExecStart=/usr/bin/python3 -I {guard_kit()} guard run --state-dir {state_dir()} --interval {interval:g}\n"
         "Restart=always\n"
         "RestartSec=2\n"
@@ -102,8 +105,7 @@ def unit_text(interval: float) -> str:
         "NoNewPrivileges=yes\n"
         "ProtectSystem=strict\n"
         f"ReadWritePaths={state_dir()}\n"
-        "ProtectHome=yes\n"
-        "PrivateTmp=yes\n"
+        "ProtectHome=read-only\n"
         "ProtectKernelModules=yes\n"
         "RestrictAddressFamilies=AF_NETLINK AF_UNIX AF_INET AF_INET6\n\n"
         "[Install]\n"

@@ -67,7 +67,8 @@ def apply(args: argparse.Namespace) -> dict:
     veths = guard.sweep(scope, check=True)
     cni_items = cni.plan_install(args.cni_conf_dir, args.cni_bin_dir)
     state = load_state()
-    start = mode != "none" and not guard_running(mode)
+    # Started unless it runs - and, under systemd, is enabled (a disabled unit is gone after a reboot).
+    start = mode != "none" and not (guard_running(mode) and (mode != "systemd" or guard_enabled(mode)))
     changes = [f"rx-checksumming on -> off: {v['ifname']} in {v['owner']}" for v in veths]
     changes += [f"write {item['path']}" for item in cni_items]
     if start:

@@ -143,11 +143,9 @@ def fleet(info: dict, phase: str, results: Path) -> tuple[int, dict]:
     return run.returncode, json.loads(run.stdout)
 
 
-def kit_verify(info: dict, host: str) -> dict:
-    """The kit's own verification, as the rollout runs it: veths made the Docker and CNI ways, now."""
-    module_args = json.dumps(
-        {"tool": "remediate", "action": "verify", "ephemeral": True, "args": {"new_container": True, "wait": 5}}
-    )
+def kit_call(info: dict, host: str, tool: str, action: str, **args) -> dict:
+    """One host-kit call through badsum.kit.run, as the fleet playbooks make it (the kit comes with it)."""
+    module_args = json.dumps({"tool": tool, "action": action, "ephemeral": True, "args": args})
     proc = subprocess.run(
         [str(VENV_BIN / "ansible"), "-i", str(info["inventory"]), host, "-m", "badsum.kit.run", "-a", module_args],
         cwd=ROOT,
@@ -158,6 +156,11 @@ def kit_verify(info: dict, host: str) -> dict:
         check=False,
     )
     return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][host]
+
+
+def kit_verify(info: dict, host: str) -> dict:
+    """The kit's own verification, as the rollout runs it: veths made the Docker and CNI ways, now."""
+    return kit_call(info, host, "remediate", "verify", new_container=True, wait=5)
 
 
 def wait_for(what: str, test, timeout: float) -> None:
@@ -254,15 +257,19 @@ def test_systemd_restarts_a_killed_guard_which_still_protects(lab: dict) -> None
     assert len(result["new_containers"]) == 2 and all(c["seconds"] is not None for c in result["new_containers"])
 
 
-def test_a_disabled_unit_is_reported_by_the_verification(lab: dict) -> None:
-    """Active but not enabled: protected now, not after the next reboot. The check must say so."""
+def test_a_disabled_unit_leaves_the_host_exposed_until_remediation_enables_it_again(lab: dict) -> None:
+    """Running but not enabled: protected now, not after the next reboot. The audit and the check must say so."""
     sh(lab, "host1", "systemctl", "disable", UNIT)
-    try:
-        result = kit_verify(lab, "host1")
-        assert result["ok"] is False
-        assert result["problems"] == [f"{UNIT} is not enabled: after a reboot, new containers would be exposed"]
-    finally:
-        sh(lab, "host1", "systemctl", "enable", UNIT)
+    result = kit_verify(lab, "host1")
+    assert result["ok"] is False
+    assert result["problems"] == [f"{UNIT} is not enabled: after a reboot, new containers would be exposed"]
+    audit = kit_call(lab, "host1", "audit", "show")
+    assert audit["risk"] == "exposed" and "after a reboot" in audit["reason"], audit["reason"]
+    assert audit["guard"]["running"] is True and audit["guard"]["enabled"] is False
+    applied = kit_call(lab, "host1", "remediate", "apply")
+    assert f"start the guard (systemd unit {UNIT})" in applied["changes"]
+    assert systemctl(lab, "host1", "is-enabled", UNIT).stdout.strip() == "enabled"
+    assert kit_call(lab, "host1", "audit", "show")["risk"] == "mitigated"
     assert kit_verify(lab, "host1")["ok"] is True
 
 
