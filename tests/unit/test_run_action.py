@@ -58,3 +58,12 @@ def test_a_host_ansible_could_not_run_the_call_on_is_failed_not_lost(tmp_path: P
     result, record = call(tmp_path, exc)
     assert result["failed"] is True and "unreachable" not in result
     assert record["status"] == "failed" and record["error"].startswith(error)
+
+
+def test_a_record_of_an_unknown_phase_is_refused_before_the_host_is_called() -> None:
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible_collections.badsum.kit.plugins.action.run import ARGS
+
+    spec = {"tool": "remediate", "action": "rollout", "record": {"run_dir": "/tmp/r", "phase": "remediation"}}
+    errors = ArgumentSpecValidator(ARGS).validate(spec).error_messages
+    assert len(errors) == 1 and "remediation" in errors[0] and "audit, remediate, rollback" in errors[0], errors

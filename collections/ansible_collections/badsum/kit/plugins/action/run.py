@@ -9,6 +9,8 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible_collections.badsum.kit.plugins.plugin_utils.kit import kit_path, lib_dir, save_evidence
 
+from badsum.fleet import PHASES
+
 ARGS = {
     "tool": {"type": "str", "required": True},
     "action": {"type": "str", "required": True},
@@ -19,7 +21,11 @@ ARGS = {
     "ephemeral": {"type": "bool", "default": False},
     "record": {
         "type": "dict",
-        "options": {"run_dir": {"type": "path", "required": True}, "phase": {"type": "str", "required": True}},
+        "options": {
+            "run_dir": {"type": "path", "required": True},
+            # Checked before the host call: a bad phase must not change a host whose record is then lost.
+            "phase": {"type": "str", "required": True, "choices": list(PHASES)},
+        },
     },
 }
 

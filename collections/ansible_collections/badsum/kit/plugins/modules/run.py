@@ -69,9 +69,10 @@ options:
         type: path
         required: true
       phase:
-        description: C(audit), C(remediate) or C(rollback).
+        description: The fleet playbook the record belongs to.
         type: str
         required: true
+        choices: [audit, remediate, rollback]
   kit_content:
     description: With O(ephemeral), the kit itself, base64-encoded; set by the action plugin.
     type: str
