@@ -14,6 +14,7 @@ table each run produced. Root only.
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import os
 import statistics
@@ -43,9 +44,15 @@ def stats(values: list[float]) -> str:
     return f"median {statistics.median(values):6.1f} s   min {min(values):6.1f} s   max {max(values):6.1f} s"
 
 
+def enabled_callbacks() -> list[str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "ansible.cfg")
+    return [name.strip() for name in cfg.get("defaults", "callbacks_enabled", fallback="").split(",") if name.strip()]
+
+
 def run_once(results_dir: Path) -> tuple[float, dict[str, float], list[str]]:
     with tempfile.NamedTemporaryFile(suffix=".json") as phases_file:
-        callbacks = "badsum.kit.workers,badsum.kit.preload,badsum.kit.phases"  # replaces ansible.cfg's list
+        callbacks = ",".join([*enabled_callbacks(), "badsum.kit.phases"])  # replaces ansible.cfg's list
         env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED=callbacks, BADSUM_PHASES_FILE=phases_file.name)
         start = time.perf_counter()
         proc = subprocess.run(

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import os
 from pathlib import Path
 
 from badsum import hostkit
 
-CALLBACK = (
-    Path(__file__).resolve().parents[2] / "collections/ansible_collections/badsum/kit/plugins/callback/preload.py"
-)
+ROOT = Path(__file__).resolve().parents[2]
+CALLBACK = ROOT / "collections/ansible_collections/badsum/kit/plugins/callback/preload.py"
 
 
 def load_callback():
@@ -31,3 +31,11 @@ def test_a_worker_forked_after_the_playbook_started_does_not_build_the_kit_again
         kit = hostkit.encoded()
         os._exit(0 if hostkit.encoded.cache_info().misses == misses and kit else 1)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_ansible_cfg_enables_it_beside_the_workers_callback() -> None:
+    """Without it in callbacks_enabled Ansible never calls it, and every worker builds the kit again."""
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "ansible.cfg")
+    enabled = [name.strip() for name in cfg.get("defaults", "callbacks_enabled").split(",")]
+    assert {"badsum.kit.preload", "badsum.kit.workers"} <= set(enabled)
