@@ -41,11 +41,10 @@ def risk(
     vulnerable: str,
     veths: list[dict],
     runtimes: dict,
-    guard_running: bool,
+    guard_gap: tuple[str, str] | None,
     cni_lists: dict,
-    guard_enabled: bool = True,
 ) -> tuple[str, str]:
-    """The host's class and why; guard_enabled: False for a systemd guard that a reboot would not start."""
+    """The host's class and why; guard_gap: when new containers would escape the guard, and why (persistence)."""
     container = [v for v in veths if v["role"] == "container"]
     on = [v for v in container if v["rx"] == "on"]
     if vulnerable == "no":
@@ -57,11 +56,9 @@ def risk(
         names = ", ".join(f"{v['ifname']} ({v['owner']})" for v in on[:5]) + (" ..." if len(on) > 5 else "")
         return "exposed", f"{len(on)} of {len(container)} container veths receive with rx on: {names}{maybe}"
     made_by = ", ".join(runtimes) or "CNI"
-    if not guard_running:
-        return "exposed", f"containers created from now on ({made_by}) come up with rx on: no guard runs{maybe}"
-    if not guard_enabled:
-        why = f"{persistence.UNIT} runs but is not enabled"
-        return "exposed", f"containers created after a reboot ({made_by}) come up with rx on: {why}{maybe}"
+    if guard_gap:
+        when, why = guard_gap
+        return "exposed", f"containers created {when} ({made_by}) come up with rx on: {why}{maybe}"
     return "mitigated", f"all {len(container)} container veths have rx off and the guard covers new ones{maybe}"
 
 
@@ -81,8 +78,7 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
     record = persistence.load_state()
     guard_info = status(Files(str(persistence.state_dir())))
     mode = (record or {}).get("guard", {}).get("mode")
-    guard_running = persistence.guard_running(mode) if mode in ("daemon", "systemd") else guard_info["running"]
-    guard_enabled = persistence.guard_enabled(mode)
+    gap = persistence.guard_gap(mode)
     cni_status = cni.status(args.cni_conf_dir or [CNI_CONF_DIR], args.cni_bin_dir)
     if cni_status["conflists"] or cni_status["plain_confs"]:
         inv["runtimes"]["cni"] = len(cni_status["conflists"]) + len(cni_status["plain_confs"])
@@ -90,9 +86,8 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
         vulnerable,
         inv["veths"],
         inv["runtimes"],
-        guard_running,
+        gap,
         cni_status["conflists"],
-        guard_enabled=guard_enabled or mode != "systemd",
     )
     container = [v for v in inv["veths"] if v["role"] == "container"]
     return {
@@ -107,7 +102,7 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
         "container_veths_rx_on": sum(v["rx"] == "on" for v in container),
         "runtimes": inv["runtimes"],
         "cni": cni_status,
-        "guard": {**guard_info, "running": guard_running, "mode": mode, "enabled": guard_enabled},
+        "guard": {**guard_info, "running": gap != persistence.GUARD_DOWN, "mode": mode, "gap": gap and gap[1]},
         "remediation": {"recorded": record is not None, "at": (record or {}).get("recorded_at")},
         "scope": inv["scope"],
         "namespaces": inv["namespaces"],

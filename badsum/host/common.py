@@ -148,6 +148,11 @@ def package_data(name: str) -> bytes:
         raise HostError(f"the host kit lacks {name}") from None
 
 
+def boot_id() -> str:
+    """This boot's id: namespace inodes and ifindexes are only unique within one boot."""
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
 def lib_dir() -> Path:
     """The kit lives in <lib_dir>/bin/; compiled programs, caches and records go next to it.
 

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from . import containers, netlink
-from .common import HostError, Parser, alive, atomic_write, read_pid
+from .common import HostError, Parser, alive, atomic_write, boot_id, read_pid
 
 DEBOUNCE = 0.01  # a runtime creates, moves and renames in bursts: one pass after the burst
 LOG_LIMIT = 1 << 20
@@ -43,6 +43,7 @@ LOG_LIMIT = 1 << 20
 def sweep(scope: str | None, check: bool = False) -> list[dict]:
     """Turn rx-checksumming off on every container veth that has it on; what was (or would be) changed."""
     changed = []
+    boot = boot_id()  # a veth is (netns inode, ifindex) only within this boot: both are reused after a reboot
     _host, namespaces, _runtimes = containers.discover(scope)
     for ns in namespaces.values():
         try:
@@ -54,7 +55,9 @@ def sweep(scope: str | None, check: bool = False) -> list[dict]:
                         continue
                     if not check:
                         netlink.set_rx_checksumming(link.name, False)
-                    changed.append({"netns": ns.inode, "owner": ns.owner, "ifname": link.name, "ifindex": link.index})
+                    changed.append(
+                        {"boot": boot, "netns": ns.inode, "owner": ns.owner, "ifname": link.name, "ifindex": link.index}
+                    )
         except HostError:
             continue  # the container or its veth went away while we looked: nothing to protect
     return changed
@@ -87,6 +90,14 @@ class Files:
         if not self.changes.exists():
             return []
         return [json.loads(line) for line in self.changes.read_text().splitlines() if line.strip()]
+
+    def forget_earlier_boots(self) -> None:
+        """Keep the list to this boot's changes: the veths of an earlier one are gone, and rollback skips them."""
+        boot = boot_id()
+        items = self.changed()
+        kept = [item for item in items if item.get("boot", boot) == boot]
+        if len(kept) < len(items):
+            atomic_write(self.changes, "".join(json.dumps(item) + "\n" for item in kept))
 
     def write_log(self, line: str) -> None:
         if self.log.exists() and self.log.stat().st_size > LOG_LIMIT:
@@ -133,6 +144,7 @@ def run_daemon(files: Files, interval: float) -> None:
     wake, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     files.dir.mkdir(parents=True, exist_ok=True)
+    files.forget_earlier_boots()  # a node with pod churn would grow the list boot after boot
     passes = changes = 0
     announced = False
     with netlink.link_events() as events:

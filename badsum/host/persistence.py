@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -113,15 +114,37 @@ def unit_text(interval: float) -> str:
     )
 
 
-def guard_running(mode: str) -> bool:
+def guard_running(mode: str | None) -> bool:
     if mode == "systemd":
         return sh("systemctl", "is-active", "--quiet", UNIT, check=False).returncode == 0
     return guard.Files(str(state_dir())).running() is not None
 
 
-def guard_enabled(mode: str) -> bool:
-    """Will the guard be back after a reboot? Only a systemd unit is; a daemon is not."""
-    return mode == "systemd" and sh("systemctl", "is-enabled", "--quiet", UNIT, check=False).returncode == 0
+GUARD_DOWN = ("from now on", "no guard runs")
+
+
+def guard_gap(mode: str | None) -> tuple[str, str] | None:
+    """When containers would come up with rx on despite the guard, and why; None when it covers them.
+
+    The one rule the audit, apply and verify share. Under systemd the guard
+    must run, be enabled (`enabled-runtime` is gone after a reboot, as
+    `disabled` is) and be the unit this kit writes: another version's, or an
+    edited one, may lack the ordering that puts it before the runtimes at boot.
+    A daemon covers the host while it runs; without systemd, nothing of
+    badsum's starts it again after a reboot (README: the guard).
+    """
+    if not guard_running(mode):
+        return GUARD_DOWN
+    if mode != "systemd":
+        return None
+    enabled = sh("systemctl", "is-enabled", UNIT, check=False).stdout.strip() or "not enabled"
+    if enabled != "enabled":
+        return "after a reboot", f"{UNIT} runs but is {enabled}"
+    text = UNIT_PATH.read_text() if UNIT_PATH.is_file() else ""
+    interval = re.search(r" --interval (\S+)\n", text)
+    if not interval or text != unit_text(float(interval.group(1))):
+        return "at boot", f"{UNIT} is not the unit this badsum writes (another version's, or edited)"
+    return None
 
 
 def start_guard(mode: str, interval: float) -> None:
@@ -129,8 +152,11 @@ def start_guard(mode: str, interval: float) -> None:
     if mode == "systemd":
         atomic_write(UNIT_PATH, unit_text(interval))
         sh("systemctl", "daemon-reload")
+        sh("systemctl", "reset-failed", UNIT, check=False)  # a unit that gave up restarting starts again
+        sh("systemctl", "enable", UNIT)
+        # restart, not start: a guard that runs from an older unit or kit runs from the new ones.
         # Type=notify: this returns once the guard listens and has made its first pass.
-        sh("systemctl", "enable", "--now", UNIT, timeout=120)
+        sh("systemctl", "restart", UNIT, timeout=120)
         return
     files = guard.Files(str(state_dir()))
     files.dir.mkdir(parents=True, exist_ok=True)
@@ -156,7 +182,9 @@ def start_guard(mode: str, interval: float) -> None:
 def stop_guard(mode: str) -> None:
     files = guard.Files(str(state_dir()))
     if mode == "systemd":
-        sh("systemctl", "disable", "--now", UNIT, check=False)
+        stopped = sh("systemctl", "disable", "--now", UNIT, check=False, timeout=120)
+        if guard_running(mode):  # forgetting a guard that still runs would leave it turning veths off
+            raise HostError(f"{UNIT} did not stop: {(stopped.stderr or stopped.stdout).strip()}")
         UNIT_PATH.unlink(missing_ok=True)
         sh("systemctl", "daemon-reload", check=False)
         sh("systemctl", "reset-failed", UNIT, check=False)  # no "failed" entry left behind

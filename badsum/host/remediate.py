@@ -16,10 +16,11 @@ moby#18776), and makes it stick for containers created later: the guard
 plugin chained into each .conflist (cni.py) so pods are protected before
 they start. Before it changes anything it records what it found
 (persistence.py); rollback puts back exactly that: the veths it turned off,
-and those the guard turned off since (the ones that still exist), on again;
-the guard stopped and removed; every file it wrote restored to its old bytes
-or removed. With --check both say what they would change, as a diff, and
-change nothing. Physical NICs, bridges and host-only veths are never changed.
+and those the guard turned off since (those that still exist, made in this
+boot), on again; the guard stopped and removed; every file it wrote restored
+to its old bytes or removed. With --check both say what they would change,
+as a diff, and change nothing. Physical NICs, bridges and host-only veths are
+never changed.
 """
 
 from __future__ import annotations
@@ -33,13 +34,13 @@ import time
 from pathlib import Path
 
 from . import audit, cni, containers, guard, netlink
-from .common import HostError, Parser, atomic_write, sh
+from .common import HostError, Parser, atomic_write, boot_id, sh
 from .persistence import (
+    GUARD_DOWN,
     UNIT,
     UNIT_PATH,
-    guard_enabled,
+    guard_gap,
     guard_mode,
-    guard_running,
     load_state,
     save_state,
     start_guard,
@@ -67,12 +68,15 @@ def apply(args: argparse.Namespace) -> dict:
     veths = guard.sweep(scope, check=True)
     cni_items = cni.plan_install(args.cni_conf_dir, args.cni_bin_dir)
     state = load_state()
-    # Started unless it runs - and, under systemd, is enabled (a disabled unit is gone after a reboot).
-    start = mode != "none" and not (guard_running(mode) and (mode != "systemd" or guard_enabled(mode)))
+    # Started (under systemd: written, enabled, restarted) unless it already covers new containers.
+    gap = guard_gap(mode) if mode != "none" else None
+    start = gap is not None
     changes = [f"rx-checksumming on -> off: {v['ifname']} in {v['owner']}" for v in veths]
     changes += [f"write {item['path']}" for item in cni_items]
     if start:
-        changes.append(f"start the guard ({'systemd unit ' + UNIT if mode == 'systemd' else 'daemon'})")
+        how = f"systemd unit {UNIT}" if mode == "systemd" else "daemon"
+        verb = "start" if gap == GUARD_DOWN else "restart"
+        changes.append(f"{verb} the guard ({how}): {gap[1]}")
     diff = [file_diff(item) for item in cni_items]
     if start and mode == "systemd":
         unit = {"path": str(UNIT_PATH), "before": _read(str(UNIT_PATH)), "after": unit_text(args.interval)}
@@ -94,14 +98,30 @@ def apply(args: argparse.Namespace) -> dict:
     state["cni"] = {"conf_dirs": args.cni_conf_dir, "bin_dir": args.cni_bin_dir}
     for item in cni_items:  # the first recorded bytes are the ones rollback restores
         state["files"].setdefault(item["path"], {"before": item["before"], "mode": item["mode"]})
-    known = {(v["netns"], v["ifindex"]) for v in state["veths"]}
-    state["veths"] += [{**v, "rx": "on"} for v in veths if (v["netns"], v["ifindex"]) not in known]
+    known = {veth_key(v) for v in state["veths"]}
+    state["veths"] += [{**v, "rx": "on"} for v in veths if veth_key(v) not in known]
     save_state(state)  # before any change: an interrupted apply can still be rolled back
     done = guard.sweep(scope)
     cni.apply(cni_items)
     if start:
         start_guard(mode, args.interval)
     return {"changed": bool(changes) or bool(done), "changes": changes, "diff": diff, "state": str(state_dir())}
+
+
+def veth_key(v: dict) -> tuple:
+    # Records from before the boot id was kept have none: they are taken as this boot's.
+    return v.get("boot"), v["netns"], v["ifindex"]
+
+
+def this_boots(recorded: list[dict], boot: str) -> tuple[list[dict], list[dict]]:
+    """What rollback may turn on again, and what is gone with an earlier boot.
+
+    After a reboot the same netns inode, ifindex and name can belong to another
+    container - one whose runtime turned rx off itself (Mesos): never turn it on.
+    """
+    unique = {veth_key(v): v for v in recorded}
+    current = [v for v in unique.values() if v.get("boot", boot) == boot]
+    return current, [v for v in unique.values() if v.get("boot", boot) != boot]
 
 
 def _find(
@@ -123,10 +143,10 @@ def rollback(args: argparse.Namespace) -> dict:
     if state is None:
         return {"changed": False, "changes": [], "msg": "nothing to roll back: no remediation recorded on this host"}
     _host, namespaces, _ = containers.discover(containers.own_cgroup())
-    restore, gone = [], []
     # What apply turned off, then what the guard turned off since (containers created later).
-    recorded = {(v["netns"], v["ifindex"]): v for v in [*state["veths"], *guard.Files(str(state_dir())).changed()]}
-    for v in recorded.values():
+    current, earlier = this_boots([*state["veths"], *guard.Files(str(state_dir())).changed()], boot_id())
+    restore, gone = [], [(v, None) for v in earlier if not v["ifname"].startswith(VERIFY_PREFIX)]
+    for v in current:
         ref = _find(namespaces, v["netns"], v["ifindex"], v["ifname"])
         if ref:
             restore.append((v, ref))
@@ -263,12 +283,12 @@ def verify(args: argparse.Namespace) -> dict:
         if v["role"] == "container" and v["rx"] == "on"
     ]
     mode = (state or {}).get("guard", {}).get("mode", "none")
+    gap = guard_gap(mode) if state is not None and mode != "none" else None
     if state is None:
         problems.append("no remediation is recorded on this host")
-    elif mode != "none" and not guard_running(mode):
-        problems.append(f"the guard ({mode}) is not running: containers created from now on are exposed")
-    elif mode == "systemd" and not guard_enabled(mode):
-        problems.append(f"{UNIT} is not enabled: after a reboot, new containers would be exposed")
+    elif gap:
+        when, why = gap
+        problems.append(f"containers created {when} would come up with rx on: {why}")
     cni_status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
     problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is not True]
     if cni_status["conflists"] and not cni_status["plugin_installed"]:

@@ -10,6 +10,10 @@ host2. Then, in order, as an operator would meet them:
                    the canary's real vulnerable cell comes out clean
     new container  containers started after the rollout have rx off
     crash          systemd restarts a SIGKILLed guard, which still protects
+    disabled       a unit that runs but is not enabled: the audit says exposed,
+                   remediate enables it
+    upgrade        a unit another version wrote (no ordering before the
+                   runtimes): exposed; remediate rewrites it, restarts the guard
     reboot         after `systemctl reboot` the guard is back before anything
                    else, and the node's pod, started again, is protected
     rollback       the unit stopped, disabled and removed, nothing failed or
@@ -213,7 +217,7 @@ def test_the_rollout_runs_the_guard_as_an_enabled_sandboxed_unit(lab: dict, tmp_
     assert cell["kernel"].endswith("-badsum-unfixed")
     for host in HOSTS:
         record = json.loads((results / "remediate" / "hosts" / f"{host}.json").read_text())
-        assert record["after"]["guard"]["mode"] == "systemd" and record["after"]["guard"]["enabled"] is True
+        assert record["after"]["guard"]["mode"] == "systemd" and record["after"]["guard"]["gap"] is None
         assert systemctl(lab, host, "is-active", UNIT).stdout.strip() == "active"
         assert systemctl(lab, host, "is-enabled", UNIT).stdout.strip() == "enabled"
         assert unit_property(lab, host, "Type") == "notify"
@@ -260,17 +264,32 @@ def test_systemd_restarts_a_killed_guard_which_still_protects(lab: dict) -> None
 def test_a_disabled_unit_leaves_the_host_exposed_until_remediation_enables_it_again(lab: dict) -> None:
     """Running but not enabled: protected now, not after the next reboot. The audit and the check must say so."""
     sh(lab, "host1", "systemctl", "disable", UNIT)
+    why = f"{UNIT} runs but is disabled"
     result = kit_verify(lab, "host1")
     assert result["ok"] is False
-    assert result["problems"] == [f"{UNIT} is not enabled: after a reboot, new containers would be exposed"]
+    assert result["problems"] == [f"containers created after a reboot would come up with rx on: {why}"]
     audit = kit_call(lab, "host1", "audit", "show")
     assert audit["risk"] == "exposed" and "after a reboot" in audit["reason"], audit["reason"]
-    assert audit["guard"]["running"] is True and audit["guard"]["enabled"] is False
+    assert audit["guard"]["running"] is True and audit["guard"]["gap"] == why
     applied = kit_call(lab, "host1", "remediate", "apply")
-    assert f"start the guard (systemd unit {UNIT})" in applied["changes"]
+    assert f"restart the guard (systemd unit {UNIT}): {why}" in applied["changes"]
     assert systemctl(lab, "host1", "is-enabled", UNIT).stdout.strip() == "enabled"
     assert kit_call(lab, "host1", "audit", "show")["risk"] == "mitigated"
     assert kit_verify(lab, "host1")["ok"] is True
+
+
+def test_a_unit_from_another_version_is_rewritten_and_the_guard_restarted_from_it(lab: dict) -> None:
+    """A host remediated by an older badsum: its unit lacks the ordering before the runtimes (here: no Before=)."""
+    sh(lab, "host1", "sed", "-i", "/^Before=/d", UNIT_FILE)
+    sh(lab, "host1", "systemctl", "daemon-reload")
+    old_pid = unit_property(lab, "host1", "MainPID")
+    audit = kit_call(lab, "host1", "audit", "show")
+    assert audit["risk"] == "exposed" and audit["reason"].startswith("containers created at boot"), audit["reason"]
+    applied = kit_call(lab, "host1", "remediate", "apply")
+    assert any(c.startswith(f"restart the guard (systemd unit {UNIT}): ") for c in applied["changes"]), applied
+    assert "docker.service" in unit_property(lab, "host1", "Before")
+    assert unit_property(lab, "host1", "MainPID") not in ("0", old_pid)  # running from the unit now written
+    assert kit_call(lab, "host1", "audit", "show")["risk"] == "mitigated"
 
 
 def test_after_a_reboot_the_guard_is_up_before_the_runtimes_and_protects_their_containers(lab: dict) -> None:

@@ -15,7 +15,7 @@ import yaml
 
 from badsum.fleet import records, report
 from badsum.fleet import settings as fleet
-from badsum.host import audit, cni, netlink, probe
+from badsum.host import audit, cni, netlink, persistence, probe
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = yaml.safe_load((ROOT / "roles/badsum_fleet/defaults/main.yml").read_text())
@@ -114,18 +114,21 @@ def test_a_fleet_without_a_fleet_group_or_without_a_usable_canary_is_refused(tmp
 VETH = {"ifname": "eth0", "owner": "docker container abc", "role": "container"}
 
 
+DOWN = persistence.GUARD_DOWN
+
+
 @pytest.mark.parametrize(
     ("vulnerable", "veths", "runtimes", "guard", "conflists", "klass"),
     [
-        ("no", [{**VETH, "rx": "on"}], {"docker": 1}, False, {}, "patched"),
-        ("yes", [], {}, False, {}, "not-applicable"),
-        ("yes", [{**VETH, "role": "host", "rx": "on"}], {}, False, {}, "not-applicable"),
-        ("yes", [{**VETH, "rx": "on"}], {}, True, {}, "exposed"),
-        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, False, {}, "exposed"),  # new containers would be
-        ("yes", [], {}, False, {"/etc/cni/net.d/10.conflist": False}, "exposed"),
-        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, True, {}, "mitigated"),
-        ("unknown", [{**VETH, "rx": "off"}], {"docker": 1}, True, {}, "mitigated"),
-        ("unknown", [{**VETH, "rx": "on"}], {"docker": 1}, True, {}, "exposed"),
+        ("no", [{**VETH, "rx": "on"}], {"docker": 1}, DOWN, {}, "patched"),
+        ("yes", [], {}, DOWN, {}, "not-applicable"),
+        ("yes", [{**VETH, "role": "host", "rx": "on"}], {}, DOWN, {}, "not-applicable"),
+        ("yes", [{**VETH, "rx": "on"}], {}, None, {}, "exposed"),
+        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, DOWN, {}, "exposed"),  # new containers would be
+        ("yes", [], {}, DOWN, {"/etc/cni/net.d/10.conflist": False}, "exposed"),
+        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, None, {}, "mitigated"),
+        ("unknown", [{**VETH, "rx": "off"}], {"docker": 1}, None, {}, "mitigated"),
+        ("unknown", [{**VETH, "rx": "on"}], {"docker": 1}, None, {}, "exposed"),
     ],
 )
 def test_risk_classes(vulnerable, veths, runtimes, guard, conflists, klass) -> None:
@@ -135,9 +138,10 @@ def test_risk_classes(vulnerable, veths, runtimes, guard, conflists, klass) -> N
 
 def test_a_guard_that_a_reboot_would_not_start_leaves_the_host_exposed() -> None:
     off = [{**VETH, "rx": "off"}]
-    found, reason = audit.risk("yes", off, {"docker": 1}, True, {}, guard_enabled=False)
-    assert found == "exposed" and "after a reboot" in reason and "not enabled" in reason
-    assert audit.risk("yes", off, {"docker": 1}, True, {}, guard_enabled=True)[0] == "mitigated"
+    gap = ("after a reboot", "badsum-rx-guard.service runs but is disabled")
+    found, reason = audit.risk("yes", off, {"docker": 1}, gap, {})
+    assert found == "exposed" and reason.startswith("containers created after a reboot (docker) come up with rx on")
+    assert reason.endswith("runs but is disabled")
 
 
 def test_the_probe_decides_over_the_release_table() -> None:

@@ -8,6 +8,7 @@ on this machine.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -42,6 +43,12 @@ def test_the_guard_stops_at_once_on_sigterm(host_cgroup: list[Path], tmp_path: P
         for procs in host_cgroup:
             procs.write_text(str(os.getpid()))
 
+    # What a guard turned off before a reboot, and since: it keeps only this boot's.
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    veth = {"netns": 4026532301, "ifindex": 3, "ifname": "eth0", "owner": "pod x", "rx": "on"}
+    now, legacy = {**veth, "boot": boot}, {**veth, "ifindex": 4}
+    changes = tmp_path / "guard-changes.jsonl"
+    changes.write_text("".join(json.dumps(v) + "\n" for v in ({**veth, "boot": "an earlier boot"}, now, legacy)))
     daemon = subprocess.Popen(
         [sys.executable, "-m", "badsum.host", "guard", "run", "--state-dir", str(tmp_path), "--interval", "60"],
         cwd=ROOT,
@@ -55,6 +62,7 @@ def test_the_guard_stops_at_once_on_sigterm(host_cgroup: list[Path], tmp_path: P
         assert time.monotonic() < deadline, "the guard did not start"
         time.sleep(0.02)
     assert f"scope /badsum/{LAB}/host1" in (tmp_path / "guard.log").read_text()
+    assert guard.Files(str(tmp_path)).changed() == [now, legacy]
 
     started = time.monotonic()
     daemon.send_signal(signal.SIGTERM)

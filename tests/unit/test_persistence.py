@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host import persistence
+from badsum.host import persistence, remediate
 from badsum.host.common import HostError
 
 
@@ -30,4 +30,73 @@ def test_auto_picks_the_daemon_where_systemd_does_not_run(monkeypatch: pytest.Mo
     monkeypatch.setattr(persistence, "has_systemd", lambda: True)
     assert persistence.guard_mode("auto") == "systemd"
     assert persistence.guard_mode("daemon") == "daemon"
-    assert persistence.guard_enabled("daemon") is False  # a daemon never comes back after a reboot
+
+
+@pytest.fixture
+def systemd_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A host whose systemctl answers as `host` says: is the guard active, what is-enabled prints."""
+    host = {"active": True, "enabled": "enabled", "stop_fails": False}
+    monkeypatch.setenv("BADSUM_LIB_DIR", str(tmp_path / "lib"))
+    monkeypatch.setattr(persistence, "UNIT_PATH", tmp_path / persistence.UNIT)
+
+    def systemctl(*cmd: str, check: bool = True, **_kw) -> subprocess.CompletedProcess:
+        if cmd[1] == "is-active":
+            return subprocess.CompletedProcess(cmd, 0 if host["active"] else 3, "", "")
+        if cmd[1] == "is-enabled":
+            # systemctl's own exit codes: 0 also for states that do not start the unit at boot.
+            code = 0 if host["enabled"] in ("enabled", "enabled-runtime", "static", "indirect") else 1
+            return subprocess.CompletedProcess(cmd, code, host["enabled"] + "\n", "")
+        if cmd[1:3] == ("disable", "--now") and host["stop_fails"]:
+            return subprocess.CompletedProcess(cmd, 1, "", "Job for badsum-rx-guard.service canceled.")
+        host["active"] = host["active"] and cmd[1:3] != ("disable", "--now")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(persistence, "sh", systemctl)
+    return host
+
+
+def test_the_guard_covers_the_host_only_running_enabled_and_as_this_kit_writes_it(systemd_host: dict) -> None:
+    unit = persistence.UNIT_PATH
+    unit.write_text(persistence.unit_text(30))
+    assert persistence.guard_gap("systemd") is None
+    # enabled-runtime is gone after a reboot, as disabled is: is-enabled's exit code alone says 0 for it.
+    for state in ("disabled", "enabled-runtime", "masked"):
+        systemd_host["enabled"] = state
+        assert persistence.guard_gap("systemd") == ("after a reboot", f"{persistence.UNIT} runs but is {state}")
+    systemd_host["enabled"] = "enabled"
+    # Another version's unit (here: without the ordering before the runtimes), an edited one, none at all.
+    unit.write_text("".join(line for line in persistence.unit_text(30).splitlines(True) if "Before=" not in line))
+    assert persistence.guard_gap("systemd")[0] == "at boot"
+    unit.write_text(persistence.unit_text(30).replace("Restart=always", "Restart=no"))
+    assert persistence.guard_gap("systemd")[0] == "at boot"
+    unit.unlink()
+    assert persistence.guard_gap("systemd")[0] == "at boot"
+    systemd_host["active"] = False
+    assert persistence.guard_gap("systemd") == persistence.GUARD_DOWN
+
+
+def test_a_daemon_covers_the_host_while_it_runs(systemd_host: dict) -> None:
+    assert persistence.guard_gap("daemon") == persistence.GUARD_DOWN  # no pidfile: none runs
+    assert persistence.guard_gap(None) == persistence.GUARD_DOWN
+
+
+def test_a_guard_that_did_not_stop_is_not_forgotten(systemd_host: dict) -> None:
+    """Its unit and pidfile stay, and the rollback fails: a forgotten guard would turn veths off again."""
+    persistence.UNIT_PATH.write_text(persistence.unit_text(30))
+    systemd_host["stop_fails"] = True
+    with pytest.raises(HostError, match=r"did not stop: Job for badsum-rx-guard\.service canceled"):
+        persistence.stop_guard("systemd")
+    assert persistence.UNIT_PATH.exists()
+    systemd_host["stop_fails"] = False
+    persistence.stop_guard("systemd")
+    assert not persistence.UNIT_PATH.exists() and systemd_host["active"] is False
+
+
+def test_rollback_turns_on_only_what_this_boot_turned_off() -> None:
+    """After a reboot the same netns inode, ifindex and name may be another container's (one whose runtime
+    turned rx off itself, as Mesos does): rollback must leave it alone."""
+    old = {"boot": "b1", "netns": 4026532301, "ifindex": 3, "ifname": "eth0", "owner": "mesos container x", "rx": "on"}
+    now = {**old, "boot": "b2", "owner": "docker container y"}
+    legacy = {k: v for k, v in {**old, "ifindex": 5}.items() if k != "boot"}  # kept before the boot id was
+    current, earlier = remediate.this_boots([old, now, legacy, now], "b2")
+    assert current == [now, legacy] and earlier == [old]
