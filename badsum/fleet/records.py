@@ -69,7 +69,6 @@ def save(run_dir: Path, records: dict[str, dict]) -> list[str]:
         path = run_dir / "hosts" / f"{host}.json"
         text = json.dumps(record, indent=1, default=str)
         if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, text)
+            atomic_write(path, text)  # which makes hosts/ if need be
             written.append(host)
     return written

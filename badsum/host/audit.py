@@ -82,13 +82,7 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
     cni_status = cni.status(args.cni_conf_dir or [CNI_CONF_DIR], args.cni_bin_dir)
     if cni_status["conflists"] or cni_status["plain_confs"]:
         inv["runtimes"]["cni"] = len(cni_status["conflists"]) + len(cni_status["plain_confs"])
-    klass, reason = risk(
-        vulnerable,
-        inv["veths"],
-        inv["runtimes"],
-        gap,
-        cni_status["conflists"],
-    )
+    klass, reason = risk(vulnerable, inv["veths"], inv["runtimes"], gap, cni_status["conflists"])
     container = [v for v in inv["veths"] if v["role"] == "container"]
     return {
         "host": os.uname().nodename,

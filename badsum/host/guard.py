@@ -63,6 +63,22 @@ def sweep(scope: str | None, check: bool = False) -> list[dict]:
     return changed
 
 
+def veth_key(v: dict) -> tuple:
+    # Records from before the boot id was kept have none: they are taken as this boot's.
+    return v.get("boot"), v["netns"], v["ifindex"]
+
+
+def this_boots(recorded: list[dict], boot: str) -> tuple[list[dict], list[dict]]:
+    """The veths rollback may turn on again, and what is gone with an earlier boot.
+
+    After a reboot the same netns inode, ifindex and name can belong to another
+    container - one whose runtime turned rx off itself (Mesos): never turn it on.
+    """
+    unique = {veth_key(v): v for v in recorded}
+    current = [v for v in unique.values() if v.get("boot", boot) == boot]
+    return current, [v for v in unique.values() if v.get("boot", boot) != boot]
+
+
 class Files:
     """The guard's pidfile, status and log, in the remediation's state directory."""
 
@@ -93,10 +109,8 @@ class Files:
 
     def forget_earlier_boots(self) -> None:
         """Keep the list to this boot's changes: the veths of an earlier one are gone, and rollback skips them."""
-        boot = boot_id()
-        items = self.changed()
-        kept = [item for item in items if item.get("boot", boot) == boot]
-        if len(kept) < len(items):
+        kept, earlier = this_boots(self.changed(), boot_id())
+        if earlier:
             atomic_write(self.changes, "".join(json.dumps(item) + "\n" for item in kept))
 
     def write_log(self, line: str) -> None:

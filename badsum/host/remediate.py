@@ -98,30 +98,14 @@ def apply(args: argparse.Namespace) -> dict:
     state["cni"] = {"conf_dirs": args.cni_conf_dir, "bin_dir": args.cni_bin_dir}
     for item in cni_items:  # the first recorded bytes are the ones rollback restores
         state["files"].setdefault(item["path"], {"before": item["before"], "mode": item["mode"]})
-    known = {veth_key(v) for v in state["veths"]}
-    state["veths"] += [{**v, "rx": "on"} for v in veths if veth_key(v) not in known]
+    known = {guard.veth_key(v) for v in state["veths"]}
+    state["veths"] += [{**v, "rx": "on"} for v in veths if guard.veth_key(v) not in known]
     save_state(state)  # before any change: an interrupted apply can still be rolled back
     done = guard.sweep(scope)
     cni.apply(cni_items)
     if start:
         start_guard(mode, args.interval)
     return {"changed": bool(changes) or bool(done), "changes": changes, "diff": diff, "state": str(state_dir())}
-
-
-def veth_key(v: dict) -> tuple:
-    # Records from before the boot id was kept have none: they are taken as this boot's.
-    return v.get("boot"), v["netns"], v["ifindex"]
-
-
-def this_boots(recorded: list[dict], boot: str) -> tuple[list[dict], list[dict]]:
-    """What rollback may turn on again, and what is gone with an earlier boot.
-
-    After a reboot the same netns inode, ifindex and name can belong to another
-    container - one whose runtime turned rx off itself (Mesos): never turn it on.
-    """
-    unique = {veth_key(v): v for v in recorded}
-    current = [v for v in unique.values() if v.get("boot", boot) == boot]
-    return current, [v for v in unique.values() if v.get("boot", boot) != boot]
 
 
 def _find(
@@ -144,7 +128,7 @@ def rollback(args: argparse.Namespace) -> dict:
         return {"changed": False, "changes": [], "msg": "nothing to roll back: no remediation recorded on this host"}
     _host, namespaces, _ = containers.discover(containers.own_cgroup())
     # What apply turned off, then what the guard turned off since (containers created later).
-    current, earlier = this_boots([*state["veths"], *guard.Files(str(state_dir())).changed()], boot_id())
+    current, earlier = guard.this_boots([*state["veths"], *guard.Files(str(state_dir())).changed()], boot_id())
     restore, gone = [], [(v, None) for v in earlier if not v["ifname"].startswith(VERIFY_PREFIX)]
     for v in current:
         ref = _find(namespaces, v["netns"], v["ifindex"], v["ifname"])

@@ -119,3 +119,13 @@ def test_notify_reaches_an_abstract_socket_and_is_silent_without_one(monkeypatch
         guard.notify("READY=1")  # not under systemd: nothing sent, nothing raised
         with pytest.raises(TimeoutError):
             listener.recv(64)
+
+
+def test_rollback_turns_on_only_what_this_boot_turned_off() -> None:
+    """After a reboot the same netns inode, ifindex and name may be another container's (one whose runtime
+    turned rx off itself, as Mesos does): rollback must leave it alone."""
+    old = {"boot": "b1", "netns": 4026532301, "ifindex": 3, "ifname": "eth0", "owner": "mesos container x", "rx": "on"}
+    now = {**old, "boot": "b2", "owner": "docker container y"}
+    legacy = {k: v for k, v in {**old, "ifindex": 5}.items() if k != "boot"}  # kept before the boot id was
+    current, earlier = guard.this_boots([old, now, legacy, now], "b2")
+    assert current == [now, legacy] and earlier == [old]

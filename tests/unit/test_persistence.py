@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host import persistence, remediate
+from badsum.host import persistence
 from badsum.host.common import HostError
 
 
@@ -90,13 +90,3 @@ def test_a_guard_that_did_not_stop_is_not_forgotten(systemd_host: dict) -> None:
     systemd_host["stop_fails"] = False
     persistence.stop_guard("systemd")
     assert not persistence.UNIT_PATH.exists() and systemd_host["active"] is False
-
-
-def test_rollback_turns_on_only_what_this_boot_turned_off() -> None:
-    """After a reboot the same netns inode, ifindex and name may be another container's (one whose runtime
-    turned rx off itself, as Mesos does): rollback must leave it alone."""
-    old = {"boot": "b1", "netns": 4026532301, "ifindex": 3, "ifname": "eth0", "owner": "mesos container x", "rx": "on"}
-    now = {**old, "boot": "b2", "owner": "docker container y"}
-    legacy = {k: v for k, v in {**old, "ifindex": 5}.items() if k != "boot"}  # kept before the boot id was
-    current, earlier = remediate.this_boots([old, now, legacy, now], "b2")
-    assert current == [now, legacy] and earlier == [old]
