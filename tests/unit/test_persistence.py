@@ -75,9 +75,13 @@ def test_the_guard_covers_the_host_only_running_enabled_and_as_this_kit_writes_i
     assert persistence.guard_gap("systemd") == persistence.GUARD_DOWN
 
 
-def test_a_daemon_covers_the_host_while_it_runs(systemd_host: dict) -> None:
+def test_a_daemon_covers_the_host_while_it_runs(systemd_host: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     assert persistence.guard_gap("daemon") == persistence.GUARD_DOWN  # no pidfile: none runs
     assert persistence.guard_gap(None) == persistence.GUARD_DOWN
+    # Running, it is not held to a unit: none is written, none is enabled (systemd says disabled here).
+    systemd_host["enabled"] = "disabled"
+    monkeypatch.setattr(persistence, "guard_running", lambda mode: mode == "daemon")
+    assert persistence.guard_gap("daemon") is None
 
 
 def test_a_guard_that_did_not_stop_is_not_forgotten(systemd_host: dict) -> None:
