@@ -10,14 +10,18 @@ Each tool is a module with build_parser() and run(args) -> dict. The table
 below is the one place that says which actions only read the host (they run
 in check mode too and never report a change) and which can tell what they
 would change without changing it (--check).
+
+Before any tool runs, call() makes sure of two things (hostns, common): it
+runs in the host's own network namespace (or an emulated host's, marked by
+the lab), and the kit and badsum_lib_dir it runs from belong to root and are
+writable by root alone. Otherwise nothing runs.
 """
 
-from __future__ import annotations
-
 import importlib
-from collections.abc import Sequence
+from typing import Dict, Sequence
 
-from .common import HostError, Parser
+from . import hostns
+from .common import HostError, Parser, kit_path, lib_dir, require_trusted
 
 __all__ = ["TOOLS", "HostError", "Tool", "call"]
 
@@ -34,7 +38,7 @@ class Tool:
         self.read_only, self.checkable = tuple(read_only), tuple(checkable)
 
 
-TOOLS: dict[str, Tool] = {
+TOOLS: Dict[str, Tool] = {
     "facts": Tool("facts", "what this host is and can do: kernel, commands, interfaces, netem", ("show",)),
     "state": Tool("state", "what badsum could have left behind: namespaces, links, filters, rules", ("show",)),
     "bpf": Tool("bpf", "compile badsum's eBPF programs for this kernel (once per source and kernel)"),
@@ -65,6 +69,11 @@ def call(tool: str, argv: Sequence[str], check_mode: bool = False) -> dict:
     spec = TOOLS.get(tool)
     if spec is None:
         raise HostError(f"no tool {tool!r} in the host kit (tools: {', '.join(TOOLS)})")
+    hostns.where()
+    kit = kit_path()
+    if kit.suffix == ".pyz":
+        require_trusted(kit, "the host kit")
+    require_trusted(lib_dir(), "badsum_lib_dir")
     module = importlib.import_module(f"{__name__}.{spec.module}")
     Parser.prog_name = f"badsum-host {tool}"
     parser = module.build_parser()

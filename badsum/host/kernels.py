@@ -13,9 +13,8 @@ kernel's behaviour instead. Callers of has_fix() let the user override
 (badsum_experiment_kernel_fixed).
 """
 
-from __future__ import annotations
-
 import re
+from typing import Optional, Tuple
 
 FIRST_MAINLINE = (4, 4)
 MAINLINE_SOURCE = "mainline: v4.4 (commit ce8c839b74e3, merged for 4.4-rc6)"
@@ -33,11 +32,11 @@ STABLE_SOURCE = "stable-queue releases/{} series; moby/moby#18776 (3.10, 3.14, 4
 class Distro:
     """A distribution kernel line: how to recognise it, and its first release with the backport."""
 
-    def __init__(self, name: str, pattern: str, base: tuple[int, ...], first_fixed: tuple[int, ...], source: str):
+    def __init__(self, name: str, pattern: str, base: Tuple[int, ...], first_fixed: Tuple[int, ...], source: str):
         self.name, self.pattern, self.base = name, re.compile(pattern), base
         self.first_fixed, self.source = first_fixed, source
 
-    def judge(self, release: str) -> tuple[str, str] | None:
+    def judge(self, release: str) -> Optional[Tuple[str, str]]:
         """(status, why) when the release belongs to this line, else None (SP4 builds are 63+, SP3's 0.x)."""
         m = self.pattern.match(release)
         if not m or tuple(int(x) for x in m["base"].split(".")) != self.base:
@@ -90,7 +89,7 @@ DISTROS = (
 VANILLA = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-rc\d+)?$")
 
 
-def parse(release: str) -> tuple[int, int, int]:
+def parse(release: str) -> Tuple[int, int, int]:
     m = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", release)
     if not m:
         raise ValueError(f"{release!r} is not a kernel release (like 6.1.0-18-amd64)")

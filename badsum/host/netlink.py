@@ -16,9 +16,15 @@ directly, standard library only:
 
 setns changes the calling thread only: everything here runs on the thread
 that calls it, and `inside()` always puts the thread back where it was.
-"""
 
-from __future__ import annotations
+Interface names are bytes: Linux takes any but '/', ':', NUL and
+whitespace, UTF-8 or not, and a tenant names devices in its own namespaces.
+A Link's name is those bytes decoded with surrogateescape, so it goes back
+to the kernel unchanged; show it with common.shown().
+
+The fleet's tools run here on kernels from 3.10 on: /proc/thread-self
+(3.17) and SO_NETNS_COOKIE (5.14) have fallbacks.
+"""
 
 import contextlib
 import ctypes
@@ -27,13 +33,18 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
-from .common import HostError
+from .common import HostError, shown
 
 CLONE_NEWNET = 0x40000000
-SELF = "/proc/thread-self/ns/net"
+# The calling thread's namespace. Before Linux 3.17 there is no
+# /proc/thread-self: the kit is single-threaded, so its process's own is the same.
+SELF = "/proc/thread-self/ns/net" if os.path.exists("/proc/thread-self") else "/proc/self/ns/net"
+PROC_NET = os.path.dirname(os.path.dirname(SELF)) + "/net"  # /proc/<the thread>/net: this namespace's counters
+# A netlink answer never takes long; one that does not come must not hang a pass.
+TIMEOUT = 5.0
+ENCODING = ("utf-8", "surrogateescape")
 
 # include/uapi/linux/{netlink,rtnetlink,if_link}.h
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -80,7 +91,7 @@ def inode(path: str = SELF) -> int:
 
 
 @contextlib.contextmanager
-def inside(path: str, expect: int | None = None) -> Iterator[None]:
+def inside(path: str, expect: Optional[int] = None) -> Iterator[None]:
     """Run the block in the network namespace at `path` (/proc/PID/ns/net, a bind mount, an fd path).
 
     With `expect`, only if that path still leads to that namespace (inode):
@@ -112,7 +123,7 @@ def inside(path: str, expect: int | None = None) -> Iterator[None]:
 SO_NETNS_COOKIE = 71  # Linux 5.14+: a namespace's id for this boot, never reused (an inode is)
 
 
-def netns_cookie() -> int | None:
+def netns_cookie() -> Optional[int]:
     """The current network namespace's cookie; None on kernels without it."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
@@ -123,14 +134,18 @@ def netns_cookie() -> int | None:
 
 class Link(NamedTuple):
     index: int
-    name: str
+    name: str  # bytes as surrogate-escaped str: pass it back as it is, show it with common.shown()
     kind: str  # "veth", "bridge"... ; "" for a device without a driver kind (a physical NIC)
     peer_index: int  # IFLA_LINK: for a veth, its peer's ifindex (in the peer's namespace)
-    peer_elsewhere: bool  # IFLA_LINK_NETNSID present: the peer lives in another namespace
+    peer_netnsid: int  # IFLA_LINK_NETNSID: the peer's namespace, as this one numbers it; -1: here (or Linux < 4.0)
     master: int
 
+    @property
+    def peer_elsewhere(self) -> bool:
+        return self.peer_netnsid >= 0
 
-def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
+
+def _attrs(data: bytes, offset: int, end: int) -> Iterator[Tuple[int, bytes]]:
     while offset + RTATTR.size <= end:
         length, kind = RTATTR.unpack_from(data, offset)
         if length < RTATTR.size:
@@ -141,24 +156,24 @@ def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:
 
 def _link(data: bytes, offset: int, end: int) -> Link:
     _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(data, offset)
-    name, kind, peer, elsewhere, master = "", "", 0, False, 0
+    name, kind, peer, nsid, master = "", "", 0, -1, 0
     for attr, value in _attrs(data, offset + IFINFOMSG.size, end):
         if attr == IFLA_IFNAME:
-            name = value.rstrip(b"\0").decode()
+            name = value.split(b"\0", 1)[0].decode(*ENCODING)
         elif attr == IFLA_LINK:
             peer = struct.unpack("=I", value[:4])[0]
         elif attr == IFLA_MASTER:
             master = struct.unpack("=I", value[:4])[0]
-        elif attr == IFLA_LINK_NETNSID:
-            elsewhere = True
+        elif attr == IFLA_LINK_NETNSID and len(value) >= 4:
+            nsid = struct.unpack("=i", value[:4])[0]
         elif attr == IFLA_LINKINFO:
             for sub, subvalue in _attrs(value, 0, len(value)):
                 if sub == IFLA_INFO_KIND:
-                    kind = subvalue.rstrip(b"\0").decode()
-    return Link(index, name, kind, peer, elsewhere, master)
+                    kind = subvalue.split(b"\0", 1)[0].decode("ascii", "replace")
+    return Link(index, name, kind, peer, nsid, master)
 
 
-def parse(data: bytes) -> tuple[list[Link], bool]:
+def parse(data: bytes) -> Tuple[List[Link], bool]:
     """The links in a batch of netlink messages, and whether the dump is done."""
     links, offset = [], 0
     while offset + NLMSG_HDR.size <= len(data):
@@ -176,15 +191,20 @@ def parse(data: bytes) -> tuple[list[Link], bool]:
     return links, False
 
 
-def links() -> list[Link]:
+def links() -> List[Link]:
     """Every link of the calling thread's current network namespace."""
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(TIMEOUT)
         request = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         header = NLMSG_HDR.pack(NLMSG_HDR.size + len(request), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
         sock.sendall(header + request)
-        found: list[Link] = []
+        found: List[Link] = []
         while True:
-            batch, done = parse(sock.recv(1 << 16))
+            try:
+                data = sock.recv(1 << 16)
+            except socket.timeout:
+                raise HostError(f"netlink: no answer to a link dump within {TIMEOUT:g} s") from None
+            batch, done = parse(data)
             found += batch
             if done:
                 return found
@@ -196,14 +216,18 @@ def _attr(kind: int, payload: bytes) -> bytes:
 
 
 def _name(name: str) -> bytes:
-    return _attr(IFLA_IFNAME, name.encode() + b"\0")
+    return _attr(IFLA_IFNAME, name.encode(*ENCODING) + b"\0")
 
 
-def _request(kind: int, flags: int, body: bytes, what: str, allowed: tuple[int, ...] = ()) -> int:
+def _request(kind: int, flags: int, body: bytes, what: str, allowed: Tuple[int, ...] = ()) -> int:
     """One rtnetlink request in the calling thread's namespace: 0, or the error it was allowed to meet."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(TIMEOUT)
         sock.sendall(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, 1, 0) + body)
-        reply = sock.recv(1 << 16)
+        try:
+            reply = sock.recv(1 << 16)
+        except socket.timeout:
+            raise HostError(f"{what}: no answer from netlink within {TIMEOUT:g} s") from None
     _length, reply_kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(reply)
     code = -struct.unpack_from("=i", reply, NLMSG_HDR.size)[0] if reply_kind == NLMSG_ERROR else 0
     if code and code not in allowed:
@@ -216,7 +240,7 @@ def _link_request(name: str, *attrs: bytes, up: bool = False) -> bytes:
     return header + _name(name) + b"".join(attrs)
 
 
-def add_veth(name: str, peer: str, peer_netns_fd: int | None = None, peer_mac: bytes | None = None) -> None:
+def add_veth(name: str, peer: str, peer_netns_fd: Optional[int] = None, peer_mac: Optional[bytes] = None) -> None:
     """`ip link add NAME type veth peer name PEER [netns FD] [address MAC]`, in the thread's namespace."""
     peer_attrs = _name(peer)
     if peer_netns_fd is not None:
@@ -266,16 +290,52 @@ def link_events() -> socket.socket:
     return sock
 
 
+RTM_NEWNSID, RTM_GETNSID = 88, 90
+NETNSA_NSID, NETNSA_FD = 1, 3
+RTGENMSG = struct.Struct("=Bxxx")
+
+
+def netnsid(netns_fd: int) -> Optional[int]:
+    """The id the calling thread's namespace gives the namespace open at netns_fd (-1: none yet); None before 4.0.
+
+    Link events name a veth's peer namespace by this id (IFLA_LINK_NETNSID):
+    the guard keeps it to know which namespace an event is about.
+    """
+    body = RTGENMSG.pack(socket.AF_UNSPEC) + _attr(NETNSA_FD, struct.pack("=I", netns_fd))
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendall(NLMSG_HDR.pack(NLMSG_HDR.size + len(body), RTM_GETNSID, NLM_F_REQUEST, 1, 0) + body)
+        try:
+            reply = sock.recv(1 << 12)
+        except (socket.timeout, OSError):
+            return None
+    length, kind, _flags, _seq, _pid = NLMSG_HDR.unpack_from(reply)
+    if kind != RTM_NEWNSID:
+        return None
+    for attr, value in _attrs(reply, NLMSG_HDR.size + RTGENMSG.size, min(length, len(reply))):
+        if attr == NETNSA_NSID and len(value) >= 4:
+            return struct.unpack("=i", value[:4])[0]
+    return None
+
+
+def events(data: bytes) -> List[Link]:
+    """The links a batch of link events is about (a malformed batch says only "look again": none)."""
+    try:
+        return parse(data)[0]
+    except (HostError, struct.error):
+        return []
+
+
 def _ethtool(ifname: str, cmd: int, data: int = 0) -> int:
     value = ctypes.create_string_buffer(struct.pack("=II", cmd, data))
-    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value)).ljust(IFREQ_SIZE, b"\0")
+    ifreq = struct.pack("16sP", ifname.encode(*ENCODING), ctypes.addressof(value)).ljust(IFREQ_SIZE, b"\0")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         try:
             fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
         except OSError as exc:
             if exc.errno == errno.ENODEV:
-                raise HostError(f"{ifname} does not exist (any more) in this namespace") from None
-            raise HostError(f"ethtool ioctl on {ifname}: {exc.strerror}") from None
+                raise HostError(f"{shown(ifname)} does not exist (any more) in this namespace") from None
+            raise HostError(f"ethtool ioctl on {shown(ifname)}: {exc.strerror}") from None
     return struct.unpack("=II", value.raw[:8])[1]
 
 
@@ -288,4 +348,4 @@ def set_rx_checksumming(ifname: str, on: bool) -> None:
     """`ethtool -K IF rx on|off`, read back: a device that ignores it is an error."""
     _ethtool(ifname, ETHTOOL_SRXCSUM, int(on))
     if rx_checksumming(ifname) != on:
-        raise HostError(f"{ifname} kept rx-checksumming {'off' if on else 'on'} after it was set")
+        raise HostError(f"{shown(ifname)} kept rx-checksumming {'off' if on else 'on'} after it was set")

@@ -21,8 +21,6 @@ be exercised on a fixed kernel; the result says `emulated`. For emulated
 fleets only.
 """
 
-from __future__ import annotations
-
 import argparse
 import fcntl
 import os
@@ -31,9 +29,10 @@ import socket
 import struct
 import time
 from pathlib import Path
+from typing import Optional
 
-from . import bpf, containers, net, netlink
-from .common import Parser, sh
+from . import containers, netlink
+from .common import HostError, Parser, sh
 
 A_IF, B_IF = "bsprobe-a", "bsprobe-b"  # the guard leaves "bsprobe-" devices alone
 A_ADDR, B_ADDR, PREFIX = "198.18.255.253", "198.18.255.254", 30
@@ -65,9 +64,12 @@ def datagram(sport: int, dport: int, payload: bytes, good: bool) -> bytes:
 
 def udp_csum_errors() -> int:
     """UdpInCsumErrors of the calling thread's current namespace."""
-    with open("/proc/thread-self/net/snmp") as f:
+    with open(netlink.PROC_NET + "/snmp") as f:
         lines = [line.split() for line in f if line.startswith("Udp:")]
-    return int(dict(zip(lines[0][1:], lines[1][1:], strict=True))["InCsumErrors"])
+    counters = dict(zip(lines[0][1:], lines[1][1:]))
+    if "InCsumErrors" not in counters:
+        raise HostError("cannot probe: needs the UdpInCsumErrors counter (Linux 3.10)")
+    return int(counters["InCsumErrors"])
 
 
 def outcome(sock: socket.socket, payload: bytes, errors_before: int, wait: float = WAIT) -> dict:
@@ -122,13 +124,15 @@ def wire(ns: Namespaces) -> None:
 
 def attach_emulator() -> None:
     """The veth-bug emulator on bsprobe-b's ingress; tc runs in the thread's namespace (B, brand new: no qdisc)."""
+    from . import bpf, net  # labs only: the fleet's path (Python 3.6 hosts) never loads them
+
     obj = Path(bpf.build(argparse.Namespace(program="vethbug"))["object"])  # once per kernel and source
     sh("tc", "qdisc", "add", "dev", B_IF, "clsact")
     pin = emulator_pin(obj)
     net.attach_bpf(B_IF, "ingress", EMULATOR_PREF, str(pin or obj), pinned=pin is not None)
 
 
-def emulator_pin(obj: Path) -> Path | None:
+def emulator_pin(obj: Path) -> Optional[Path]:
     """On an emulated host of the embedded lab, the emulator loaded once and pinned in the host's own bpffs.
 
     Loading it is most of an emulated probe's cost (libbpf reads the kernel's
@@ -215,7 +219,8 @@ def judge(good: dict, bad: dict, bad_rx_off: dict, rx_on: bool, emulate: bool) -
 
 def build_parser() -> Parser:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    sub = p.add_subparsers(dest="action", parser_class=Parser)
+    sub.required = True  # add_subparsers(required=) is Python 3.7
     r = sub.add_parser("run", help="probe this kernel (root; a few ms; nothing left behind)")
     r.add_argument("--emulate-bug", action="store_true", help="attach the veth-bug emulator (tests)")
     return p

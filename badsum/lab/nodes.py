@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import re
 import select
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from badsum.host import hostns
 from badsum.lab import kernel
 from badsum.lab.kernel import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS
 from badsum.lab.spec import NS_ROOT, LabError
@@ -107,6 +109,7 @@ class NodePlan:
     ports: tuple[str, ...]  # its interfaces that stand for hardware: checksum offloads off
     sshd_options: tuple[str, ...]  # sshd -o ..., after the lab's config
     cgroup_procs: tuple[Path, ...]
+    lab_id: str  # named in the node's mark (badsum.host.hostns.MARKER)
 
 
 def _unescape(field: str) -> str:
@@ -199,6 +202,19 @@ def _mount_node(lab: LabPlan) -> None:
                 os.chown(os.path.join(root, name), lab.user[1], lab.user[1], follow_symlinks=False)
 
 
+def _mark(plan: NodePlan) -> None:
+    """Mark the node as an emulated host of this lab: the host kit acts from no other namespace but a host's.
+
+    In the node's private /run, root's and read-only to others, naming the
+    node's network namespace: a process of the node that moved to another
+    namespace (`unshare --net`) is not taken for the host (badsum.host.hostns).
+    """
+    mark = {"lab": plan.lab_id, "node": plan.name, "netns": os.stat("/proc/self/ns/net").st_ino}
+    fd = os.open(str(hostns.MARKER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(mark))
+
+
 def _configure(plan: NodePlan) -> None:
     proc = subprocess.run(["ip", "-batch", "-"], input=plan.ip_batch, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -236,6 +252,7 @@ def _become_node(lab: LabPlan, plan: NodePlan, base: int, sock: socket.socket) -
     kernel.setns(net, CLONE_NEWNET)
     _keep_namespaces(plan.netns, machine)
     _mount_node(lab)
+    _mark(plan)
     _configure(plan)
     err = os.open(lab.sshd_stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     # sshd joins the node's cgroups: everything that runs through it (SSH

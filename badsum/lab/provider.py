@@ -443,6 +443,7 @@ def _start_nodes(spec: LabSpec, account: Account | None) -> None:
                 ports=ports,
                 sshd_options=(f"ListenAddress={node.mgmt_v4}", f"HostKey={_host_key(spec, node)}"),
                 cgroup_procs=tuple(procs[node.name]),
+                lab_id=spec.lab_id,
             )
         )
     try:
