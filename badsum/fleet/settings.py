@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from badsum import settings as experiment
+from badsum.fleet import TRANSPORTS
 from badsum.settings import Checked, Invalid, as_bool, as_choice, as_int, as_number
 
 P = "badsum_fleet_"
@@ -55,6 +56,12 @@ def _host(name: str, value: Any) -> str:
     return value
 
 
+def _waiver(name: str, value: Any) -> str:
+    if not isinstance(value, str) or "\n" in value or len(value) > 200:
+        raise Invalid(name, value, 'allowed: "" or one line (200 characters at most) saying why there is no canary cell')
+    return value.strip()
+
+
 def _run_id(name: str, value: Any) -> str:
     if value == "":
         return ""
@@ -75,11 +82,17 @@ CHECKS = {
     "verify_new_container": as_bool,
     "verify_wait": lambda n, v: as_number(n, v, 0, 60, "seconds", lo_open=True),
     "canary_cell": as_bool,
+    "canary_cell_waiver": _waiver,
     "canary": _host,
     "canary_topology": lambda n, v: as_choice(n, v, CANARY_TOPOLOGIES, "a routed container path"),
+    "retire": as_bool,
+    "transport": lambda n, v: as_choice(n, v, TRANSPORTS),
+    "python": _abs_path,
     "results_dir": _abs_path,
     "run_id": _run_id,
 }
+# Settings a host of the fleet may have its own value of (inventory host or group variables).
+PER_HOST = ("transport", "python")
 OUTPUTS = {P + "plan"}  # facts the playbooks set, not settings
 
 
@@ -87,6 +100,11 @@ def fleet_settings(raw: Mapping[str, Any]) -> Checked:
     c = Checked()
     for name, check in CHECKS.items():
         c.take(P + name, raw, check)
+    if c.values.get(P + "canary_cell") is False and not c.values.get(P + "canary_cell_waiver"):
+        c.problems.append(
+            f"{P}canary_cell=false: a rollout without its proof on the canary needs a second, explicit setting - "
+            f'{P}canary_cell_waiver="why" (recorded in the run\'s plan and report)'
+        )
     for name in sorted(set(raw) - {P + n for n in CHECKS} - OUTPUTS):
         close = [P + n for n in CHECKS if n[:4] in name]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -110,6 +128,13 @@ def plan(
         ]
     problems: list[str] = []
     out: dict[str, Any] = {"hosts": fleet, "canary": "", "canary_hosts": []}
+    for host in fleet:
+        for name in PER_HOST:
+            if P + name in hostvars.get(host, {}):
+                try:
+                    CHECKS[name](f"{P}{name} (on {host})", hostvars[host][P + name])
+                except Invalid as exc:
+                    problems.append(str(exc))
     if playbook == "remediate" and values.get(P + "canary_cell"):
         canary = values.get(P + "canary") or next((h for h in fleet if h in groups.get("servers", [])), "")
         if not canary:

@@ -5,30 +5,33 @@
 Changes nothing on the host (the probe's namespaces are its own and vanish
 with it). The risk class, with its reason:
 
-    patched         the kernel has the fix (the probe says so; or the release
-                    table, when the probe could not run)
-    not-applicable  the kernel lacks it (or may), but nothing receives through
-                    a container veth: no runtime and no container namespace
-    exposed         a container veth receives with rx-checksumming on, or a
-                    runtime will create new ones unprotected (no guard running,
-                    or a systemd guard that is not enabled: gone after a reboot)
-    mitigated       every container veth has rx off, and the guard covers new ones
+    exposed              a container veth receives with rx-checksumming on, or a
+                         runtime will create new ones unprotected (no guard running,
+                         or a systemd guard that is not enabled: gone after a reboot)
+    mitigated            every container veth has rx off, and the guard covers new ones
+    obsolete-workaround  the kernel has the fix, and the host still carries badsum's
+                         workaround (after a kernel upgrade): `remediate.yml -e
+                         badsum_fleet_retire=true` or rollback.yml takes it away
+    patched              the kernel has the fix (the probe says so; or the release
+                         table, when the probe could not run)
+    not-applicable       the kernel lacks it (or may), but nothing receives through
+                         a container veth: no runtime and no container namespace
 """
-
-from __future__ import annotations
 
 import argparse
 import os
 import time
+from typing import Dict, List, Optional, Tuple
 
 from . import cni, containers, kernels, persistence, probe
-from .common import HostError, Parser
+from .common import HostError, Parser, shown
 from .guard import Files, status
 
 CNI_CONF_DIR = "/etc/cni/net.d"
+RISKS = ("exposed", "obsolete-workaround", "mitigated", "patched", "not-applicable")
 
 
-def vulnerability(kernel: dict, probed: dict | None) -> tuple[str, str]:
+def vulnerability(kernel: dict, probed: Optional[dict]) -> Tuple[str, str]:
     """(yes|no|unknown, how that was decided): the probe's behaviour wins over the release table."""
     if probed and probed["verdict"] in ("vulnerable", "fixed"):
         kind = f"probe ({probed['kind']})"
@@ -37,32 +40,71 @@ def vulnerability(kernel: dict, probed: dict | None) -> tuple[str, str]:
     return table, f"release table: {kernel['reason']}"
 
 
-def risk(
-    vulnerable: str,
-    veths: list[dict],
-    runtimes: dict,
-    guard_gap: tuple[str, str] | None,
-    cni_lists: dict,
-) -> tuple[str, str]:
-    """The host's class and why; guard_gap: when new containers would escape the guard, and why (persistence)."""
-    container = [v for v in veths if v["role"] == "container"]
-    on = [v for v in container if v["rx"] == "on"]
+class Found:
+    """What the audit found that the risk class is decided from."""
+
+    def __init__(
+        self,
+        container_veths: int,
+        rx_on: List[dict],
+        rx_on_total: int,
+        runtimes: Dict[str, int],
+        guard_gap: Optional[Tuple[str, str]],
+        cni_lists: dict,
+        workaround: List[str],
+    ) -> None:
+        self.container_veths, self.rx_on, self.rx_on_total = container_veths, rx_on, rx_on_total
+        self.runtimes, self.guard_gap, self.cni_lists, self.workaround = runtimes, guard_gap, cni_lists, workaround
+
+
+def risk(vulnerable: str, found: Found) -> Tuple[str, str]:
+    """The host's class and why; found.guard_gap: when new containers would escape the guard, and why."""
     if vulnerable == "no":
+        if found.workaround:
+            return (
+                "obsolete-workaround",
+                "the kernel has the fix, and badsum's workaround is still here ("
+                + ", ".join(found.workaround)
+                + "): remediate with badsum_fleet_retire=true, or roll back, to take it away",
+            )
         return "patched", "the kernel has the fix: rx-checksumming on a veth cannot let bad data in"
-    if not runtimes and not container and not cni_lists:
+    if not found.runtimes and not found.container_veths and not found.cni_lists:
         return "not-applicable", "no container runtime, CNI configuration or container namespace on this host"
     maybe = "" if vulnerable == "yes" else " (the kernel may lack the fix: treated as lacking it)"
-    if on:
-        names = ", ".join(f"{v['ifname']} ({v['owner']})" for v in on[:5]) + (" ..." if len(on) > 5 else "")
-        return "exposed", f"{len(on)} of {len(container)} container veths receive with rx on: {names}{maybe}"
-    made_by = ", ".join(runtimes) or "CNI"
-    if guard_gap:
-        when, why = guard_gap
+    if found.rx_on_total:
+        names = ", ".join(f"{v['ifname']} ({v['owner']})" for v in found.rx_on[:5])
+        more = " ..." if found.rx_on_total > 5 else ""
+        return (
+            "exposed",
+            f"{found.rx_on_total} of {found.container_veths} container veths receive with rx on: {names}{more}{maybe}",
+        )
+    made_by = ", ".join(found.runtimes) or "CNI"
+    if found.guard_gap:
+        when, why = found.guard_gap
         return "exposed", f"containers created {when} ({made_by}) come up with rx on: {why}{maybe}"
-    return "mitigated", f"all {len(container)} container veths have rx off and the guard covers new ones{maybe}"
+    return "mitigated", f"all {found.container_veths} container veths have rx off and the guard covers new ones{maybe}"
 
 
-def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
+def workaround_here(record: Optional[dict], problem: Optional[str], cni_status: dict) -> List[str]:
+    """What of badsum's workaround this host carries, each part found by badsum's own mark."""
+    parts = []
+    if record is not None:
+        parts.append("a remediation record")
+    elif problem:
+        parts.append(f"a remediation record that cannot be used ({problem})")
+    if persistence.unit_is_ours():
+        parts.append(f"the guard's unit {persistence.UNIT}")
+    if persistence.guard_running("daemon") or persistence.stray_guards():
+        parts.append("a guard daemon")
+    chained = [p for p, ok in cni_status["conflists"].items() if ok is True]
+    if chained:
+        parts.append(f"{cni.PLUGIN} in {len(chained)} CNI configuration files")
+    elif cni_status.get("plugin_installed"):
+        parts.append(f"the {cni.PLUGIN} plugin")
+    return parts
+
+
+def show(args: argparse.Namespace, probed: Optional[dict] = None) -> dict:
     """The audit; `probed` is a probe already made in this call (the kernel has not changed since)."""
     started = time.perf_counter()
     release = os.uname().release
@@ -75,32 +117,49 @@ def show(args: argparse.Namespace, probed: dict | None = None) -> dict:
     vulnerable, decided_by = vulnerability(kernel, probed)
     scope = containers.own_cgroup()
     inv = containers.inventory(scope)
-    record = persistence.load_state()
+    record, problem, _path = persistence.read_record()
     guard_info = status(Files(str(persistence.state_dir())))
     mode = (record or {}).get("guard", {}).get("mode")
     gap = persistence.guard_gap(mode)
     cni_status = cni.status(args.cni_conf_dir or [CNI_CONF_DIR], args.cni_bin_dir)
     if cni_status["conflists"] or cni_status["plain_confs"]:
         inv["runtimes"]["cni"] = len(cni_status["conflists"]) + len(cni_status["plain_confs"])
-    klass, reason = risk(vulnerable, inv["veths"], inv["runtimes"], gap, cni_status["conflists"])
-    container = [v for v in inv["veths"] if v["role"] == "container"]
+    carried = workaround_here(record, problem, cni_status)
+    found = Found(
+        inv["container_veths"],
+        inv["container_veths_rx_on_list"],
+        inv["container_veths_rx_on"],
+        inv["runtimes"],
+        gap,
+        cni_status["conflists"],
+        carried,
+    )
+    klass, reason = risk(vulnerable, found)
     return {
-        "host": os.uname().nodename,
+        "host": shown(os.uname().nodename),
         "kernel": kernel,
         "probe": probed,
         "vulnerable": vulnerable,
         "decided_by": decided_by,
         "risk": klass,
         "reason": reason,
-        "container_veths": len(container),
-        "container_veths_rx_on": sum(v["rx"] == "on" for v in container),
+        "container_veths": inv["container_veths"],
+        "container_veths_rx_on": inv["container_veths_rx_on"],
         "runtimes": inv["runtimes"],
         "cni": cni_status,
         "guard": {**guard_info, "running": gap != persistence.GUARD_DOWN, "mode": mode, "gap": gap and gap[1]},
-        "remediation": {"recorded": record is not None, "at": (record or {}).get("recorded_at")},
+        "remediation": {
+            "recorded": record is not None,
+            "at": (record or {}).get("recorded_at"),
+            **({"problem": problem} if problem else {}),
+        },
+        "workaround": carried,
         "scope": inv["scope"],
         "namespaces": inv["namespaces"],
+        "namespaces_total": inv["namespaces_total"],
+        "namespaces_unreadable": inv["namespaces_unreadable"],
         "veths": inv["veths"],
+        "veths_total": inv["veths_total"],
         "devices": inv["devices"],
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -122,7 +181,8 @@ def add_options(parser: argparse.ArgumentParser, probe: bool = True) -> None:
 
 def build_parser() -> Parser:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    sub = p.add_subparsers(dest="action", parser_class=Parser)
+    sub.required = True  # add_subparsers(required=) is Python 3.7
     add_options(sub.add_parser("show", help="audit this host (read-only)"))
     return p
 

@@ -82,3 +82,22 @@ def apply(items: list[dict]) -> None:
             Path(item["path"]).unlink(missing_ok=True)
         else:
             atomic_write(Path(item["path"]), item["after"], item["mode"])
+
+
+def plan_uninstall(conf_dirs: list[str], bin_dir: str) -> list[dict]:
+    """badsum's entry out of every .conflist that has one (as it is now), then the plugin, once none names it."""
+    todo = []
+    for path in conflists(conf_dirs):
+        text = path.read_text()
+        try:
+            conf = json.loads(text)
+        except ValueError:
+            continue
+        plugins = conf.get("plugins")
+        if isinstance(plugins, list) and any(isinstance(p, dict) and p.get("type") == PLUGIN for p in plugins):
+            conf["plugins"] = [p for p in plugins if not (isinstance(p, dict) and p.get("type") == PLUGIN)]
+            todo.append({"path": str(path), "before": text, "after": json.dumps(conf, indent=2) + "\n", "mode": 0o644})
+    plugin = Path(bin_dir) / PLUGIN
+    if plugin.is_file() and plugin.read_bytes().startswith(SHEBANG):
+        todo.append({"path": str(plugin), "before": plugin.read_bytes().decode(errors="replace"), "after": None})
+    return todo

@@ -16,6 +16,7 @@ import yaml
 from badsum.fleet import records, report
 from badsum.fleet import settings as fleet
 from badsum.host import audit, cni, netlink, persistence, probe
+from badsum.host.common import shown
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = yaml.safe_load((ROOT / "roles/badsum_fleet/defaults/main.yml").read_text())
@@ -29,7 +30,29 @@ def checked(**over):
 def test_the_defaults_are_valid() -> None:
     c = checked()
     assert c.problems == []
-    assert c.values["badsum_fleet_batches"] == ["10%", "30%", "100%"]
+    # One host first, then small batches: a bad rollout stops before it reaches many hosts.
+    assert c.values["badsum_fleet_batches"] == [1, 10, "5%", "25%", "100%"]
+
+
+def test_a_rollout_without_its_canary_cell_takes_a_second_explicit_setting() -> None:
+    problems = checked(badsum_fleet_canary_cell=False).problems
+    assert len(problems) == 1 and problems[0].startswith("badsum_fleet_canary_cell=false: "), problems
+    assert "badsum_fleet_canary_cell_waiver" in problems[0]
+    assert checked(badsum_fleet_canary_cell=False, badsum_fleet_canary_cell_waiver="no pair here").problems == []
+    bad = checked(badsum_fleet_canary_cell=False, badsum_fleet_canary_cell_waiver="two\nlines").problems
+    assert any(p.startswith("badsum_fleet_canary_cell_waiver=") for p in bad)
+
+
+def test_a_hosts_own_transport_is_checked_before_any_host_is_touched(tmp_path: Path) -> None:
+    values = checked(badsum_fleet_results_dir=str(tmp_path)).values
+    groups, hostvars = lab(1)
+    hostvars["host1"]["badsum_fleet_transport"] = "ssh"
+    hostvars["host2"]["badsum_fleet_python"] = "python3"
+    _, problems = fleet.plan(values, groups, hostvars, PLAY, "audit")
+    assert problems == [
+        "badsum_fleet_transport (on host1)='ssh': allowed: 'module', 'raw'",
+        "badsum_fleet_python (on host2)='python3': allowed: an absolute path",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -52,6 +75,9 @@ def test_the_defaults_are_valid() -> None:
         ("canary", 3, "a host of group fleet"),
         ("run_id", "a/b", "letters, digits"),
         ("probe", "maybe", "true or false"),
+        ("retire", "soon", "true or false"),
+        ("transport", "winrm", "allowed: 'module', 'raw'"),
+        ("python", "python3", "an absolute path"),
     ],
 )
 def test_bad_fleet_settings_name_the_variable_the_value_and_what_is_allowed(name, value, message) -> None:
@@ -115,32 +141,46 @@ VETH = {"ifname": "eth0", "owner": "docker container abc", "role": "container"}
 
 
 DOWN = persistence.GUARD_DOWN
+CARRIED = ["a remediation record", "a guard daemon"]
+
+
+def found(veths: list, runtimes: dict, guard, conflists: dict, workaround: list | None = None) -> audit.Found:
+    container = [v for v in veths if v["role"] == "container"]
+    on = [v for v in container if v["rx"] == "on"]
+    return audit.Found(len(container), on, len(on), runtimes, guard, conflists, workaround or [])
 
 
 @pytest.mark.parametrize(
-    ("vulnerable", "veths", "runtimes", "guard", "conflists", "klass"),
+    ("vulnerable", "veths", "runtimes", "guard", "conflists", "workaround", "klass"),
     [
-        ("no", [{**VETH, "rx": "on"}], {"docker": 1}, DOWN, {}, "patched"),
-        ("yes", [], {}, DOWN, {}, "not-applicable"),
-        ("yes", [{**VETH, "role": "host", "rx": "on"}], {}, DOWN, {}, "not-applicable"),
-        ("yes", [{**VETH, "rx": "on"}], {}, None, {}, "exposed"),
-        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, DOWN, {}, "exposed"),  # new containers would be
-        ("yes", [], {}, DOWN, {"/etc/cni/net.d/10.conflist": False}, "exposed"),
-        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, None, {}, "mitigated"),
-        ("unknown", [{**VETH, "rx": "off"}], {"docker": 1}, None, {}, "mitigated"),
-        ("unknown", [{**VETH, "rx": "on"}], {"docker": 1}, None, {}, "exposed"),
+        ("no", [{**VETH, "rx": "on"}], {"docker": 1}, DOWN, {}, [], "patched"),
+        ("no", [{**VETH, "rx": "off"}], {"docker": 1}, None, {}, CARRIED, "obsolete-workaround"),
+        ("yes", [], {}, DOWN, {}, [], "not-applicable"),
+        ("yes", [{**VETH, "role": "host", "rx": "on"}], {}, DOWN, {}, [], "not-applicable"),
+        ("yes", [{**VETH, "rx": "on"}], {}, None, {}, [], "exposed"),
+        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, DOWN, {}, [], "exposed"),  # new containers would be
+        ("yes", [], {}, DOWN, {"/etc/cni/net.d/10.conflist": False}, [], "exposed"),
+        ("yes", [{**VETH, "rx": "off"}], {"docker": 1}, None, {}, CARRIED, "mitigated"),
+        ("unknown", [{**VETH, "rx": "off"}], {"docker": 1}, None, {}, CARRIED, "mitigated"),
+        ("unknown", [{**VETH, "rx": "on"}], {"docker": 1}, None, {}, [], "exposed"),
     ],
 )
-def test_risk_classes(vulnerable, veths, runtimes, guard, conflists, klass) -> None:
-    found, reason = audit.risk(vulnerable, veths, runtimes, guard, conflists)
-    assert found == klass and reason
+def test_risk_classes(vulnerable, veths, runtimes, guard, conflists, workaround, klass) -> None:
+    klass_found, reason = audit.risk(vulnerable, found(veths, runtimes, guard, conflists, workaround))
+    assert klass_found == klass and reason
+
+
+def test_a_fixed_kernel_names_what_of_the_workaround_is_left_and_how_to_retire_it() -> None:
+    klass, reason = audit.risk("no", found([{**VETH, "rx": "off"}], {"docker": 1}, None, {}, CARRIED))
+    assert klass == "obsolete-workaround"
+    assert "a remediation record, a guard daemon" in reason and "badsum_fleet_retire=true" in reason
 
 
 def test_a_guard_that_a_reboot_would_not_start_leaves_the_host_exposed() -> None:
     off = [{**VETH, "rx": "off"}]
     gap = ("after a reboot", "badsum-rx-guard.service runs but is disabled")
-    found, reason = audit.risk("yes", off, {"docker": 1}, gap, {})
-    assert found == "exposed" and reason.startswith("containers created after a reboot (docker) come up with rx on")
+    klass, reason = audit.risk("yes", found(off, {"docker": 1}, gap, {}))
+    assert klass == "exposed" and reason.startswith("containers created after a reboot (docker) come up with rx on")
     assert reason.endswith("runs but is disabled")
 
 
@@ -187,7 +227,17 @@ def test_netlink_link_messages_are_parsed() -> None:
     body += rta(netlink.IFLA_LINK, struct.pack("=I", 12)) + rta(netlink.IFLA_LINK_NETNSID, struct.pack("=i", 0))
     body += rta(netlink.IFLA_LINKINFO, info)
     links, done = netlink.parse(nlmsg(netlink.RTM_NEWLINK, body) + nlmsg(netlink.NLMSG_DONE, b"\0" * 4))
-    assert done and links == [netlink.Link(7, "eth0", "veth", 12, True, 0)]
+    assert done and links == [netlink.Link(7, "eth0", "veth", 12, 0, 0)]
+    assert links[0].peer_elsewhere
+
+
+def test_netlink_names_are_bytes_and_come_back_unchanged() -> None:
+    """Linux takes any name but '/', ':', NUL and whitespace: a tenant's \\xff must not stop a pass."""
+    body = netlink.IFINFOMSG.pack(0, 0, 3, 0, 0) + rta(netlink.IFLA_IFNAME, b"\xff\x1b[2J\0")
+    links, _ = netlink.parse(nlmsg(netlink.RTM_NEWLINK, body))
+    assert links[0].name.encode("utf-8", "surrogateescape") == b"\xff\x1b[2J"
+    assert netlink._name(links[0].name)[4:-1].rstrip(b"\0") == b"\xff\x1b[2J"
+    assert shown(links[0].name) == "\\xff\\x1b[2J"  # printable, and no terminal escape left in it
 
 
 def test_netlink_errors_say_so() -> None:

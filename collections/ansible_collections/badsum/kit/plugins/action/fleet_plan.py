@@ -17,6 +17,9 @@ HOST_VARS = (
     "badsum_experiment_corruptor",
     "badsum_experiment_corruption_iface",
     "badsum_experiment_corruption_hook",
+    # a host's own way to be reached (badsum.fleet.settings.PER_HOST)
+    "badsum_fleet_transport",
+    "badsum_fleet_python",
 )
 PLAY_VARS = (
     "badsum_experiment_corruptor",

@@ -1,15 +1,49 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""Action of badsum.kit.run: find the host kit, run the module, keep the evidence (or the fleet record) here."""
+"""Action of badsum.kit.run: find the host kit, run it on the host, keep the evidence (or the fleet record) here.
+
+Two transports, chosen per host by `badsum_fleet_transport`:
+
+- `module` (the default): the badsum.kit.run module, as Ansible runs any
+  module - which needs a Python on the host that ansible-core supports
+  (3.8 and later for ansible-core 2.19);
+- `raw`: no Ansible module at all, for the hosts that still have the bug -
+  RHEL/CentOS 7-era machines with Python 3.6 - the way Ansible's `raw` and
+  `script` reach a host: one shell command over the connection (with become
+  as configured), the kit itself on its standard input, run by
+  `badsum_fleet_python` (default /usr/bin/python3), one JSON answer back.
+  The kit (badsum.host, its fleet path) keeps to Python 3.6.
+"""
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.plugins.action import ActionBase
-from ansible_collections.badsum.kit.plugins.plugin_utils.kit import kit_path, lib_dir, save_evidence
+from ansible_collections.badsum.kit.plugins.modules.run import to_argv
+from ansible_collections.badsum.kit.plugins.plugin_utils.kit import kit_path, lib_dir, save_evidence, target_vars
 
-from badsum.fleet import PHASES
+from badsum.fleet import PHASES, TRANSPORTS
+
+DEFAULT_PYTHON = "/usr/bin/python3"
+# Run on the host by its own python3, the kit (base64) on stdin: written to a
+# private directory, run in this process, removed - as the module's ephemeral
+# kit is. Short, so that it fits on a command line; standard library, Python 3.6.
+BOOTSTRAP = (
+    "import base64,json,os,shutil,sys,tempfile\n"
+    "d=tempfile.mkdtemp(prefix='badsum-kit-')\n"
+    "try:\n"
+    " k=os.path.join(d,'badsum-host.pyz')\n"
+    " with open(k,'wb') as f:f.write(base64.b64decode(sys.stdin.buffer.read()))\n"
+    " a=json.loads(sys.argv[1]);os.environ['BADSUM_LIB_DIR']=a['lib_dir'];sys.path.insert(0,k)\n"
+    " from badsum.host.__main__ import main\n"
+    " r=main(a['argv'])\n"
+    "finally:\n"
+    " shutil.rmtree(d,ignore_errors=True)\n"
+    "sys.exit(r)\n"
+)
 
 ARGS = {
     "tool": {"type": "str", "required": True},
@@ -52,15 +86,24 @@ class ActionModule(ActionBase):
 
             module_args["kit_content"] = hostkit.encoded()
             module_args["lib_dir"] = lib_dir(self, task_vars)
+        transport = str(self._templar.template(target_vars(self, task_vars).get("badsum_fleet_transport", "module")))
+        if transport not in TRANSPORTS:
+            allowed = ", ".join(TRANSPORTS)
+            return {**result, "failed": True, "msg": f"badsum_fleet_transport={transport!r}: allowed: {allowed}"}
+        if transport == "raw" and (not args["ephemeral"] or args["save_to"]):
+            msg = "badsum_fleet_transport=raw carries the kit with each call: only ephemeral calls without save_to"
+            return {**result, "failed": True, "msg": msg}
         if args["record"] is None:
-            result.update(self._execute_module("badsum.kit.run", module_args=module_args, task_vars=task_vars))
+            result.update(self._call(module_args, task_vars, transport))
         else:
-            result.update(self._call_and_record(module_args, task_vars, **args["record"]))
+            result.update(self._call_and_record(module_args, task_vars, **args["record"], transport=transport))
         if args["save_to"] and not result.get("failed") and not result.get("skipped"):
             save_evidence(result, args["save_to"], args["save_as"])
         return result
 
-    def _call_and_record(self, module_args: dict, task_vars: dict, run_dir: str, phase: str) -> dict:
+    def _call_and_record(
+        self, module_args: dict, task_vars: dict, run_dir: str, phase: str, transport: str = "module"
+    ) -> dict:
         """The call, and this host's fleet record kept on the controller, whatever the call's outcome.
 
         Made here, in this host's own worker, as soon as its call returns: no
@@ -75,7 +118,7 @@ class ActionModule(ActionBase):
 
         host = task_vars["inventory_hostname"]
         try:
-            result = self._execute_module("badsum.kit.run", module_args=module_args, task_vars=task_vars)
+            result = self._call(module_args, task_vars, transport)
         except AnsibleConnectionFailure as exc:
             result = {"unreachable": True, "msg": str(exc)}
         except AnsibleError as exc:  # raised before the module could answer: the host failed, say why
@@ -86,3 +129,34 @@ class ActionModule(ActionBase):
         if result.pop("unreachable", False):
             return {**result, "failed": True, "changed": False, "msg": rec["error"]}
         return result
+
+    def _call(self, module_args: dict, task_vars: dict, transport: str) -> dict:
+        if transport == "module":
+            return self._execute_module("badsum.kit.run", module_args=module_args, task_vars=task_vars)
+        return self._run_raw(module_args, task_vars)
+
+    def _run_raw(self, module_args: dict, task_vars: dict) -> dict:
+        """The kit run by the host's own Python, with no Ansible module on the host (see the docstring)."""
+        python = str(
+            self._templar.template(target_vars(self, task_vars).get("badsum_fleet_python", "/usr/bin/python3"))
+        )
+        argv = [module_args["tool"], module_args["action"], *to_argv(module_args["args"])]
+        if module_args["argv"]:
+            argv += ["--", *module_args["argv"]]
+        if self._task.check_mode:
+            argv.insert(0, "--check-mode")
+        call = json.dumps({"argv": argv, "lib_dir": module_args["lib_dir"]})
+        cmd = " ".join(shlex.quote(word) for word in (python, "-I", "-c", BOOTSTRAP, call))
+        res = self._low_level_execute_command(cmd, sudoable=True, in_data=module_args["kit_content"])
+        out = res.get("stdout", "").strip()
+        try:
+            answer = json.loads(out.splitlines()[-1]) if out else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            why = (res.get("stderr") or out or "no output").strip()[-2000:]
+            return {"failed": True, "changed": False, "rc": res.get("rc"), "msg": f"{python} on the host: {why}"}
+        answer.setdefault("changed", False)
+        if answer.get("failed") and not answer.get("msg", "").startswith("badsum-host"):
+            answer["msg"] = f"badsum-host {module_args['tool']}: {answer.get('msg', '')}"
+        return answer
