@@ -42,8 +42,8 @@ from .hostns import own_cgroup
 
 __all__ = ["OWN_PREFIXES", "Discovery", "Namespace", "Veth", "entered", "inventory", "own_cgroup"]
 
-# The probe's and the verification's own throw-away devices: never a container's.
-OWN_PREFIXES = ("bsprobe-", "bsverify-")
+# The probe's own throw-away devices: never a container's (the verification's stand for containers).
+OWN_PREFIXES = ("bsprobe-",)
 RUNTIME_PROCESSES = {
     "dockerd": "docker",
     "containerd": "containerd",
