@@ -33,7 +33,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import audit, cni, containers, guard, netlink
+from . import audit, cni, containers, guard, metrics, netlink
 from .common import HostError, Parser, atomic_write, boot_id, sh
 from .persistence import (
     GUARD_DOWN,
@@ -346,7 +346,7 @@ def run(args: argparse.Namespace) -> dict:
     if hasattr(args, "cni_conf_dir"):
         args.cni_conf_dir = args.cni_conf_dir or [audit.CNI_CONF_DIR]
     if args.action == "rollout":
-        return rollout(args)
+        return metrics.publish(args, "remediate", rollout(args))
     if args.action == "apply":
         return apply(args)
     if args.action == "verify":
@@ -355,6 +355,6 @@ def run(args: argparse.Namespace) -> dict:
         result = rollback(args)
         if args.audit and not args.check:
             result["after"] = audit.show(args)
-        return result
+        return metrics.publish(args, "rollback", result)
     state = load_state()
     return {"recorded": state is not None, "state": state or {}, "dir": str(state_dir())}
