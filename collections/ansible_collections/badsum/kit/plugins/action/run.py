@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
@@ -74,6 +75,7 @@ class ActionModule(ActionBase):
         from badsum.fleet import records
 
         host = task_vars["inventory_hostname"]
+        started = time.monotonic()
         try:
             result = self._execute_module("badsum.kit.run", module_args=module_args, task_vars=task_vars)
         except AnsibleConnectionFailure as exc:
@@ -81,7 +83,8 @@ class ActionModule(ActionBase):
         except AnsibleError as exc:  # raised before the module could answer: the host failed, say why
             result = {"failed": True, "changed": False, "msg": str(exc)}
         error = f"{self._task.name}: {result.get('msg') or 'failed'}" if result.get("failed") else ""
-        rec = records.record(host, phase, result, error, check_mode=bool(task_vars.get("ansible_check_mode")))
+        check_mode = bool(task_vars.get("ansible_check_mode"))
+        rec = records.record(host, phase, result, error, check_mode, seconds=time.monotonic() - started)
         records.save(Path(run_dir), {host: rec})
         if result.pop("unreachable", False):
             return {**result, "failed": True, "changed": False, "msg": rec["error"]}
