@@ -7,7 +7,7 @@ short_description: Write a fleet run's report from its host records
 description:
   - Runs on the controller. Reads C(plan.json) and C(hosts/*.json) of a fleet run
     (audit, remediate or rollback) and writes C(fleet.csv), C(fleet.json),
-    C(report.md) and C(report.html) next to them, and what operators' tools read:
+    C(report.md) and C(report.html) next to them, and for operators' tools
     C(junit.xml) (one test case per host), C(metrics/HOST.prom) per host and
     C(fleet.prom) (Prometheus text format, for node_exporter's textfile collector).
     A targeted host without a record is reported as C(not reached).
