@@ -10,6 +10,7 @@ no later step reads every host's variables back. The report
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,7 +30,10 @@ def problem(result: Mapping, error: str) -> str:
     return error or ""
 
 
-def record(host: str, phase: str, result: Mapping | None, error: str = "", check_mode: bool = False) -> dict:
+def record(
+    host: str, phase: str, result: Mapping | None, error: str = "", check_mode: bool = False, seconds: float = 0.0
+) -> dict:
+    """The record; `seconds`: how long the host's call took (JUnit's time)."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {', '.join(PHASES)} (got {phase!r})")
     result = _dict(result)
@@ -37,7 +41,10 @@ def record(host: str, phase: str, result: Mapping | None, error: str = "", check
     rec: dict = {"host": host, "phase": phase}
     if phase != "audit":
         rec["check_mode"] = check_mode
-    rec |= {"status": "failed" if why else "ok", "error": why}
+    rec |= {"status": "failed" if why else "ok", "error": why, "changed": bool(result.get("changed"))}
+    # When the call ended (the metrics' timestamp), and the host's own textfile (badsum.host.metrics), if any.
+    rec |= {"finished_at": round(time.time(), 3), "seconds": round(seconds, 3)}
+    rec["textfile"] = _dict(result.get("textfile"))
     if phase == "audit":
         rec |= {"action": "audited", "audit": result if "risk" in result else {}}
     elif phase == "remediate":
@@ -72,3 +79,22 @@ def save(run_dir: Path, records: dict[str, dict]) -> list[str]:
             atomic_write(path, text)  # which makes hosts/ if need be
             written.append(host)
     return written
+
+
+def state(record: Mapping | None) -> dict | None:
+    """The audit that describes the host as the run left it; None when the run cannot tell.
+
+    An audit's own; a remediation's or rollback's audit after (a host the
+    rollout left alone has its audit there too); in check mode nothing
+    changed, so a remediation's audit before. A call that failed half way has
+    no audit after: its host is unknown.
+    """
+    if not record:
+        return None
+    if record.get("phase") == "audit":
+        return _dict(record.get("audit")) or None
+    if record.get("after"):
+        return _dict(record["after"])
+    if record.get("check_mode") and record.get("phase") == "remediate":
+        return _dict(record.get("audit")) or None
+    return None

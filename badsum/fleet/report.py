@@ -3,7 +3,9 @@
 The fleet playbooks write results/fleet/<run>/hosts/<host>.json as each host
 finishes (plan.json first, with the hosts the run targeted), so a run that
 stopped half way - a failed batch - still has its report: a host without a
-record is shown as `not reached`.
+record is shown as `not reached`. Beside the pages, what operators' tools
+read: junit.xml (badsum.fleet.junit), metrics/<host>.prom and fleet.prom
+(badsum.fleet.textfiles) and the counts AWX shows (badsum.fleet.stats).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 import jinja2
 
 from badsum.files import atomic_write
+from badsum.fleet import junit, stats, textfiles
+from badsum.host import metrics
 
 TEMPLATES = Path(__file__).parent / "templates"
-RISKS = ("exposed", "mitigated", "patched", "not-applicable")
+# The audit's classes, worst first: the host kit's list (its textfile has a gauge for each).
+RISKS = metrics.RISKS
 COLUMNS = (
     "host",
     "status",
@@ -56,23 +61,25 @@ def row(host: str, record: dict | None) -> dict:
     if record is None:
         return {
             **dict.fromkeys(COLUMNS, ""),
-            "host": host,
+            "host": metrics.printable(host),
             "status": "not reached",
             "reason": "no record: unreachable, or in a batch the rollout never started",
         }
     before = _audit_row(record.get("audit"))
     after = record.get("after") or {}
-    return {
-        "host": host,
+    line = {
         "status": record.get("status", ""),
         **before,
         "risk_after": after.get("risk", ""),
         "action": record.get("action", ""),
         "reason": record.get("error") or after.get("reason") or (record.get("audit") or {}).get("reason", ""),
     }
+    # What the host said is untrusted text (interface names are bytes): shown escaped, never a crash.
+    return {k: metrics.printable(v) if isinstance(v, str) else v for k, v in {"host": host, **line}.items()}
 
 
-def load(run_dir: Path) -> tuple[dict, list[dict]]:
+def read(run_dir: Path) -> tuple[dict, dict[str, dict]]:
+    """The plan, and each host's record (an unreadable one says so)."""
     plan = json.loads((run_dir / "plan.json").read_text())
     records = {}
     for path in sorted((run_dir / "hosts").glob("*.json")):
@@ -80,6 +87,11 @@ def load(run_dir: Path) -> tuple[dict, list[dict]]:
             records[path.stem] = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             records[path.stem] = {"status": "unusable", "error": f"unreadable record: {exc}"}
+    return plan, records
+
+
+def load(run_dir: Path) -> tuple[dict, list[dict]]:
+    plan, records = read(run_dir)
     return plan, [row(host, records.get(host)) for host in plan["hosts"]]
 
 
@@ -114,7 +126,12 @@ def problems(plan: dict, rows: list[dict]) -> list[str]:
 
 
 def write(run_dir: Path) -> dict:
-    plan, rows = load(run_dir)
+    plan, records = read(run_dir)
+    rows = [row(host, records.get(host)) for host in plan["hosts"]]
+    now = time.time()
+    files = textfiles.write(run_dir, plan, records, now)
+    atomic_write(run_dir / "junit.xml", junit.xml(plan, rows, records, now))
+    files["junit"] = str(run_dir / "junit.xml")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
     writer.writeheader()
@@ -128,6 +145,8 @@ def write(run_dir: Path) -> dict:
         "risk": counts(rows, "risk"),
         "risk_after": counts(rows, "risk_after"),
         "problems": problems(plan, rows),
+        "stats": stats.data(plan, records),
+        "files": files,
         "rows": rows,
     }
     atomic_write(run_dir / "fleet.json", json.dumps(summary, indent=1))
@@ -147,4 +166,10 @@ def write(run_dir: Path) -> dict:
     md = ["# badsum fleet " + plan["playbook"] + " " + plan["run_id"], "", "```", table(plan, rows, 200), "```"]
     md += ["", "## Problems", ""] + [f"- {p}" for p in summary["problems"]] if summary["problems"] else []
     atomic_write(run_dir / "report.md", "\n".join(md) + "\n")
-    return {"table": table(plan, rows), "problems": summary["problems"], "run_dir": str(run_dir)}
+    return {
+        "table": table(plan, rows),
+        "problems": summary["problems"],
+        "run_dir": str(run_dir),
+        "stats": summary["stats"],
+        "files": files,
+    }

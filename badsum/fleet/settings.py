@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from badsum import settings as experiment
-from badsum.fleet import TRANSPORTS
+from badsum.fleet import TRANSPORTS, stats
 from badsum.settings import Checked, Invalid, as_bool, as_choice, as_int, as_number
 
 P = "badsum_fleet_"
@@ -50,6 +50,15 @@ def _abs_paths(name: str, value: Any) -> list[str]:
     return [_abs_path(name, v) for v in value]
 
 
+def _textfile_dir(name: str, value: Any) -> str:
+    # Checked again on each host (badsum.host.metrics: it must exist there, root's alone).
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not value.startswith("/") or "\n" in value:
+        raise Invalid(name, value, 'allowed: "" (off) or an absolute path: node_exporter\'s textfile directory')
+    return value.rstrip("/") or "/"
+
+
 def _host(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise Invalid(name, value, 'allowed: a host of group fleet, or "" (the first one that is in group servers)')
@@ -58,7 +67,7 @@ def _host(name: str, value: Any) -> str:
 
 def _waiver(name: str, value: Any) -> str:
     if not isinstance(value, str) or "\n" in value or len(value) > 200:
-        raise Invalid(name, value, 'allowed: "" or one line (200 characters at most) saying why there is no canary cell')
+        raise Invalid(name, value, 'allowed: "" or one line (200 characters at most): why there is no canary cell')
     return value.strip()
 
 
@@ -90,10 +99,12 @@ CHECKS = {
     "python": _abs_path,
     "results_dir": _abs_path,
     "run_id": _run_id,
+    "textfile_dir": _textfile_dir,
 }
 # Settings a host of the fleet may have its own value of (inventory host or group variables).
 PER_HOST = ("transport", "python")
-OUTPUTS = {P + "plan"}  # facts the playbooks set, not settings
+# Facts the playbooks set, and the run's counts (set_stats: AWX passes them on to a workflow's next job): not settings.
+OUTPUTS = {P + "plan", *stats.KEYS}
 
 
 def fleet_settings(raw: Mapping[str, Any]) -> Checked:

@@ -23,7 +23,7 @@ import os
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import cni, containers, kernels, persistence, probe
+from . import cni, containers, kernels, metrics, persistence, probe
 from .common import HostError, Parser, shown
 from .guard import Files, status
 
@@ -177,6 +177,7 @@ def add_options(parser: argparse.ArgumentParser, probe: bool = True) -> None:
         help=f"a CNI configuration directory (repeatable; default {CNI_CONF_DIR})",
     )
     parser.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="where the runtime finds CNI plugins")
+    parser.add_argument("--textfile-dir", type=metrics.textfile_dir, default="", help="write badsum.prom there too")
 
 
 def build_parser() -> Parser:
@@ -188,4 +189,4 @@ def build_parser() -> Parser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    return show(args)
+    return metrics.publish(args, "audit", show(args))

@@ -43,7 +43,7 @@ import subprocess
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import audit, cni, containers, guard, netlink
+from . import audit, cni, containers, guard, metrics, netlink
 from .common import HostError, Parser, boot_id, read_text, sh, shown
 from .persistence import (
     GUARD_DOWN,
@@ -499,7 +499,7 @@ def run(args: argparse.Namespace) -> dict:
     if hasattr(args, "cni_conf_dir"):
         args.cni_conf_dir = args.cni_conf_dir or [audit.CNI_CONF_DIR]
     if args.action == "rollout":
-        return rollout(args)
+        return metrics.publish(args, "remediate", rollout(args))
     if args.action == "apply":
         return apply(args)
     if args.action == "verify":
@@ -508,6 +508,6 @@ def run(args: argparse.Namespace) -> dict:
         result = rollback(args)
         if args.audit and not args.check:
             result["after"] = audit.show(args)
-        return result
+        return metrics.publish(args, "rollback", result)
     state, problem, path = read_record()
     return {"recorded": state is not None, "state": state or {}, "dir": str(path.parent), "problem": problem}

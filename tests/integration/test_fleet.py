@@ -188,11 +188,125 @@ def test_the_fleet_playbooks_run_unchanged_from_an_awx_style_private_data_dir(fl
         assert run.returncode == 0, f"{phase}: " + run.stdout[-3000:]
         summaries[phase] = json.loads((tmp_path / "results" / phase / "fleet.json").read_text())
         assert summaries[phase]["hosts"] == 10 and summaries[phase]["status"] == {"ok": 10}, phase
-        assert any((pdd / "artifacts" / phase).rglob("job_events/*.json")), phase
+        events = [json.loads(p.read_text()) for p in (pdd / "artifacts" / phase).rglob("job_events/*.json")]
+        # What AWX shows as the job's artifacts: the report's set_stats, as the playbook's stats event carries it
+        # (the canary cell's own ansible-playbook, run from the rollout, adds a stats event of its own, empty).
+        (stats,) = [
+            e["event_data"]["artifact_data"]
+            for e in events
+            if e.get("event") == "playbook_on_stats" and e["event_data"].get("playbook") == f"playbooks/{phase}.yml"
+        ]
+        assert stats == summaries[phase]["stats"] and stats["badsum_fleet_ok"] == 10, phase
     exposed = summaries["audit"]["risk"].get("exposed", 0)
     assert exposed > 0  # the fleet has something to remediate
     assert summaries["remediate"]["risk_after"].get("exposed", 0) == 0
     assert summaries["rollback"]["risk_after"] == summaries["audit"]["risk"]  # put back as the audit found it
+
+
+TEXTFILE_DIR = "/run/node-exporter"  # in each emulated host's own /run: node_exporter's directory there
+HOSTS = [f"host{n}" for n in range(1, 11)]
+
+
+def on_host(host: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+    """A command in the emulated host's own mount namespace (where its /run is)."""
+    mnt = f"/run/badsum/ns/{FLEET_LAB}-h{host.removeprefix('host')}.mnt"
+    return subprocess.run(["nsenter", f"--mount={mnt}", *cmd], capture_output=True, text=True, check=False)
+
+
+def textfiles_on_hosts() -> dict[str, list[str]]:
+    """Every file in each host's textfile directory (temporary ones too)."""
+    listed = {h: on_host(h, "ls", "-A", TEXTFILE_DIR) for h in HOSTS}
+    assert all(r.returncode == 0 for r in listed.values()), listed
+    return {h: r.stdout.split() for h, r in listed.items()}
+
+
+def fleet_run(fleet: Path, phase: str, results: Path, run_id: str, *extra: str) -> dict:
+    settings = {"badsum_fleet_results_dir": str(results), "badsum_fleet_run_id": run_id}
+    run = ansible(
+        fleet,
+        f"playbooks/{phase}.yml",
+        "-e",
+        json.dumps(settings | {"badsum_fleet_textfile_dir": TEXTFILE_DIR}),
+        *extra,
+    )
+    assert run.returncode == 0, f"{phase} {extra}: " + run.stdout[-3000:]
+    return json.loads((results / run_id / "fleet.json").read_text())
+
+
+def check_textfiles(results: Path, run_id: str, phase: str) -> dict[str, str]:
+    """Each host's badsum.prom is the run's metrics/<host>.prom, byte for byte; each host's class, one-hot."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    summary = json.loads((results / run_id / "fleet.json").read_text())
+    classes = {}
+    for row in summary["rows"]:
+        host = row["host"]
+        on = on_host(host, "cat", f"{TEXTFILE_DIR}/badsum.prom")
+        assert on.returncode == 0, (host, on.stderr)
+        assert on.stdout == (results / run_id / "metrics" / f"{host}.prom").read_text(), host
+        families = {f.name: f for f in text_string_to_metric_families(on.stdout)}
+        risk = {s.labels["class"]: s.value for s in families["badsum_host_risk"].samples}
+        assert sum(risk.values()) == 1, (host, risk)
+        classes[host] = next(c for c, v in risk.items() if v == 1)
+        assert classes[host] == (row["risk_after"] or row["risk"]), (host, row)
+        (last,) = families["badsum_last_run_timestamp_seconds"].samples
+        assert last.labels == {"phase": phase} and abs(last.value - time.time()) < 600
+    assert textfiles_on_hosts() == {h: ["badsum.prom"] for h in HOSTS}  # nothing else: no temporary file left
+    return classes
+
+
+def junit_cases(results: Path, run_id: str) -> dict[str, str]:
+    """Each test case of the run's junit.xml: pass, or its failure/error type."""
+    import xml.etree.ElementTree as ET
+
+    (suite,) = ET.parse(results / run_id / "junit.xml").getroot().findall("testsuite")
+    cases = {
+        c.get("name"): next((f"{e.tag}:{e.get('type')}" for e in c if e.tag in ("failure", "error")), "pass")
+        for c in suite.findall("testcase")
+    }
+    assert suite.get("tests") == str(len(cases)) and sorted(cases) == sorted(HOSTS)
+    assert int(suite.get("failures")) + int(suite.get("errors")) == sum(v != "pass" for v in cases.values())
+    return cases
+
+
+def test_the_fleet_runs_write_node_exporter_textfiles_on_the_hosts_and_junit_on_the_controller(
+    fleet: Path, tmp_path: Path
+) -> None:
+    assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0
+    for host in HOSTS:  # node_exporter's directory, as its package makes it: root's, 0755
+        assert on_host(host, "mkdir", "-p", "-m", "0755", TEXTFILE_DIR).returncode == 0
+        on_host(host, "rm", "-f", f"{TEXTFILE_DIR}/badsum.prom")
+    results = tmp_path / "results"
+
+    audit = fleet_run(fleet, "audit", results, "audit")
+    found = check_textfiles(results, "audit", "audit")
+    assert "exposed" in found.values() and found == {r["host"]: r["risk"] for r in audit["rows"]}
+    cases = junit_cases(results, "audit")
+    assert {h for h, v in cases.items() if v != "pass"} == {h for h, c in found.items() if c == "exposed"}
+    assert set(cases.values()) <= {"pass", "failure:exposed"}
+
+    # Check mode writes nothing on any host, whatever the playbook.
+    for host in HOSTS:
+        assert on_host(host, "rm", f"{TEXTFILE_DIR}/badsum.prom").returncode == 0
+    for phase in ("audit", "remediate", "rollback"):
+        checked = fleet_run(fleet, phase, results, f"{phase}-check", "--check", "--diff")
+        assert checked["status"] == {"ok": 10}, phase
+        assert textfiles_on_hosts() == {h: [] for h in HOSTS}, phase
+    # The controller's files say it was check mode.
+    check_prom = (results / "remediate-check" / "metrics" / "host1.prom").read_text()
+    assert 'badsum_last_run_check_mode{phase="remediate"} 1' in check_prom
+    assert set(junit_cases(results, "remediate-check").values()) == {"pass"}  # check mode remediates nobody
+
+    remediated = fleet_run(fleet, "remediate", results, "remediate")
+    after = check_textfiles(results, "remediate", "remediate")
+    assert "exposed" not in after.values()
+    assert {h for h, c in found.items() if c == "exposed"} <= {h for h, c in after.items() if c == "mitigated"}
+    assert set(junit_cases(results, "remediate").values()) == {"pass"}
+    assert remediated["stats"]["badsum_fleet_risk_exposed"] == 0
+    assert remediated["stats"]["badsum_fleet_changed"] == sum(c == "exposed" for c in found.values())
+
+    fleet_run(fleet, "rollback", results, "rollback")
+    assert check_textfiles(results, "rollback", "rollback") == found  # back as the audit found it
 
 
 # Last: it takes host5 of the module's fleet down for good.
@@ -249,6 +363,15 @@ def test_a_rollout_stops_at_a_failed_batch_and_leaves_the_later_ones_untouched(f
     assert [h for h in later if (lib / "remediation" / h).exists()] == []  # no remediation began there
     assert (lib / "remediation" / "host4" / "state.json").exists()  # its batch-mate was remediated
     assert any("host5" in p for p in summary["problems"])
+    # The report the CLI wrote after the stopped rollout: JUnit and the counts say the same.
+    cases = junit_cases(results, "stopped")
+    assert cases["host5"] == "error:unreachable" and {cases[h] for h in later} == {"error:not-reached"}
+    stats = summary["stats"]
+    assert (stats["badsum_fleet_failed"], stats["badsum_fleet_unreachable"], stats["badsum_fleet_not_reached"]) == (
+        1,
+        1,
+        5,
+    )
     # Put the reachable hosts back.
     back = ansible(
         fleet,

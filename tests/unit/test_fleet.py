@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -369,11 +370,16 @@ def test_a_limit_keeps_the_controller_and_every_part_of_the_pattern(limit: str) 
 
 def test_a_record_says_why_a_host_failed_and_keeps_what_its_call_found() -> None:
     audit = {"risk": "exposed", "kernel": "3.10.0", "changed": False}
-    assert records.record("h1", "audit", audit) == {
+    rec = records.record("h1", "audit", audit, seconds=0.25)
+    assert abs(rec.pop("finished_at") - time.time()) < 5
+    assert rec == {
         "host": "h1",
         "phase": "audit",
         "status": "ok",
         "error": "",
+        "changed": False,
+        "seconds": 0.25,
+        "textfile": {},
         "action": "audited",
         "audit": audit,
     }

@@ -68,5 +68,6 @@ class ActionModule(ActionBase):
         if problems:
             return refuse(result, problems, "no host was touched")
         result["changed"] = False
-        result["plan"] = plan
+        # The reports mark a check-mode run as such (badsum.fleet.junit, metrics).
+        result["plan"] = {**plan, "check_mode": bool(task_vars.get("ansible_check_mode"))}
         return result

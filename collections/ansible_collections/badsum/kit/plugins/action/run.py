@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from pathlib import Path
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
@@ -117,6 +118,7 @@ class ActionModule(ActionBase):
         from badsum.fleet import records
 
         host = task_vars["inventory_hostname"]
+        started = time.monotonic()
         try:
             result = self._call(module_args, task_vars, transport)
         except AnsibleConnectionFailure as exc:
@@ -124,7 +126,8 @@ class ActionModule(ActionBase):
         except AnsibleError as exc:  # raised before the module could answer: the host failed, say why
             result = {"failed": True, "changed": False, "msg": str(exc)}
         error = f"{self._task.name}: {result.get('msg') or 'failed'}" if result.get("failed") else ""
-        rec = records.record(host, phase, result, error, check_mode=bool(task_vars.get("ansible_check_mode")))
+        check_mode = bool(task_vars.get("ansible_check_mode"))
+        rec = records.record(host, phase, result, error, check_mode, seconds=time.monotonic() - started)
         records.save(Path(run_dir), {host: rec})
         if result.pop("unreachable", False):
             return {**result, "failed": True, "changed": False, "msg": rec["error"]}
