@@ -1,7 +1,7 @@
 """`python3 badsum-host.pyz [--check-mode] TOOL ACTION [--options]`: one tool action, one JSON object on stdout.
 
 Exit status 0 when the action succeeded, 2 with the reason (on stderr and in
-the JSON) when it could not. --check-mode runs the action as Ansible's check
+the JSON) when it could not or failed, 3 when the kit itself crashed. --check-mode runs the action as Ansible's check
 mode would (badsum.host.call): what only reads runs, what can say what it
 would change says so, the rest is skipped. This is also how the fleet's
 `raw` transport runs the kit, on hosts where no Ansible module can run: the
@@ -45,7 +45,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         traceback.print_exc()
         return 3
     print(json.dumps(result, default=str))
-    return 0
+    return 2 if result.get("failed") else 0  # an action that ran and failed (a rollout put back, say)
 
 
 if __name__ == "__main__":

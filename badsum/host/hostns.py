@@ -84,11 +84,19 @@ def lab_marker(own: int) -> Optional[dict]:
 def where() -> str:
     """'host' or 'emulated host'; HostError with the reason anywhere else."""
     own = os.stat("/proc/self/ns/net").st_ino
+    if lab_marker(own) is not None:
+        return "emulated host"
+    scope = own_cgroup()
+    if scope is not None:
+        # In an emulated host's cgroup, but not in its namespaces: its scope would be
+        # that cgroup, and every namespace of the machine's mount table would look like its own.
+        raise HostError(
+            f"this process is in the cgroup of the lab's emulated host {scope}, but not in that host's "
+            "namespaces: enter it (ssh to it, or badsum.lab.enter), or run outside the lab's cgroup"
+        )
     host = host_netns()
     if host == own:
         return "host"
-    if lab_marker(own) is not None:
-        return "emulated host"
     if host is None:
         raise HostError(
             "cannot tell whether this is the host's network namespace (neither kthreadd nor PID 1 can be "

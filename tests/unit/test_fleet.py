@@ -406,3 +406,64 @@ def test_a_record_says_why_a_host_failed_and_keeps_what_its_call_found() -> None
     assert records.record("h6", "rollback", None)["action"] == "restored 0 changes"
     with pytest.raises(ValueError, match="phase must be one of"):
         records.record("h7", "upgrade", {})
+
+
+def test_records_reach_the_disk_before_the_rename_and_the_rename_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record rollback trusts survives a power cut: file flushed, renamed, directory flushed; private from
+    its first byte (the mode is the open's, not a chmod after)."""
+    from badsum.host import common
+
+    calls: list[tuple] = []
+    real_open, real_fsync, real_rename = os.open, os.fsync, os.rename
+    monkeypatch.setattr(
+        os,
+        "open",
+        lambda path, flags, mode=0o777, **kw: (
+            calls.append(("open", str(path), mode)) or real_open(path, flags, mode, **kw)
+        ),
+    )
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd)
+    )
+    monkeypatch.setattr(os, "rename", lambda a, b: calls.append(("rename", str(b))) or real_rename(a, b))
+    target = tmp_path / "state.json"
+    common.atomic_write(target, "{}", 0o600)
+    kinds = [c[0] for c in calls]
+    assert kinds == ["open", "fsync", "rename", "open", "fsync"], calls
+    assert calls[0][2] == 0o600 and calls[2] == ("rename", str(target)) and calls[4] == ("fsync", str(tmp_path))
+    assert target.stat().st_mode & 0o777 == 0o600 and target.read_text() == "{}"
+
+
+def test_a_container_gone_between_rollbacks_look_and_its_change_is_counted_not_fatal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from badsum.host import containers, remediate
+    from badsum.host.common import HostError
+
+    kept = containers.Namespace(1, "/proc/1/ns/net", "pod a", "container:a")
+    gone = containers.Namespace(2, "/proc/2/ns/net", "pod b", "container:b")
+    turned_on: list[str] = []
+
+    class Entered:
+        def __init__(self, ns):
+            self.ns = ns
+
+        def __enter__(self):
+            if self.ns is gone:
+                raise HostError("the namespace 2 (pod b) is gone")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(containers, "entered", Entered)
+    monkeypatch.setattr(remediate.netlink, "set_rx_checksumming", lambda name, on: turned_on.append(name))
+    plan = remediate.Restore()
+    plan.on = [
+        ({"ifname": "eth0", "owner": "pod a"}, kept, "eth0"),
+        ({"ifname": "eth1", "owner": "pod b"}, gone, "eth1"),
+    ]
+    remediate._restore(plan)
+    assert turned_on == ["eth0"]
+    assert [v["ifname"] for v, _, _ in plan.on] == ["eth0"] and [v["ifname"] for v in plan.gone] == ["eth1"]

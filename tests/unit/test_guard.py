@@ -1,9 +1,9 @@
 """The guard daemon, really running: it stops at once on SIGTERM, with its log saying so, and
 speaks systemd's readiness protocol (Type=notify) as systemd hears it.
 
-It runs in a cgroup of an emulated host of its own (/badsum/utgrd/host1),
-which is also its scope: no namespace is in it, so its passes change nothing
-on this machine.
+It runs on an emulated host of a lab of its own (utgrd, one host), inside
+that host's namespaces and cgroup as the host's own processes are: its scope
+is that host, where no container is, so its passes change nothing.
 """
 
 from __future__ import annotations
@@ -21,38 +21,53 @@ from pathlib import Path
 import pytest
 
 from badsum.host import guard
-from badsum.lab import cgroups
+from badsum.lab import enter
+from badsum.lab.spec import STATE_ROOT
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "utgrd"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="root only: the guard runs in a cgroup of its own")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="root only: the guard runs on a lab's host")
+
+
+def badsum(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "badsum", *args], cwd=ROOT, capture_output=True, check=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The lab's one host; a directory both this machine and the host see (the host's /tmp is its own)."""
+    badsum("lab", "down", "--lab", LAB)
+    badsum("lab", "up", "--lab", LAB, "--hosts", "1", "--inventory", str(tmp_path_factory.mktemp("inventory")))
+    yield "host1"
+    badsum("lab", "down", "--lab", LAB)
 
 
 @pytest.fixture
-def host_cgroup() -> Iterator[list[Path]]:
-    cgroups.kill(LAB)
-    cgroups.remove(LAB)
-    yield cgroups.create_node(LAB, "host1")
-    cgroups.kill(LAB)
-    assert cgroups.remove(LAB) == []
+def shared(host: str) -> Iterator[Path]:
+    path = STATE_ROOT / LAB / "test"
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
+    for item in sorted(path.rglob("*"), reverse=True):
+        item.unlink() if not item.is_dir() else item.rmdir()
 
 
-def test_the_guard_stops_at_once_on_sigterm(host_cgroup: list[Path], tmp_path: Path) -> None:
-    def join() -> None:
-        for procs in host_cgroup:
-            procs.write_text(str(os.getpid()))
+def on_host(host: str, argv: list[str], **kwargs) -> subprocess.Popen:
+    command, join = enter.command(LAB, host, argv)
+    return subprocess.Popen(command, cwd=ROOT, preexec_fn=join, **kwargs)
 
+
+def test_the_guard_stops_at_once_on_sigterm(host: str, shared: Path) -> None:
+    tmp_path = shared
     # What a guard turned off before a reboot, and since: it keeps only this boot's.
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     veth = {"netns": 4026532301, "ifindex": 3, "ifname": "eth0", "owner": "pod x", "rx": "on"}
     now, legacy = {**veth, "boot": boot}, {**veth, "ifindex": 4}
     changes = tmp_path / "guard-changes.jsonl"
     changes.write_text("".join(json.dumps(v) + "\n" for v in ({**veth, "boot": "an earlier boot"}, now, legacy)))
-    daemon = subprocess.Popen(
+    daemon = on_host(
+        host,
         [sys.executable, "-m", "badsum.host", "guard", "run", "--state-dir", str(tmp_path), "--interval", "60"],
-        cwd=ROOT,
-        preexec_fn=join,  # in its cgroup before it runs a line
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -73,23 +88,18 @@ def test_the_guard_stops_at_once_on_sigterm(host_cgroup: list[Path], tmp_path: P
     assert not (tmp_path / "guard.pid").exists()
 
 
-def test_the_guard_tells_systemd_it_is_ready_only_after_its_first_pass(host_cgroup: list[Path], tmp_path: Path) -> None:
+def test_the_guard_tells_systemd_it_is_ready_only_after_its_first_pass(host: str, shared: Path) -> None:
     """Type=notify, spoken as systemd listens for it: READY=1 on $NOTIFY_SOCKET once the pidfile says running."""
-
-    def join() -> None:
-        for procs in host_cgroup:
-            procs.write_text(str(os.getpid()))
-
+    tmp_path = shared
     notify_path = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(str(notify_path))
         listener.settimeout(10)
         state = tmp_path / "state"
-        daemon = subprocess.Popen(
+        daemon = on_host(
+            host,
             [sys.executable, "-m", "badsum.host", "guard", "run", "--state-dir", str(state), "--interval", "60"],
-            cwd=ROOT,
             env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
-            preexec_fn=join,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
