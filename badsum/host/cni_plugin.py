@@ -60,8 +60,16 @@ function hexval(h,   i, v, d) {
   }
   return v
 }
-# A string at P: P goes past it; DEC holds it decoded (escapes of non-ASCII as DEC_NA).
-function str(   c, e, v) {
+# A code point as UTF-8; DEC_NA for a control character or a lone surrogate (no path has them).
+function utf8(v) {
+  if (v < 32 || v == 127 || (v >= 55296 && v < 57344)) return DEC_NA
+  if (v < 128) return sprintf("%c", v)
+  if (v < 2048) return sprintf("%c%c", 192 + int(v / 64), 128 + v % 64)
+  if (v < 65536) return sprintf("%c%c%c", 224 + int(v / 4096), 128 + int(v / 64) % 64, 128 + v % 64)
+  return sprintf("%c%c%c%c", 240 + int(v / 262144), 128 + int(v / 4096) % 64, 128 + int(v / 64) % 64, 128 + v % 64)
+}
+# A string at P: P goes past it; DEC holds it decoded (UTF-8).
+function str(   c, e, v, w) {
   if (substr(S, P, 1) != Q) return fail()
   P++; DEC = ""
   while (P <= N) {
@@ -73,7 +81,12 @@ function str(   c, e, v) {
       if (e == "u") {
         v = hexval(substr(S, P + 2, 4))
         if (v < 0) return fail()
-        DEC = DEC (v >= 32 && v < 127 ? sprintf("%c", v) : DEC_NA); P += 6; continue
+        P += 6
+        if (v >= 55296 && v < 56320 && substr(S, P, 2) == BS "u") {
+          w = hexval(substr(S, P + 2, 4))
+          if (w >= 56320 && w < 57344) { v = 65536 + (v - 55296) * 1024 + w - 56320; P += 6 }
+        }
+        DEC = DEC utf8(v); continue
       }
       if (!index(Q BS "/bfnrt", e)) return fail()
       DEC = DEC (e == "n" ? LF : e == "t" ? TAB : e == "r" ? CR : index("bf", e) ? DEC_NA : e); P += 2; continue
@@ -130,7 +143,7 @@ function object(depth, keep,   c, k, from, vfrom) {
 }
 BEGIN {
   Q = sprintf("%c", 34); BS = sprintf("%c", 92); TAB = sprintf("%c", 9); LF = sprintf("%c", 10); CR = sprintf("%c", 13)
-  DEC_NA = sprintf("%c", 1); for (i = 1; i < 32; i++) CTL = CTL sprintf("%c", i)
+  DEC_NA = sprintf("%c", 1); DEL = sprintf("%c", 127); for (i = 1; i < 32; i++) CTL = CTL sprintf("%c", i)
 }
 { S = NR == 1 ? $0 : S LF $0 }
 END {
@@ -144,7 +157,8 @@ END {
     else if (KEY[i] == "prevResult") { pf = VFROM[i]; pt = TO[i] }
     else if (KEY[i] == "badsumLog") lp = VSTR[i]
   }
-  if (substr(lp, 1, 1) != "/" || index(lp, DEC_NA) || index(lp, LF)) lp = ""
+  if (substr(lp, 1, 1) != "/") lp = ""
+  for (i = 1; i <= length(lp); i++) if (index(CTL DEL, substr(lp, i, 1))) lp = ""
   print lp; print cv
   prev = pf ? substr(S, pf, pt - pf) : "null"
   if (prev == "null") { print (cv != "" ? "{" Q "cniVersion" Q ":" cv "}" : "{}"); exit 0 }
@@ -402,6 +416,20 @@ def rx_off():
         raise Left("failed", "rx-checksumming stayed on after ETHTOOL_SRXCSUM")
 
 
+def usable_path(path):
+    # type: (object) -> bool
+    """An absolute path without control characters or lone surrogates (the shell part's rule too)."""
+    try:
+        return (
+            isinstance(path, str)
+            and path.startswith("/")
+            and not any(ord(c) < 32 or ord(c) == 127 for c in path)
+            and bool(path.encode("utf-8"))
+        )
+    except UnicodeEncodeError:
+        return False
+
+
 def write_log(path, line):
     # type: (str, bytes) -> None
     """Append one line, rotating past LOG_LIMIT: into a directory that root (or we) own and no one
@@ -462,7 +490,7 @@ def record(conf, outcome, reason):
         "ifname_hex": ifname[:64].hex(),
     }
     path = conf.get("badsumLog")
-    if not isinstance(path, str) or not path.startswith("/") or "\0" in path or "\n" in path:
+    if not usable_path(path):
         path = LOG_DEFAULT
     write_log(path, (json.dumps(fields, sort_keys=True) + "\n").encode())
 
