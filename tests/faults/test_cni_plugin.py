@@ -50,6 +50,9 @@ CASES = {
     "vxlan moved in by host-device is not a veth": Case(chain="host-device", expect=("not-veth", "a vxlan")),
     "lo (loopback plugin) is not a veth": Case(chain="loopback", ifname=b"lo", expect=("not-veth", "loopback")),
     "interface name not UTF-8": Case(ifname=b"\xffeth\xfe"),
+    "interface name not UTF-8, python3 exits 1": Case(
+        ifname=b"\xffeth\xfe", fault="python3 exits 1", expect=("fallback", "gave no result (exit 1)")
+    ),
     "pod namespace vanished before the plugin ran": Case(vanish=True, expect=("failed", "cannot open the pod's")),
     "CNI_NETNS is the host's own namespace": Case(chain="host", ifname=b"bshost0", expect=("skipped", "own network")),
     "log is a symlink (python writes it)": Case(chain="loopback", ifname=b"lo", log="symlink", expect=None),
