@@ -75,6 +75,7 @@ def run_fault(name: str, calls: int, work: Path) -> "tuple[list[float], int]":
                 ok = False
             bad += not ok
             chain.delete(ns, b"eth0", f"bench-{i}", last.conf["prevResult"])
+            fault.end_escaped()
     if fault.leftovers():
         raise SystemExit(f"{name}: processes of the fault outlived the calls: {fault.leftovers()}")
     return seconds, bad

@@ -219,8 +219,18 @@ add() {
   conf=$(cat; echo .)
   conf=${conf%.}
   token="badsum-rx-off:done:$$"
-  out=$(printf '%s' "$conf" | bounded "$PY_TIMEOUT" python3 -I "$0" "$token")
-  status=$?
+  # Into files, not pipes: a child that python3 leaves behind (in a session of its own, out
+  # of timeout's reach) would hold a pipe open, and we, then the runtime, would wait for it.
+  if tmp=$(mktemp -d /run/badsum-rx-off.XXXXXX 2>/dev/null || mktemp -d /tmp/badsum-rx-off.XXXXXX 2>/dev/null); then
+    printf '%s' "$conf" | bounded "$PY_TIMEOUT" python3 -I "$0" "$token" > "$tmp/out" 2> "$tmp/err"
+    status=$?
+    out=$(cat "$tmp/out")
+    head -c 4096 "$tmp/err" >&2
+    rm -rf "$tmp"
+  else
+    out=$(printf '%s' "$conf" | bounded "$PY_TIMEOUT" python3 -I "$0" "$token")
+    status=$?
+  fi
   case $status:$out in
     [01]:*"$NL$token")
       printf '%s\n' "${out%"$NL$token"}"

@@ -110,6 +110,8 @@ class Fault:
 
     def __init__(self, name: str, hide: "tuple[str, ...]" = (), replace: "dict[str, str] | None" = None) -> None:
         self.name, self.hide, self.replace = name, hide, replace or {}
+        # A fake that puts a child in a session of its own: no plugin can end it (only the caller's cleanup does).
+        self.escapes = "escape" in self.replace.values()
         # A sleep no other process on the machine has: what outlives a call is found by it.
         self.marker = f"60.{random.randrange(10**8):08d}"
 
@@ -118,6 +120,7 @@ class Fault:
             "hang": f"#!/bin/sh\nexec sleep {self.marker}\n",
             "fail": "#!/bin/sh\necho 'a fake failing on purpose' >&2\nexit 1\n",
             "garbage": '#!/bin/sh\nprintf \'{"cniVersion": "1.0.0", "ips": [\\n\'\n',
+            "escape": f"#!/bin/sh\nsetsid sleep {self.marker} &\nexit 0\n",
         }
 
     def mounts(self, work: Path) -> "list[tuple[bytes, bytes]]":
@@ -140,6 +143,11 @@ class Fault:
                         os.symlink(stash / name, shadow / name)
             mounts += [(directory.encode(), os.fsencode(stash)), (os.fsencode(shadow), directory.encode())]
         return mounts
+
+    def end_escaped(self) -> None:
+        for pid in self.leftovers() if self.escapes else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def leftovers(self) -> "list[int]":
         """Processes of this fault still running (a hung fake that the plugin did not end)."""
@@ -333,5 +341,6 @@ def faults() -> "dict[str, Fault]":
             Fault("python3 hanging 60 s", replace={"/usr/bin/python3": "hang"}),
             Fault("python3 exits 1", replace={"/usr/bin/python3": "fail"}),
             Fault("python3 prints garbage", replace={"/usr/bin/python3": "garbage"}),
+            Fault("python3's child holds its output", replace={"/usr/bin/python3": "escape"}),
         )
     }

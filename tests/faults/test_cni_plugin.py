@@ -46,6 +46,9 @@ CASES = {
     "python3 hanging 60 s": Case(fault="python3 hanging 60 s", expect=("fallback", "did not finish within")),
     "python3 exits 1": Case(fault="python3 exits 1", expect=("fallback", "gave no result (exit 1)")),
     "python3 prints garbage": Case(fault="python3 prints garbage", expect=("fallback", "gave no result (exit 0)")),
+    "python3 leaves a child holding its output": Case(
+        fault="python3's child holds its output", expect=("fallback", "gave no result (exit 0)")
+    ),
     "macvlan is not a veth": Case(chain="macvlan", expect=("not-veth", "a macvlan")),
     "vxlan moved in by host-device is not a veth": Case(chain="host-device", expect=("not-veth", "a vxlan")),
     "lo (loopback plugin) is not a veth": Case(chain="loopback", ifname=b"lo", expect=("not-veth", "loopback")),
@@ -130,6 +133,7 @@ def test_add_returns_the_previous_result_in_time_whatever_breaks(name, scratch, 
         want = {**prev, "cniVersion": case.version} if prev is not None else {"cniVersion": case.version}
         assert badsum.call.json() == want
         time.sleep(0.05)  # a SIGKILLed process is reaped by init
+        fault.end_escaped()
         assert fault.leftovers() == [], "a fake the plugin started outlived the call"
         records = [r for r in cni.read_log(str(log)) if r.get("ifname_hex") == case.ifname.hex()]
         if case.expect == "off":
