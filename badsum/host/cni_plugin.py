@@ -32,6 +32,7 @@ export PATH
 LC_ALL=C
 export LC_ALL
 umask 027
+set -f
 PY_TIMEOUT=0.5
 AWK_TIMEOUT=0.3
 LOG_DEFAULT=/var/log/badsum-rx-off.jsonl
