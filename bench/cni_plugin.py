@@ -87,7 +87,7 @@ def main(argv: "list[str]") -> int:
         f"badsum-rx-off ADD after bridge + host-local, {args.calls} calls per fault; {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f} at start"
     )
-    print(f"{'fault':<24} {'min':>7} {'p50':>7} {'p99':>7} {'max':>7}  failed  (seconds)")
+    print(f"{'fault':<34} {'min':>7} {'p50':>7} {'p99':>7} {'max':>7}  failed  (seconds)")
     missed = False
     started = time.monotonic()
     for name in args.faults:
@@ -96,7 +96,7 @@ def main(argv: "list[str]") -> int:
         s = sorted(seconds)
         p99 = rank(s, 0.99)
         missed = missed or p99 > BAR or bad > 0
-        print(f"{name:<24} {s[0]:7.3f} {rank(s, 0.5):7.3f} {p99:7.3f} {s[-1]:7.3f}  {bad:>6}", flush=True)
+        print(f"{name:<34} {s[0]:7.3f} {rank(s, 0.5):7.3f} {p99:7.3f} {s[-1]:7.3f}  {bad:>6}", flush=True)
     print(
         f"load average {os.getloadavg()[0]:.2f} at the end, {time.monotonic() - started:.0f} s in all; "
         f"bar: p99 <= {BAR:g} s under every fault: {'MISSED' if missed else 'met'}"
