@@ -14,14 +14,14 @@ APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump 
 	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
 	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium sudo systemd
 
-.PHONY: reproduce test deps apt venv lint unit integration test-faults verify molecule lab-up lab-down lab-status bench clean
+.PHONY: reproduce test deps apt venv lint unit fault-catalogue integration test-faults verify molecule lab-up lab-down lab-status bench clean
 
 reproduce: deps
 	$(BIN)/ansible-playbook reproduce.yml $(ARGS)
 
 # The VM tests last: they build the lab kernels first when the machine has none
 # cached (~20-30 min once on 2 cores; a no-op afterwards).
-test: deps lint unit integration test-vm
+test: deps lint unit fault-catalogue integration test-vm
 
 deps: apt venv
 
@@ -74,6 +74,11 @@ unit: venv
 
 integration: venv
 	$(BIN)/python -m pytest -q tests/integration
+
+# The fault catalogue (tests/faults): what stays on a production host, under every
+# fault a host can throw at it. Root; scratch network namespaces, removed after each case.
+fault-catalogue: venv
+	$(BIN)/python -m pytest -q tests/faults
 
 # reproduce.yml and badsum commands killed at random points (SIGKILL, SIGTERM,
 # SIGINT), then `badsum lab down`: nothing may be left. make test runs 5.

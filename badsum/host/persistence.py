@@ -45,7 +45,16 @@ UNIT_PATH = Path("/etc/systemd/system") / UNIT
 UNIT_MARK = "# Written by badsum (remediate apply); `remediate rollback` removes it."
 STATE = "state.json"
 # What the guard keeps beside the record.
-OWN_FILES = ("guard.log", "guard.log.1", "guard-changes.jsonl", "guard.pid", "guard.json", "badsum-host.pyz")
+OWN_FILES = (
+    "guard.log",
+    "guard.log.1",
+    "guard-changes.jsonl",
+    "guard.pid",
+    "guard.json",
+    "badsum-host.pyz",
+    "cni-plugin.jsonl",  # the chained CNI plugin's log (remediate.CNI_LOG), and its rotation
+    "cni-plugin.jsonl.1",
+)
 
 
 def state_dir() -> Path:

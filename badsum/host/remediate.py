@@ -64,6 +64,7 @@ from .persistence import (
 )
 
 VERIFY_PREFIX = "bsverify-"
+CNI_LOG = "cni-plugin.jsonl"  # where the chained plugin says why it left a pod's rx on (persistence.OWN_FILES)
 RECORD_VERSION = 2
 
 
@@ -107,7 +108,7 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None) -> dict:
     scope = containers.own_cgroup()
     mode = guard_mode(args.guard)
     veths = guard.sweep(scope, check=True)
-    cni_items = cni.plan_install(args.cni_conf_dir, args.cni_bin_dir)
+    cni_items = cni.plan_install(args.cni_conf_dir, args.cni_bin_dir, log=str(state_dir() / CNI_LOG))
     state, problem, _path = read_record()
     if problem:
         raise HostError(f"the remediation record is unusable ({problem}): roll back first (rollback.yml)")
@@ -151,12 +152,13 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None) -> dict:
     if extra:  # made between the look and the change: recorded too
         state["veths"] += extra
         save_state(state)
-    cni.apply(cni_items)
+    left = cni.apply(cni_items)
     applied.cni_paths = [i["path"] for i in cni_items if i["after"] is not None]
     if start:
         start_guard(mode, args.interval)
         applied.guard_started = mode
-    return {"changed": bool(changes) or bool(done), "changes": changes, "diff": diff, "state": str(state_dir())}
+    result = {"changed": bool(changes) or bool(done), "changes": changes, "diff": diff, "state": str(state_dir())}
+    return {**result, "cni_left_alone": left} if left else result
 
 
 def _identity(ns: containers.Namespace) -> Tuple[Optional[int], str]:
@@ -227,16 +229,20 @@ def _restore(plan: Restore) -> None:
             plan.gone.append(v)
 
 
-def _cni_undo(args: argparse.Namespace, only: Optional[Applied]) -> List[dict]:
+def _cni_undo(args: argparse.Namespace, only: Optional[Applied], state: Optional[dict]) -> List[dict]:
     """badsum's CNI entries to take out: all of them, or only those one apply call added (the plugin then stays
-    unless no configuration would name it any more)."""
-    items = cni.plan_uninstall(args.cni_conf_dir, args.cni_bin_dir)
+    unless no configuration would name it any more). Where the record says apply chained it, and where this
+    rollback is told to look."""
+    recorded = (state or {}).get("cni") or {}
+    conf_dirs = list(dict.fromkeys([*recorded.get("conf_dirs", []), *args.cni_conf_dir]))
+    items = cni.plan_uninstall(conf_dirs, args.cni_bin_dir)
+    if recorded.get("bin_dir") and recorded["bin_dir"] != args.cni_bin_dir:
+        items += [i for i in cni.plan_uninstall(conf_dirs, recorded["bin_dir"]) if i["kind"] == "plugin"]
     if only is None:
         return items
-    plugin = os.path.join(args.cni_bin_dir, cni.PLUGIN)
-    confs = [i for i in items if i["path"] != plugin]
+    confs = [i for i in items if i["kind"] == "conf"]
     mine = [i for i in confs if i["path"] in only.cni_paths]
-    return mine + [i for i in items if i["path"] == plugin] if len(mine) == len(confs) else mine
+    return mine + [i for i in items if i["kind"] == "plugin"] if len(mine) == len(confs) else mine
 
 
 def rollback(args: argparse.Namespace, only: Optional[Applied] = None) -> dict:
@@ -250,7 +256,7 @@ def rollback(args: argparse.Namespace, only: Optional[Applied] = None) -> dict:
     else:
         recorded = only.veths
     plan = _plan_restore(recorded)
-    cni_items = _cni_undo(args, only)
+    cni_items = _cni_undo(args, only, state)
     mode = (state or {}).get("guard", {}).get("mode", "none")
     stop_unit = unit_is_ours() and (only is None or only.guard_started == "systemd")
     strays = stray_guards() if only is None or only.guard_started == "daemon" else []
@@ -398,8 +404,9 @@ def verify(args: argparse.Namespace) -> dict:
         when, why = gap
         problems.append(f"containers created {when} would come up with rx on: {why}")
     cni_status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
-    problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is not True]
-    if cni_status["conflists"] and not cni_status["plugin_installed"]:
+    # False: a list that can chain and does not; a string says why one cannot (left to the guard).
+    problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is False]
+    if any(ok is True for ok in cni_status["conflists"].values()) and not cni_status["plugin_installed"]:
         problems.append(f"{cni_status['plugin']} is missing or not the kit's")
     checks = new_containers(args) if args.new_container else []
     problems += [f"a new veth ({c['how']}) kept rx on for {args.wait:g} s" for c in checks if c["seconds"] is None]

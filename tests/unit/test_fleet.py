@@ -1,4 +1,4 @@
-"""The fleet's pure parts: settings, plan, risk, report, CNI chaining, netlink parsing, the probe's datagrams."""
+"""The fleet's pure parts: settings, plan, risk, report, netlink parsing, the probe's datagrams (CNI: test_cni.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 
 from badsum.fleet import records, report
 from badsum.fleet import settings as fleet
-from badsum.host import audit, cni, netlink, persistence, probe
+from badsum.host import audit, netlink, persistence, probe
 from badsum.host.common import shown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -244,48 +244,6 @@ def test_netlink_names_are_bytes_and_come_back_unchanged() -> None:
 def test_netlink_errors_say_so() -> None:
     with pytest.raises(Exception, match="netlink: Operation not permitted"):
         netlink.parse(nlmsg(netlink.NLMSG_ERROR, struct.pack("=i", -1)))
-
-
-CONFLIST = {"cniVersion": "1.0.0", "name": "k8s", "plugins": [{"type": "bridge", "bridge": "cbr0"}]}
-
-
-def test_remediation_chains_the_plugin_once_and_says_exactly_what_it_writes(tmp_path: Path) -> None:
-    conf, bins = tmp_path / "net.d", tmp_path / "bin"
-    conf.mkdir()
-    (conf / "10-k8s.conflist").write_text(json.dumps(CONFLIST))
-    (conf / "99-loopback.conf").write_text('{"type": "loopback"}')
-    items = cni.plan_install([str(conf)], str(bins))
-    assert [i["path"] for i in items] == [str(bins / cni.PLUGIN), str(conf / "10-k8s.conflist")]
-    assert items[0]["before"] is None and items[0]["mode"] == 0o755
-    cni.apply(items)
-    chained = json.loads((conf / "10-k8s.conflist").read_text())
-    assert [p["type"] for p in chained["plugins"]] == ["bridge", cni.PLUGIN]
-    assert os.access(bins / cni.PLUGIN, os.X_OK)
-    assert cni.plan_install([str(conf)], str(bins)) == []  # idempotent
-    status = cni.status([str(conf)], str(bins))
-    assert status["conflists"] == {str(conf / "10-k8s.conflist"): True} and status["plugin_installed"]
-    assert status["plain_confs"] == [str(conf / "99-loopback.conf")]  # cannot chain: left to the guard
-
-
-def run_plugin(command: str, conf: dict, **env: str) -> subprocess.CompletedProcess:
-    source = Path(cni.__file__).with_name("cni_plugin.py")
-    return subprocess.run(
-        [sys.executable, "-I", str(source)],
-        input=json.dumps(conf),
-        capture_output=True,
-        text=True,
-        env={"PATH": os.environ["PATH"], "CNI_COMMAND": command, **env},
-    )
-
-
-def test_the_cni_plugin_speaks_the_protocol() -> None:
-    version = run_plugin("VERSION", {})
-    assert version.returncode == 0 and "1.0.0" in json.loads(version.stdout)["supportedVersions"]
-    assert run_plugin("DEL", {"cniVersion": "1.0.0"}).returncode == 0
-    missing = run_plugin("ADD", {"cniVersion": "1.0.0", "prevResult": {"ips": []}})
-    assert missing.returncode == 1 and json.loads(missing.stdout)["code"] == 4
-    broken = run_plugin("ADD", {"cniVersion": "1.0.0"}, CNI_NETNS="/nonexistent", CNI_IFNAME="eth0")
-    assert broken.returncode == 1 and "could not turn rx-checksumming off on eth0" in broken.stdout
 
 
 def record(host: str, risk: str, after: str = "", status: str = "ok") -> dict:
