@@ -91,8 +91,9 @@ def where() -> str:
         # In an emulated host's cgroup, but not in its namespaces: its scope would be
         # that cgroup, and every namespace of the machine's mount table would look like its own.
         raise HostError(
-            f"this process is in the cgroup of the lab's emulated host {scope}, but not in that host's "
-            "namespaces: enter it (ssh to it, or badsum.lab.enter), or run outside the lab's cgroup"
+            f"this process runs in network namespace {own}, not the one of the lab's emulated host whose cgroup "
+            f"it is in ({scope}): the kit acts only from the host's own. Run it on that host (ssh to it, or "
+            "badsum.lab.enter), not inside `ip netns exec` or `unshare --net` there"
         )
     host = host_netns()
     if host == own:

@@ -7,6 +7,9 @@ fleet section makes; it is named for what it breaks. Every case failed on
 the kit before issue 20 (the finding it proves is in its docstring). The
 CNI plugin's cases are in test_cni_plugin.py beside this one.
 
+BADSUM_KIT=FILE runs the cases against another kit (`badsum hostkit FILE` in an
+earlier checkout): the ones it fails are the findings it has.
+
 Cases leave the host as they found it (`clean`): tenant namespaces (named
 cat-*) removed, the guard stopped, badsum's record and CNI entries gone.
 """
@@ -83,7 +86,7 @@ def guard_sweep_from_a_scratch_namespace_turns_the_host_veths_off(host: Host) ->
     tenant_namespace(host, "cat-a")
     before = host.sh("ethtool -k mgmt0 | grep rx-checksumming").stdout
     code, answer = host.kit("guard", "sweep", prefix="unshare --net")
-    assert code == 2 and "not the host's" in answer["msg"], answer
+    assert code == 2 and "acts only from the host's own" in answer["msg"], answer
     assert host.sh("ethtool -k mgmt0 | grep rx-checksumming").stdout == before
     assert host.rx("cat-a", "eth0") == "on"  # the container veth too: nothing was done at all
 
@@ -210,7 +213,7 @@ def a_forged_lab_mark_makes_any_namespace_a_host(host: Host) -> None:
         'exec "$@"\n',
     )
     code, answer = host.kit("guard", "sweep", prefix="unshare --net --mount sh /run/cat/forge")
-    assert code == 2 and "not the host's" in answer["msg"], answer
+    assert code == 2 and "acts only from the host's own" in answer["msg"], answer
 
 
 def rollback_writes_back_a_week_old_conflist(host: Host) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import yaml
 
 from badsum.host.common import alive, identity
 from badsum.lab import cgroups
+from badsum.lab.spec import STATE_ROOT
 from conftest import ENV, ROOT, VENV_BIN, badsum, embedded_inventory
 from residue import badsum_programs, leftovers
 
@@ -307,6 +309,76 @@ def test_the_fleet_runs_write_node_exporter_textfiles_on_the_hosts_and_junit_on_
 
     fleet_run(fleet, "rollback", results, "rollback")
     assert check_textfiles(results, "rollback", "rollback") == found  # back as the audit found it
+
+
+PYTHON36 = Path("/root/.pyenv/versions/3.6.15")  # pyenv's, on this machine: what RHEL/CentOS 7 hosts run
+
+
+def test_legacy_hosts_are_audited_remediated_and_rolled_back_with_no_ansible_module_on_them(
+    fleet: Path, tmp_path: Path
+) -> None:
+    """Hosts whose Python no Ansible module runs on: ansible_python_interpreter is a program that always fails,
+    so any module that reached a host would fail it. badsum_fleet_transport=raw carries the kit over the
+    connection and runs it with the host's own Python - 3.6, the RHEL 7 one, where this machine has it."""
+    if not (PYTHON36 / "bin" / "python3.6").exists():
+        pytest.skip(f"no Python 3.6 at {PYTHON36} on this machine")
+    assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0  # its containers (modules: a normal host)
+    # The emulated hosts see this machine's /var/lib, not its /root: Python 3.6 goes where they see it.
+    python = STATE_ROOT / FLEET_LAB / "python3.6"
+    if not python.exists():
+        shutil.copytree(PYTHON36, python, symlinks=True)
+    legacy = tmp_path / "legacy.yml"
+    legacy.write_text(
+        yaml.safe_dump(
+            {
+                "fleet": {
+                    "vars": {
+                        "ansible_python_interpreter": "/bin/false",
+                        "badsum_fleet_transport": "raw",
+                        "badsum_fleet_python": str(python / "bin" / "python3.6"),
+                    }
+                }
+            }
+        )
+    )
+    results = tmp_path / "results"
+    settings = {
+        "badsum_fleet_results_dir": str(results),
+        # The canary's cell is the experiment's: Ansible modules on the canary. Not on these hosts.
+        "badsum_fleet_canary_cell": False,
+        "badsum_fleet_canary_cell_waiver": "legacy hosts: no Ansible module can run there",
+    }
+    summaries = {}
+    for phase in ("audit", "remediate", "rollback"):
+        run = ansible(
+            fleet,
+            f"playbooks/{phase}.yml",
+            "-i",
+            str(legacy),
+            "-e",
+            json.dumps(settings | {"badsum_fleet_run_id": phase}),
+        )
+        assert run.returncode == 0, f"{phase}: " + run.stdout[-3000:]
+        summaries[phase] = json.loads((results / phase / "fleet.json").read_text())
+        assert summaries[phase]["status"] == {"ok": 10}, phase
+        for host in HOSTS:  # the kit itself said which Python ran it
+            record = json.loads((results / phase / "hosts" / f"{host}.json").read_text())
+            assert record["status"] == "ok", (phase, host, record)
+    assert summaries["audit"]["risk"].get("exposed", 0) > 0
+    assert summaries["remediate"]["risk_after"].get("exposed", 0) == 0
+    assert summaries["rollback"]["risk_after"] == summaries["audit"]["risk"]
+
+
+def test_a_module_that_reaches_a_legacy_host_fails_it(fleet: Path, tmp_path: Path) -> None:
+    """The other side of the test above: with the module transport, the failing interpreter does fail the hosts
+    (so the test above would catch a module sneaking through)."""
+    legacy = tmp_path / "legacy.yml"
+    legacy.write_text(yaml.safe_dump({"fleet": {"vars": {"ansible_python_interpreter": "/bin/false"}}}))
+    settings = {"badsum_fleet_results_dir": str(tmp_path / "results"), "badsum_fleet_run_id": "audit"}
+    run = ansible(fleet, "playbooks/audit.yml", "-i", str(legacy), "-e", json.dumps(settings))
+    assert run.returncode != 0
+    summary = json.loads((tmp_path / "results" / "audit" / "fleet.json").read_text())
+    assert summary["status"] == {"failed": 10}
 
 
 # Last: it takes host5 of the module's fleet down for good.
