@@ -9,8 +9,6 @@ source and kernel and never goes stale; hosts sharing a filesystem (the
 embedded lab's) build it once between them, under a lock.
 """
 
-from __future__ import annotations
-
 import argparse
 import fcntl
 import hashlib

@@ -432,6 +432,8 @@ def write(path: Path, data: bytes, mode: int) -> None:
         old = os.stat(target)
     except FileNotFoundError:
         old = None
+    # A plugin directory the runtimes' configuration names may not exist yet (plugins elsewhere).
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     # Not .conf, .conflist or .json: a runtime listing the directory meanwhile does not load it.
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".badsum-tmp", dir=str(target.parent))
     try:

@@ -5,15 +5,14 @@ True when there was something to delete, so the tools that use them can
 report `changed` honestly and stay idempotent.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
+from typing import Dict, List, Optional
 
 from .common import HostError, in_netns, sh
 
 
-def ip_json(*args: str, netns: str | None = None) -> list[dict]:
+def ip_json(*args: str, netns: Optional[str] = None) -> List[dict]:
     prefix = ["ip", "-n", netns] if netns else ["ip"]
     out = sh(*prefix, "-j", *args, check=False).stdout
     return json.loads(out) if out.strip() else []
@@ -37,7 +36,7 @@ def delete_netns(name: str) -> bool:
     return True
 
 
-def link_exists(name: str, netns: str | None = None) -> bool:
+def link_exists(name: str, netns: Optional[str] = None) -> bool:
     return bool(ip_json("link", "show", "dev", name, netns=netns))
 
 
@@ -49,7 +48,7 @@ def require_link(name: str, what: str = "interface") -> dict:
     return links[0]
 
 
-def device_exists(name: str, netns: str | None = None) -> bool:
+def device_exists(name: str, netns: Optional[str] = None) -> bool:
     """Like link_exists, for a namespace given as a path (/proc/PID/ns/net too)."""
     return sh(*in_netns(netns, "ip", "link", "show", "dev", name), check=False).returncode == 0
 
@@ -73,7 +72,7 @@ def prefixlen_of(iface: str, address: str) -> int:
     raise HostError(f"{address} is not an address of {iface} on this host")
 
 
-def has_address(iface: str, address: str, netns: str | None = None) -> bool:
+def has_address(iface: str, address: str, netns: Optional[str] = None) -> bool:
     return any(
         info.get("local") == address
         for link in ip_json("addr", "show", "dev", iface, netns=netns)
@@ -81,7 +80,7 @@ def has_address(iface: str, address: str, netns: str | None = None) -> bool:
     )
 
 
-def features(iface: str, netns: str | None = None) -> dict[str, dict]:
+def features(iface: str, netns: Optional[str] = None) -> Dict[str, dict]:
     """`ethtool --show-features`, as {name: {"on": bool, "fixed": bool}}."""
     out = sh(*in_netns(netns, "ethtool", "--show-features", iface)).stdout
     found = {}
@@ -92,7 +91,7 @@ def features(iface: str, netns: str | None = None) -> dict[str, dict]:
     return found
 
 
-def driver(iface: str, netns: str | None = None) -> str:
+def driver(iface: str, netns: Optional[str] = None) -> str:
     for line in sh(*in_netns(netns, "ethtool", "--driver", iface)).stdout.splitlines():
         if line.startswith("driver:"):
             return line.split(":", 1)[1].strip()
@@ -107,11 +106,11 @@ def driver(iface: str, netns: str | None = None) -> str:
 # removes only its own filters; the qdisc goes only when no filter is left.
 
 
-def _tc(netns: str | None, *args: str, check: bool = True):
+def _tc(netns: Optional[str], *args: str, check: bool = True):
     return sh(*in_netns(netns, "tc", *args), check=check)
 
 
-def ensure_clsact(iface: str, netns: str | None = None) -> bool:
+def ensure_clsact(iface: str, netns: Optional[str] = None) -> bool:
     shown = _tc(netns, "qdisc", "show", "dev", iface).stdout
     if "clsact" in shown:
         return False
@@ -124,23 +123,23 @@ def ensure_clsact(iface: str, netns: str | None = None) -> bool:
     return True
 
 
-def filters(iface: str, hook: str, pref: int | None = None, netns: str | None = None) -> str:
+def filters(iface: str, hook: str, pref: Optional[int] = None, netns: Optional[str] = None) -> str:
     args = ["filter", "show", "dev", iface, hook] + (["pref", str(pref)] if pref is not None else [])
     return _tc(netns, *args, check=False).stdout
 
 
-def has_filter(iface: str, hook: str, pref: int, netns: str | None = None) -> bool:
+def has_filter(iface: str, hook: str, pref: int, netns: Optional[str] = None) -> bool:
     return bool(filters(iface, hook, pref, netns).strip())
 
 
-def ensure_filter(iface: str, hook: str, pref: int, spec: list[str], netns: str | None = None) -> bool:
+def ensure_filter(iface: str, hook: str, pref: int, spec: List[str], netns: Optional[str] = None) -> bool:
     if has_filter(iface, hook, pref, netns):
         return False
     _tc(netns, "filter", "add", "dev", iface, hook, "pref", str(pref), *spec)
     return True
 
 
-def attach_bpf(iface: str, hook: str, pref: int, obj: str, netns: str | None = None, pinned: bool = False) -> None:
+def attach_bpf(iface: str, hook: str, pref: int, obj: str, netns: Optional[str] = None, pinned: bool = False) -> None:
     """A tc BPF program in direct-action mode at pref, replacing what sat there (its maps go with it).
 
     `obj` is an object file that tc loads (libbpf, the verifier: ~25 ms), or with
@@ -150,14 +149,14 @@ def attach_bpf(iface: str, hook: str, pref: int, obj: str, netns: str | None = N
     _tc(netns, "filter", "replace", "dev", iface, hook, "pref", str(pref), "handle", "1", "bpf", "da", *program)
 
 
-def delete_filter(iface: str, hook: str, pref: int, netns: str | None = None) -> bool:
+def delete_filter(iface: str, hook: str, pref: int, netns: Optional[str] = None) -> bool:
     if not device_exists(iface, netns) or not has_filter(iface, hook, pref, netns):
         return False
     _tc(netns, "filter", "del", "dev", iface, hook, "pref", str(pref))
     return True
 
 
-def release_clsact(iface: str, netns: str | None = None) -> bool:
+def release_clsact(iface: str, netns: Optional[str] = None) -> bool:
     """Remove clsact once no filter of anyone's is left on either hook."""
     if not (filters(iface, "ingress", netns=netns) + filters(iface, "egress", netns=netns)).strip():
         shown = _tc(netns, "qdisc", "show", "dev", iface, check=False).stdout
@@ -170,7 +169,7 @@ def release_clsact(iface: str, netns: str | None = None) -> bool:
 # -- eBPF programs attached with tc ---------------------------------------------------
 
 
-def attached_maps(tc_filter_show: str) -> dict[str, int]:
+def attached_maps(tc_filter_show: str) -> Dict[str, int]:
     """Map ids by name, of the program that `tc filter show` lists (tc loads maps unpinned)."""
     ids = [line.split(" id ", 1)[1].split()[0] for line in tc_filter_show.splitlines() if " id " in line]
     if not ids:
@@ -183,7 +182,7 @@ def attached_maps(tc_filter_show: str) -> dict[str, int]:
     return maps
 
 
-def map_values(map_id: int) -> list[bytes]:
+def map_values(map_id: int) -> List[bytes]:
     """A map's values as raw bytes (bpftool's JSON has them next to the BTF-formatted value)."""
     values = []
     for row in json.loads(sh("bpftool", "-j", "map", "dump", "id", str(map_id)).stdout):

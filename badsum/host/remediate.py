@@ -152,11 +152,14 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None) -> dict:
     if extra:  # made between the look and the change: recorded too
         state["veths"] += extra
         save_state(state)
-    left = cni.apply(cni_items)
+    # What is undone if what follows fails half way: planned before it starts.
     applied.cni_paths = [i["path"] for i in cni_items if i["after"] is not None]
+    left = cni.apply(cni_items)
     if start:
+        # A guard that ran before this call (an older unit, a disabled one) is better restarted than
+        # stopped if the call fails: only a guard this call brought to the host is taken away again.
+        applied.guard_started = mode if applied.new_record else None
         start_guard(mode, args.interval)
-        applied.guard_started = mode
     result = {"changed": bool(changes) or bool(done), "changes": changes, "diff": diff, "state": str(state_dir())}
     return {**result, "cni_left_alone": left} if left else result
 

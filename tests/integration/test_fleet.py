@@ -323,10 +323,14 @@ def test_legacy_hosts_are_audited_remediated_and_rolled_back_with_no_ansible_mod
     if not (PYTHON36 / "bin" / "python3.6").exists():
         pytest.skip(f"no Python 3.6 at {PYTHON36} on this machine")
     assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0  # its containers (modules: a normal host)
-    # The emulated hosts see this machine's /var/lib, not its /root: Python 3.6 goes where they see it.
+    # The emulated hosts see this machine's /var/lib, not its /root: Python 3.6 goes where they see it
+    # (pyenv's finds its libpython by its build path, under /root: a wrapper says where it is now).
     python = STATE_ROOT / FLEET_LAB / "python3.6"
     if not python.exists():
         shutil.copytree(PYTHON36, python, symlinks=True)
+    wrapper = python / "bin" / "python3.6-here"
+    wrapper.write_text(f'#!/bin/sh\nLD_LIBRARY_PATH={python}/lib exec {python}/bin/python3.6 "$@"\n')
+    wrapper.chmod(0o755)
     legacy = tmp_path / "legacy.yml"
     legacy.write_text(
         yaml.safe_dump(
@@ -335,7 +339,7 @@ def test_legacy_hosts_are_audited_remediated_and_rolled_back_with_no_ansible_mod
                     "vars": {
                         "ansible_python_interpreter": "/bin/false",
                         "badsum_fleet_transport": "raw",
-                        "badsum_fleet_python": str(python / "bin" / "python3.6"),
+                        "badsum_fleet_python": str(wrapper),
                     }
                 }
             }

@@ -67,3 +67,72 @@ def test_a_record_of_an_unknown_phase_is_refused_before_the_host_is_called() -> 
     spec = {"tool": "remediate", "action": "rollout", "record": {"run_dir": "/tmp/r", "phase": "remediation"}}
     errors = ArgumentSpecValidator(ARGS).validate(spec).error_messages
     assert len(errors) == 1 and "remediation" in errors[0] and "audit, remediate, rollback" in errors[0], errors
+
+
+PYTHON36 = Path("/root/.pyenv/versions/3.6.15/bin/python3.6")
+
+
+def raw_action(tmp_path: Path, check_mode: bool = False, python: str = sys.executable) -> tuple[ActionModule, list]:
+    """The action as the raw transport runs it: its one shell command run here, as a host's shell would."""
+    import subprocess
+
+    action = ActionModule.__new__(ActionModule)
+    action._task = SimpleNamespace(name=TASK, check_mode=check_mode, delegate_to=None)
+    action._templar = SimpleNamespace(template=lambda value: value)
+    sent: list = []
+
+    def execute(cmd: str, sudoable: bool = True, in_data: str | None = None) -> dict:
+        sent.append((cmd, sudoable, len(in_data or "")))
+        run = subprocess.run(["sh", "-c", cmd], input=in_data, capture_output=True, text=True, timeout=60, check=False)
+        return {"rc": run.returncode, "stdout": run.stdout, "stderr": run.stderr}
+
+    action._low_level_execute_command = execute
+    return action, sent
+
+
+def raw_args(tmp_path: Path, *argv: str) -> dict:
+    from badsum import hostkit
+
+    return {
+        "tool": argv[0],
+        "action": argv[1],
+        "args": {"no_probe": True} if argv[0] == "audit" else {},
+        "argv": [],
+        "kit_content": hostkit.encoded(),
+        "lib_dir": str(tmp_path / "lib"),
+    }
+
+
+@pytest.mark.parametrize("python", [sys.executable, str(PYTHON36)], ids=["python3.11", "python3.6"])
+def test_the_raw_transport_runs_the_kit_with_the_hosts_own_python_and_leaves_nothing(
+    tmp_path: Path, python: str
+) -> None:
+    """No Ansible module on the host: one shell command, the kit on its stdin, one JSON answer back."""
+    if not Path(python).exists():
+        pytest.skip(f"no {python} on this machine")
+    action, sent = raw_action(tmp_path)
+    before = set(Path("/tmp").glob("badsum-kit-*"))
+    result = action._run_raw(raw_args(tmp_path, "audit", "show"), {"badsum_fleet_python": python})
+    assert result.get("failed") is None and result["risk"] in ("patched", "not-applicable", "exposed"), result
+    assert result["changed"] is False and result["kernel"]["release"]
+    ((cmd, sudoable, kit_bytes),) = sent
+    assert cmd.startswith(f"{python} -I -c ") and sudoable and kit_bytes > 100_000  # the kit went on stdin
+    assert set(Path("/tmp").glob("badsum-kit-*")) == before  # its private copy is gone
+
+
+def test_the_raw_transport_says_why_when_the_hosts_python_cannot_run_it(tmp_path: Path) -> None:
+    action, _ = raw_action(tmp_path)
+    result = action._run_raw(raw_args(tmp_path, "audit", "show"), {"badsum_fleet_python": "/bin/false"})
+    assert result["failed"] is True and result["msg"].startswith("/bin/false on the host: ")
+    result = action._run_raw(raw_args(tmp_path, "audit", "nonsense"), {"badsum_fleet_python": sys.executable})
+    assert result["failed"] is True and result["msg"].startswith("badsum-host audit: ") and "nonsense" in result["msg"]
+
+
+def test_the_raw_transport_runs_check_mode_as_the_module_does(tmp_path: Path) -> None:
+    """Check mode: what would change is skipped (guard run), never run."""
+    action, sent = raw_action(tmp_path, check_mode=True)
+    args = raw_args(tmp_path, "guard", "run")
+    args["args"] = {"state_dir": str(tmp_path / "state"), "interval": 1}
+    result = action._run_raw(args, {"badsum_fleet_python": sys.executable})
+    assert result["skipped"] is True and "check mode" in result["msg"], result
+    assert '"--check-mode"' in sent[0][0] and not (tmp_path / "state").exists()
