@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from badsum.files import private_dir, write_private
 from badsum.lab import provider
 from badsum.lab.spec import MAX_SLOT, LabError
 from badsum.workshop.room import API_PORT, STUDENT, Room, Seat
@@ -40,15 +41,14 @@ def password_hash(password: str) -> str:
 
 def make_home(seat: Seat) -> Path:
     """What host A's /home/student holds when the lab comes up."""
-    home = seat.dir / "home"
+    home = private_dir(seat.dir) / "home"
     if home.exists():
         shutil.rmtree(home)
     (home / "bin").mkdir(parents=True)
     (home / "answers").mkdir()
     shutil.copy(PROJECT / "badsum/workshop/student_lab.py", home / "bin" / "lab")
     (home / "bin" / "lab").chmod(0o755)
-    (home / ".lab-token").write_text(seat.token + "\n")
-    (home / ".lab-token").chmod(0o600)
+    write_private(home / ".lab-token", seat.token + "\n")  # the node gives it to the student, still 0600
     (home / ".lab-service").write_text(f"{seat.service_address}:{API_PORT}\n")
     shutil.copytree(EXERCISES, home / "exercises", ignore=shutil.ignore_patterns("checks", "__pycache__"))
     (home / ".profile").write_text('PATH="$HOME/bin:$PATH"\ncat "$HOME/WELCOME" 2>/dev/null\n')
@@ -68,8 +68,7 @@ def account(seat: Seat) -> Path:
         "keys": seat.keys,
         "home": str(make_home(seat)),
     }
-    path.write_text(json.dumps(data))
-    path.chmod(0o600)
+    write_private(path, json.dumps(data))  # the password's hash
     return path
 
 

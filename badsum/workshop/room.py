@@ -9,12 +9,12 @@ their activity). Students are st01, st02...: each one's lab has the same id
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from badsum.files import private_dir, write_private
 from badsum.lab.spec import LabError, LabSpec
 
 ROOT = Path("/var/lib/badsum/workshop")
@@ -85,11 +85,8 @@ class Room:
         return max(0.0, self.deadline - time.time())
 
     def save(self) -> None:
-        ROOT.mkdir(parents=True, exist_ok=True)
-        tmp = ROOM.with_name(f".room.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.chmod(0o600)  # passwords and tokens
-        tmp.rename(ROOM)
+        private_dir(ROOT)  # root's alone: every seat's files live below it
+        write_private(ROOM, json.dumps(asdict(self), indent=1))  # passwords and tokens
 
 
 def load() -> Room | None:
