@@ -19,7 +19,9 @@ from pathlib import Path
 
 from badsum.files import private_dir, write_private
 from badsum.lab import provider
+from badsum.lab.cgroups import Limits
 from badsum.lab.spec import MAX_SLOT, LabError
+from badsum.workshop import limits as seat_limits
 from badsum.workshop.room import API_PORT, STUDENT, Room, Seat
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -83,7 +85,7 @@ def _lab(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def up_one(seat: Seat) -> str:
+def up_one(seat: Seat, limits: Limits | None = None) -> str:
     seat.inventory.mkdir(parents=True, exist_ok=True)
     group_vars = seat.inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
@@ -100,6 +102,7 @@ def up_one(seat: Seat) -> str:
         str(seat.inventory),
         "--student",
         str(account(seat)),
+        *(seat_limits.lab_up_args(limits) if limits else []),
     )
     if proc.returncode != 0:
         raise LabError(f"{seat.student}: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -113,8 +116,11 @@ def down_one(seat: Seat) -> None:
 
 
 def up_all(room: Room) -> None:
+    limits = Limits(**room.limits) if room.limits else None
     with ThreadPoolExecutor(UP_AT_ONCE) as pool:
-        failures = [str(e) for e in pool.map(_try(up_one), room.students) if isinstance(e, Exception)]
+        failures = [
+            str(e) for e in pool.map(_try(lambda s: up_one(s, limits)), room.students) if isinstance(e, Exception)
+        ]
     if failures:
         raise LabError("some labs did not come up:\n" + "\n".join(failures))
 
@@ -126,7 +132,7 @@ def down_all(room: Room) -> None:
         raise LabError("some labs did not go down:\n" + "\n".join(failures))
 
 
-def reset(seat: Seat) -> None:
+def reset(seat: Seat, limits: Limits | None = None) -> None:
     """That student's lab as at the start: a new lab, a new home, their runs and checks forgotten."""
     down_one(seat)
     for name in ("results", "fleet", "activity.jsonl", "checks.json", "standing.json", "container.json"):
@@ -135,7 +141,7 @@ def reset(seat: Seat) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    up_one(seat)
+    up_one(seat, limits)
 
 
 def _try(work):

@@ -73,6 +73,7 @@ class Room:
     dashboard_port: int
     started: float
     deadline: float  # epoch seconds; the service refuses work after it
+    limits: dict = field(default_factory=dict)  # each seat's lab: pids, memory, cpu_weight (badsum.workshop.limits)
 
     def seat(self, student: str) -> Seat:
         for seat in self.students:
@@ -109,6 +110,7 @@ def plan(
     dashboard_port: int,
     hours: float,
     keys: dict[str, list[str]] | None = None,
+    limits: dict | None = None,
 ) -> Room:
     if not 1 <= students <= MAX_STUDENTS:
         raise LabError(f"--students must be between 1 and {MAX_STUDENTS}, got {students}")
@@ -130,4 +132,4 @@ def plan(
         for n in range(1, students + 1)
     ]
     now = time.time()
-    return Room(seats, listen, port_base, dashboard_port, now, now + hours * 3600)
+    return Room(seats, listen, port_base, dashboard_port, now, now + hours * 3600, dict(limits or {}))
