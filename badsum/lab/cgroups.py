@@ -212,6 +212,16 @@ def pids(lab_id: str) -> set[int]:
     return found
 
 
+def node_pids(lab_id: str, node: str) -> set[int]:
+    """The processes of one node of the lab (and everything below it: its containers too)."""
+    for h in hierarchies():
+        if h.version == 2 or "pids" in h.controllers:
+            d = lab_dir(h, lab_id) / node
+            if d.is_dir():
+                return {pid for sub in _walk(d) for pid in _procs(sub)}
+    return set()
+
+
 def _live(pid_set: set[int]) -> set[int]:
     return {p for p in pid_set if alive(p)}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from badsum.lab import cgroups
 from badsum.lab.spec import LabError
 from badsum.lab.sysrun import require_root
-from badsum.workshop import firewall, handout, labs, limits, room, status
+from badsum.workshop import firewall, handout, labs, limits, room, runs, status
 
 SERVICE_CGROUP = ("workshop", "service")  # /badsum/workshop/service: never a lab's name (ids have 6 characters)
 
@@ -97,6 +97,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     plan.save()
     try:
         labs.up_all(plan)
+        runs.prepare(plan.students)  # once for the room: a run then only runs its cell
         firewall.install(plan)
         start_service(plan)
         wait_for_dashboard(plan.dashboard_port)
@@ -111,6 +112,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     print(f"each seat's lab is held to {limits.describe(seat)}")
     print(f"dashboard: http://127.0.0.1:{plan.dashboard_port}/   handouts: {written[0]}")
+    print(f"students in a browser: http://{args.address or _address()}:{plan.dashboard_port}/seat/stNN")
     return 0
 
 
@@ -159,6 +161,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     seat = plan.seat(args.student)
     started = time.monotonic()
     labs.reset(seat, cgroups.Limits(**plan.limits) if plan.limits else None)
+    runs.prepare([seat])
     print(f"{seat.student}: a fresh lab in {time.monotonic() - started:.1f} s (same login, same password)")
     return 0
 
@@ -245,7 +248,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--hours", type=float, default=3.0, help="the time limit (default 3)")
     up.add_argument("--listen", default="0.0.0.0", help="where the students' SSH ports listen (default all)")
     up.add_argument("--port-base", type=int, default=2200, help="student N logs in on port BASE+N (default 2200)")
-    up.add_argument("--dashboard-port", type=int, default=8080, help="the dashboard, on 127.0.0.1 (default 8080)")
+    up.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8080,
+        help="the web port, on --listen: each student's seat in a browser, the dashboard from here (default 8080)",
+    )
     up.add_argument("--address", help="this machine's address as students type it (for the handouts)")
     up.add_argument("--lab-pids", metavar="N", help="tasks per seat's lab at once (default: from this machine)")
     up.add_argument("--lab-memory", metavar="SIZE", help="memory per seat's lab, e.g. 1G (default: from this machine)")

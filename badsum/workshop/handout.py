@@ -21,14 +21,19 @@ def write(room: Room, address: str, out: Path) -> list[Path]:
         undefined=jinja2.StrictUndefined,
     )
     until = time.strftime("%H:%M", time.localtime(room.deadline))
+    common = {"address": address, "until": until, "web_port": room.dashboard_port}
     out.mkdir(mode=0o700, parents=True, exist_ok=True)  # a directory the trainer named keeps its mode
     written = [out / "handouts.html"]
     # Every page carries a password: private from the first byte.
     write_private(
-        written[0], env.get_template("handout.html.j2").render(seats=room.students, address=address, until=until)
+        written[0],
+        env.get_template("handout.html.j2").render(seats=room.students, **common),
     )
     for seat in room.students:
         path = out / f"{seat.student}.md"
-        write_private(path, env.get_template("handout.md.j2").render(seat=seat, address=address, until=until))
+        write_private(
+            path,
+            env.get_template("handout.md.j2").render(seat=seat, **common),
+        )
         written.append(path)
     return written
