@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump conntrack iptables \
 	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
-	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium sudo systemd
+	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium sudo systemd strace
 
 .PHONY: reproduce test deps apt venv web lint unit integration test-faults verify molecule lab-up lab-down lab-status bench clean
 

@@ -266,7 +266,11 @@ def _mount_node(lab: LabPlan, template: int | None) -> None:
         # A home of its own, as a cloud VM's user has (a student's, made from the workshop's template).
         home = f"/home/{lab.user[0]}"
         if template is not None:  # opened in the machine's view: a sealed node has it out of sight
-            shutil.copytree(f"/proc/self/fd/{template}", home, symlinks=True)
+            umask = os.umask(0o077)  # the token in it is never readable by others, not for a moment
+            try:
+                shutil.copytree(f"/proc/self/fd/{template}", home, symlinks=True)
+            finally:
+                os.umask(umask)
             os.chmod(home, 0o700)
         else:
             os.mkdir(home, 0o700)

@@ -20,9 +20,9 @@ import http
 import ipaddress
 import json
 import re
+import warnings
 from pathlib import Path
 
-import asyncssh
 import jinja2
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -30,6 +30,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from badsum.workshop import status
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # asyncssh's DSA keys, deprecated by cryptography: never used here
+    import asyncssh
 from badsum.workshop.gateway import LOGIN_GRACE, Sessions
 from badsum.workshop.room import STUDENT, Room, Seat
 
