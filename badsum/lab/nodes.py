@@ -241,10 +241,14 @@ def sealed_points(top: list[str], keep: Path, hidden: tuple[Path, ...]) -> list[
 
 
 def _seal(keep: Path, hidden: tuple[Path, ...]) -> None:
-    """Cover the machine's data with empty read-only tmpfs mounts; bind the lab's own state back."""
+    """Cover the machine's data with empty read-only tmpfs (files: /dev/null); bind the lab's own state back."""
     own = os.open(keep, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # before its parent is covered
     try:
-        top = [e.name for e in os.scandir("/") if e.is_dir(follow_symlinks=False)]
+        entries = list(os.scandir("/"))
+        top = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        for entry in entries:  # files at the top (a machine's notes): empty, as /dev/null is
+            if entry.is_file(follow_symlinks=False):
+                kernel.mount("/dev/null", entry.path, None, kernel.MS_BIND)
         for point in sealed_points(top, keep, hidden):
             kernel.mount("badsum-sealed", point, "tmpfs", NOSUID_NODEV, COVER)
             if keep.is_relative_to(point):
