@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import signal
 import socket
 import subprocess
 import time
@@ -57,48 +59,58 @@ SECRET = re.compile(
     r"|/id_ed25519(\.\d+\.tmp)?\"|ssh_host_ed25519_key\""
     r"|/home/student/\.lab-token"
 )
-CREATED = re.compile(r'^\d+\s+(?:openat\(AT_FDCWD, |open\(|creat\()"([^"]+)", ([^,)]+)(?:, (0\d+))?\) = \d+', re.M)
+# -I 1: strace lets SIGINT through (with -o it would block it), to let go of the service.
+# The umask and the forks too: a file's mode at creation is the mode asked for less the creator's umask.
+STRACE = ["strace", "-I", "1", "-f", "-q", "-s", "512", "-e", "status=successful"]
+STRACE += ["-e", "trace=open,openat,creat,umask,clone,clone3,fork,vfork"]
+LINE = re.compile(r"^(\d+) +(.*)$")
+CREATED = re.compile(r'^(?:openat\(AT_FDCWD, |open\(|creat\()"([^"]+)", ([^,)]+)(?:, (0\d+))?\) = \d+')
+UMASK = re.compile(r"^umask\((0?\d+)\)")
+FORKED = re.compile(r"^(?:(?:clone3?|v?fork)\(.*|<\.\.\. (?:clone3?|v?fork) resumed>.*)\) = (\d+)$")
 
 
 def traced(trace: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """A badsum command run under strace (every file it and its children create), with the usual umask."""
-    return subprocess.run(
-        [
-            "strace",
-            "-f",
-            "-qq",
-            "-s",
-            "512",
-            "-e",
-            "trace=open,openat,creat",
-            "-e",
-            "status=successful",
-            "-o",
-            str(trace),
-            "sh",
-            "-c",
-            'umask 022; exec "$@"',
-            "-",
-            str(Path(ENV["PATH"].split(":")[0]) / "python"),
-            "-m",
-            "badsum",
-            *args,
-        ],
+    """A badsum command run under strace (every file it and its children create), with the usual umask.
+
+    strace follows every child, the service `up` leaves running too: once the
+    command itself has exited, strace lets go of what is left (SIGINT detaches).
+    """
+    command = [str(Path(ENV["PATH"].split(":")[0]) / "python"), "-m", "badsum", *args]
+    proc = subprocess.Popen(
+        [*STRACE, "-o", str(trace), "sh", "-c", 'umask 022; exec "$@"', "-", *command],
         cwd=ROOT,
         env=ENV,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
     )
+    deadline, rc = time.monotonic() + timeout, None
+    while rc is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        text = trace.read_text(errors="replace") if trace.exists() else ""
+        top = re.match(r"(\d+) +", text)
+        if top and (ended := re.search(rf"^{top[1]} +\+\+\+ exited with (\d+) \+\+\+", text, re.M)):
+            rc = int(ended[1])
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, -1 if rc is None else rc, out, err)
 
 
 def created_secrets(trace: Path) -> list[tuple[str, int]]:
     """(path, mode it was created with) of every secret file the traced command created."""
+    umask: dict[str, int] = {}  # per process, inherited at fork
     found = []
-    for path, flags, mode in CREATED.findall(trace.read_text(errors="replace")):
-        if "O_CREAT" in flags and SECRET.search(f'{path}"'):
-            found.append((path, int(mode, 8)))
+    for line in trace.read_text(errors="replace").splitlines():
+        parsed = LINE.match(line)
+        if not parsed:
+            continue
+        pid, call = parsed.groups()
+        if mask := UMASK.match(call):
+            umask[pid] = int(mask[1], 8)
+        elif child := FORKED.match(call):  # strace may show the child's own umask() before this line
+            umask.setdefault(child[1], umask.get(pid, 0o022))
+        elif (made := CREATED.match(call)) and "O_CREAT" in made[2] and SECRET.search(f'{made[1]}"'):
+            found.append((made[1], int(made[3] or "0", 8) & ~umask.get(pid, 0o022)))
     return found
 
 
@@ -191,7 +203,7 @@ def test_nothing_of_another_seat_or_of_the_trainer_is_in_sight(room3: dict) -> N
         "test -e /var/lib/badsum/workshop/room.json && echo ROOM; "
         "find / -name .lab-token -not -path '/proc/*' 2>/dev/null; "
         # a directory on the machine's own disk that the student may write to: none
-        "find / -xdev -type d -writable 2>/dev/null | head -5",
+        "find / -xdev -type d -writable -printf '%D %p\\n' 2>/dev/null | awk -v d=$(stat -c %d /) '$1 == d {print $2}'",
         timeout=120,
     )
     lines = looked.stdout.split()
@@ -274,12 +286,8 @@ HOG = "b = b'x' * (4 << 30)\nprint('allocated 4 GiB', flush=True)"  # written: e
 def test_a_fork_bomb_a_memory_hog_and_kill_all_in_one_seat_leave_the_others_working(room3: dict) -> None:
     limits = room3["room"].limits
     command = ["ssh", *SSH_OPTS, "-i", str(room3["keys"][1]), "-p", str(PORT_BASE + 1), "student@127.0.0.1"]
-    bomb = subprocess.Popen([*command, "python3 -"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    bomb.stdin.write(FORK_BOMB)
-    bomb.stdin.close()
-    hog = subprocess.Popen([*command, "python3 -"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    hog.stdin.write(HOG)
-    hog.stdin.close()
+    bomb = subprocess.Popen([*command, f"python3 -c {shlex.quote(FORK_BOMB)}"], stdout=subprocess.PIPE, text=True)
+    hog = subprocess.Popen([*command, f"python3 -c {shlex.quote(HOG)}"], stdout=subprocess.PIPE, text=True)
     try:
         forked = bomb.stdout.readline().split()
         assert forked, "the fork bomb said nothing"
