@@ -54,7 +54,7 @@ SSH_OPTS = [
 ]
 # What must never be readable by anyone but root (and, for keys/<user>, that user's group), not for a moment.
 SECRET = re.compile(
-    r"/var/lib/badsum/workshop/(\.?room\.json|st\d\d/\.?account\.json|st\d\d/home/\.lab-token|handouts/)"
+    r"/var/lib/badsum/workshop/(\.?room(\.json|\.\d+\.tmp)|st\d\d/\.?account\.json|st\d\d/home/\.lab-token|handouts/)"
     r"|/var/lib/badsum/labs/st\d\d/(etc/\.?shadow|keys/)"
     r"|/id_ed25519(\.\d+\.tmp)?\"|ssh_host_ed25519_key\""
     r"|/home/student/\.lab-token"
@@ -319,7 +319,9 @@ def test_every_secret_is_private_from_its_first_byte(room3: dict) -> None:
     assert reset.returncode == 0, reset.stdout + reset.stderr
     for trace in (room3["up_trace"], room3["tmp"] / "reset.strace"):
         made = created_secrets(trace)
-        kinds = {name: sum(name in path for path, _ in made) for name in ("room.json", "account.json", ".lab-token")}
+        kinds = {
+            name: sum(name in path for path, _ in made) for name in ("workshop/.room.", "account.json", ".lab-token")
+        }
         kinds |= {name: sum(name in path for path, _ in made) for name in ("shadow", "keys/", "id_ed25519")}
         if trace.name == "up.strace":
             kinds["handouts"] = sum("handouts/" in path for path, _ in made)
