@@ -25,10 +25,12 @@ touched: a system dockerd beside the lab keeps its containers.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,7 @@ V1_JOINED = ("freezer", "memory", "pids", "cpu")
 CPU_WEIGHT_RANGE = (1, 10000)
 V1_SHARES_PER_WEIGHT = 1024 / 100
 KILL_TIMEOUT = 5.0
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 REMOVE_TIMEOUT = 2.0
 
 
@@ -178,6 +181,23 @@ def create_nodes(lab_id: str, nodes: list[str]) -> dict[str, list[Path]]:
             d.mkdir(parents=True, exist_ok=True)
             procs[node].append(d / "cgroup.procs")
     return procs
+
+
+def contained(procs: list[Path]) -> Callable[[], None]:
+    """A preexec_fn: the child joins these cgroups (where `down` finds it) and dies with its parent.
+
+    For what a command starts and must not outlive it, even SIGKILLed: the
+    child of a killed parent is killed by the kernel (PR_SET_PDEATHSIG), and
+    anything it started meanwhile is in the cgroup, killed by `down`.
+    """
+
+    def enter() -> None:
+        for path in procs:
+            path.write_text(str(os.getpid()))
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+    return enter
 
 
 def _walk(d: Path) -> list[Path]:

@@ -97,7 +97,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     plan.save()
     try:
         labs.up_all(plan)
-        runs.prepare(plan.students)  # once for the room: a run then only runs its cell
+        # Once for the room: a run then only runs its cell. In the workshop's cgroup: `down` finds it.
+        runs.prepare(plan.students, cgroup=cgroups.create_node(SERVICE_CGROUP[0], "prepare"))
         firewall.install(plan)
         start_service(plan)
         wait_for_dashboard(plan.dashboard_port)
@@ -161,7 +162,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     seat = plan.seat(args.student)
     started = time.monotonic()
     labs.reset(seat, cgroups.Limits(**plan.limits) if plan.limits else None)
-    runs.prepare([seat])
+    runs.prepare([seat], cgroup=cgroups.create_node(SERVICE_CGROUP[0], "prepare"))
     print(f"{seat.student}: a fresh lab in {time.monotonic() - started:.1f} s (same login, same password)")
     return 0
 

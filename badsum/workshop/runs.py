@@ -34,6 +34,7 @@ import yaml
 from badsum import settings as experiment
 from badsum.commands import host_record
 from badsum.files import write_private
+from badsum.lab import cgroups
 from badsum.lab.inventory import LAB_SETTINGS, inventory_data
 from badsum.lab.spec import LabError
 from badsum.workshop.room import ROOT, Seat
@@ -160,8 +161,11 @@ def load_facts(seat: Seat) -> dict | None:
     return data["hosts"] if data.get("lab_created") == created else None
 
 
-def prepare(seats: list[Seat], timeout: int = BATCH_TIMEOUT) -> None:
-    """Prepare these seats' labs in one playbook run (host kit, checks, programs), and keep their facts."""
+def prepare(seats: list[Seat], timeout: int = BATCH_TIMEOUT, cgroup: list[Path] | None = None) -> None:
+    """Prepare these seats' labs in one playbook run (host kit, checks, programs), and keep their facts.
+
+    With cgroup (`workshop up`'s: cgroup.procs files), the playbook runs there and dies with the caller.
+    """
     if not seats:
         return
     work = _workdir("prepare")
@@ -176,6 +180,7 @@ def prepare(seats: list[Seat], timeout: int = BATCH_TIMEOUT) -> None:
             text=True,
             timeout=timeout,
             check=False,
+            preexec_fn=cgroups.contained(cgroup) if cgroup else None,
         )
         if proc.returncode != 0 or not out.exists():
             tail = "\n".join(proc.stdout.splitlines()[-15:])

@@ -114,6 +114,35 @@ def created_secrets(trace: Path) -> list[tuple[str, int]]:
     return found
 
 
+def test_a_killed_up_leaves_nothing_once_the_room_is_taken_down() -> None:
+    """SIGKILL `workshop up` while it prepares the labs (ansible-playbook running): `down` leaves nothing."""
+    from residue import machine, machine_residue
+
+    badsum("workshop", "down", timeout=300)
+    before = machine()
+    room2 = ["--students", "2", "--listen", "127.0.0.1", "--port-base", str(PORT_BASE + 100), "--dashboard-port"]
+    up = subprocess.Popen(
+        [str(Path(ENV["PATH"].split(":")[0]) / "python"), "-m", "badsum", "workshop", "up", *room2, str(WEB + 1)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not cgroups.node_pids("workshop", "prepare") and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert up.poll() is None and cgroups.node_pids("workshop", "prepare"), "up never got to preparing the labs"
+        time.sleep(2)  # well into the playbook: SSH connections open, modules running on the labs
+    finally:
+        up.kill()
+        up.wait(30)
+    badsum("workshop", "down", timeout=300)
+    assert [f for s in ("st01", "st02") for f in leftovers(s)] == []
+    assert cgroups.leftovers("workshop") == [] and not firewall.installed() and not room.ROOT.exists()
+    assert machine_residue(before) == []
+
+
 @pytest.fixture(scope="module")
 def room3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("room3")
