@@ -162,6 +162,8 @@ def test_handouts_carry_each_students_own_login(tmp_path: Path) -> None:
     written = handout.write(r, "203.0.113.5", tmp_path)
     html = written[0].read_text()
     assert html.count("<section") == 2 and "ssh -p 2201 student@203.0.113.5" in html
+    assert "http://203.0.113.5:8080/seat/st01" in html  # the browser seat: the same port as the dashboard
+    assert "http://203.0.113.5:8080/seat/st02" in (tmp_path / "st02.md").read_text()
     assert r.students[1].password in (tmp_path / "st02.md").read_text()
     assert r.students[0].password not in (tmp_path / "st02.md").read_text()
     assert oct(written[0].stat().st_mode & 0o777) == "0o600"
