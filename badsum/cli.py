@@ -138,6 +138,9 @@ def print_status(report: list[dict]) -> None:
         print(f"lab {entry['lab_id']}: {health}")
         if entry.get("inventory"):
             print(f"  inventory: {entry['inventory']}  slot: {entry['slot']}  hosts: {entry['hosts']}")
+        if entry.get("limits"):
+            held = ", ".join(f"{k}={v}" for k, v in entry["limits"].items() if v is not None)
+            print(f"  held to: {held} (the whole lab)")
         for node in entry.get("nodes", []):
             flags = " ".join(f"{k}={'yes' if node[k] else 'NO'}" for k in ("netns", "mount_ns", "sshd"))
             print(f"  {node['name']:<8} {flags}")

@@ -721,6 +721,7 @@ def status(lab_id: str | None = None) -> list[dict]:
                 hosts=st["hosts"],
                 slot=st["slot"],
                 inventory=st["inventory"],
+                limits=st.get("limits"),
                 nodes=nodes,
                 healthy=st.get("complete", False) and all(n["sshd"] for n in nodes),
             )
