@@ -33,7 +33,7 @@ import yaml
 
 from badsum import settings as experiment
 from badsum.commands import host_record
-from badsum.files import write_private
+from badsum.files import atomic_write, write_private
 from badsum.lab import cgroups
 from badsum.lab.inventory import LAB_SETTINGS, inventory_data
 from badsum.lab.spec import LabError
@@ -140,7 +140,7 @@ def record(seat: Seat, plan: dict, facts: dict) -> None:
     }
     run_dir = Path(plan["run_dir"])
     (run_dir / "raw").mkdir(parents=True, exist_ok=True)
-    write_private(run_dir / "run.json", json.dumps(info, indent=1), 0o644)
+    atomic_write(run_dir / "run.json", json.dumps(info, indent=1))
 
 
 # -- preparing, once per lab --------------------------------------------------------------
