@@ -233,7 +233,8 @@ def sealed_points(top: list[str], keep: Path, hidden: tuple[Path, ...]) -> list[
     points = [f"/{name}" for name in sorted(top) if name not in SYSTEM_DIRS]
     points += [p for p in SEALED_VAR if os.path.isdir(p)]
     for path in hidden:
-        if path.is_dir() and not any(path.is_relative_to(p) for p in points):
+        system = len(path.parts) <= 2 and (path.name in SYSTEM_DIRS or path == Path("/"))  # never / or /usr itself
+        if path.is_dir() and not system and not any(path.is_relative_to(p) for p in points):
             points.append(str(path))
     if any(keep.is_relative_to(p) and not keep.is_relative_to(SEALED_VAR[0]) for p in points):
         raise LabError(f"{keep}: a lab's state must live under {SEALED_VAR[0]} to be seen by its sealed nodes")
