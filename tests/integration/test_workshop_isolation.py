@@ -132,12 +132,13 @@ def test_a_killed_up_leaves_nothing_once_the_room_is_taken_down() -> None:
         deadline = time.monotonic() + 180
         while not cgroups.node_pids("workshop", "prepare") and up.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert up.poll() is None and cgroups.node_pids("workshop", "prepare"), "up never got to preparing the labs"
+        preparing = up.poll() is None and bool(cgroups.node_pids("workshop", "prepare"))
         time.sleep(2)  # well into the playbook: SSH connections open, modules running on the labs
     finally:
         up.kill()
         up.wait(30)
-    badsum("workshop", "down", timeout=300)
+        badsum("workshop", "down", timeout=300)
+    assert preparing, "up never got to preparing the labs (in the workshop's cgroup)"
     assert [f for s in ("st01", "st02") for f in leftovers(s, programs_before=programs)] == []
     assert cgroups.leftovers("workshop") == [] and not firewall.installed() and not room.ROOT.exists()
     assert machine_residue(before) == []
