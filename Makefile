@@ -12,9 +12,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 APT_PACKAGES := python3 python3-venv make iproute2 iputils-ping ethtool tcpdump conntrack iptables \
 	openssh-server openssh-client netcat-openbsd busybox-static clang llvm libbpf-dev bpftool \
-	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium sudo systemd
+	gcc-multilib util-linux procps docker.io containernetworking-plugins chromium sudo systemd strace
 
-.PHONY: reproduce test deps apt venv lint unit fault-catalogue integration test-faults verify molecule lab-up lab-down lab-status bench clean
+.PHONY: reproduce test deps apt venv web lint unit fault-catalogue integration test-faults verify molecule lab-up lab-down lab-status bench clean
 
 reproduce: deps
 	$(BIN)/ansible-playbook reproduce.yml $(ARGS)
@@ -23,7 +23,15 @@ reproduce: deps
 # cached (~20-30 min once on 2 cores; a no-op afterwards).
 test: deps lint unit fault-catalogue integration test-vm
 
-deps: apt venv
+deps: apt venv web
+
+# The workshop's browser seat: xterm.js from the npm registry, as package-lock.json pins it.
+# Node.js and npm from Debian when the machine has none.
+web: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt APT_PACKAGES="nodejs npm"
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Installs only what is missing, so a second run costs a few dpkg queries.
 # policy-rc.d keeps apt from starting the packages' system services (sshd...):

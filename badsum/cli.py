@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 
 from badsum.lab import provider as labmod
-from badsum.lab.spec import DEFAULT_HOSTS, DEFAULT_LAB, LabError, LabSpec, validate_lab_id
+from badsum.lab.spec import (
+    DEFAULT_HOSTS,
+    DEFAULT_LAB,
+    MIN_LAB_MEMORY,
+    MIN_LAB_PIDS,
+    LabError,
+    LabSpec,
+    validate_lab_id,
+)
 from badsum.lab.sysrun import CommandError, require_root
 
 
@@ -61,7 +69,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         if args.user and args.student:
             raise LabError("--user and --student: one account per lab")
         account = labmod.Account.student(Path(args.student)) if args.student else args.user
-        print(labmod.up(spec, inventory, project_dir(), account))
+        print(labmod.up(spec, inventory, project_dir(), account, lab_limits(args)))
     elif args.action == "down":
         ids = sorted({e["lab_id"] for e in labmod.status()}) if args.all else [args.lab]
         for lab_id in ids or [args.lab]:
@@ -79,6 +87,46 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> int:
+    from badsum.lab.cgroups import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < MIN_LAB_MEMORY:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed: at least {MIN_LAB_MEMORY // 2**20}M (sshd, a dockerd)")
+    return value
+
+
+def _cpu_weight(text: str) -> int:
+    from badsum.lab.cgroups import CPU_WEIGHT_RANGE
+
+    low, high = CPU_WEIGHT_RANGE
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: allowed: a whole number from {low} to {high} (100: an equal share)"
+        )
+    return int(text)
+
+
+def _pids(text: str) -> int:
+    if not text.isdigit() or int(text) < MIN_LAB_PIDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed: a whole number, at least {MIN_LAB_PIDS}")
+    return int(text)
+
+
+def lab_limits(args: argparse.Namespace):
+    from badsum.lab.cgroups import Limits, limitable
+
+    limits = Limits(pids=args.pids_max, memory=args.memory_max, cpu_weight=args.cpu_weight)
+    wanted = {"pids": limits.pids, "memory": limits.memory, "cpu": limits.cpu_weight}
+    missing = sorted(c for c, v in wanted.items() if v is not None and c not in limitable())
+    if missing:
+        raise LabError(f"this machine's cgroups have no {', '.join(missing)} controller: that limit cannot be kept")
+    return limits if any(v is not None for v in wanted.values()) else None
+
+
 def print_status(report: list[dict]) -> None:
     if not report:
         print("no lab is up")
@@ -90,6 +138,9 @@ def print_status(report: list[dict]) -> None:
         print(f"lab {entry['lab_id']}: {health}")
         if entry.get("inventory"):
             print(f"  inventory: {entry['inventory']}  slot: {entry['slot']}  hosts: {entry['hosts']}")
+        if entry.get("limits"):
+            held = ", ".join(f"{k}={v}" for k, v in entry["limits"].items() if v is not None)
+            print(f"  held to: {held} (the whole lab)")
         for node in entry.get("nodes", []):
             flags = " ".join(f"{k}={'yes' if node[k] else 'NO'}" for k in ("netns", "mount_ns", "sshd"))
             print(f"  {node['name']:<8} {flags}")
@@ -127,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="up: a workshop student's account on every node (JSON: name, password_hash, keys, "
         "home); `badsum workshop up` writes it",
     )
+    lab.add_argument("--pids-max", type=_pids, help="up: tasks (processes and threads) the whole lab may have at once")
+    lab.add_argument("--memory-max", type=_size, help="up: memory the whole lab may use (e.g. 1G; tmpfs included)")
+    lab.add_argument("--cpu-weight", type=_cpu_weight, help="up: the lab's share of the CPU (1-10000; 100 is equal)")
     lab.add_argument("--all", action="store_true", help="down/status: every lab on this machine")
     lab.add_argument("--json", action="store_true", help="status: machine-readable output")
     lab.set_defaults(func=cmd_lab)

@@ -20,6 +20,13 @@ it is built this way:
   listens, and its serial share stays small.
 - Ready means sshd wrote its PID file, which it does after it listens: no
   TCP probe (each probe costs sshd a fork and an exec).
+
+A node is a world of its own, as a VM would be: its own process table (a
+PID namespace whose first process, forked after unshare(CLONE_NEWPID), is
+its sshd, with a /proc of its own), System V IPC, /tmp, /var/tmp, /dev/shm
+and pseudo-terminals. A student's lab (a workshop's) is also sealed: of the
+machine's filesystem its nodes see the system (/usr, /etc...) and their own
+lab's state, never the other labs', the workshop's files or the checkout.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from typing import NoReturn
 
 from badsum.host import hostns
 from badsum.lab import kernel
-from badsum.lab.kernel import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS
+from badsum.lab.kernel import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 from badsum.lab.spec import NS_ROOT, LabError
 
 SSHD = "/usr/sbin/sshd"
@@ -70,23 +77,54 @@ OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 class Mount:
     source: str
     target: str
-    fstype: str
+    fstype: str | None  # None: a bind mount
     flags: int = 0
     data: str | None = None
 
 
-# A node's own /run, /tmp, and homes (an emulated host does not run the
-# machine's ~/.bashrc on every SSH command, or see its files), and a sysfs
-# mounted from inside its netns (it shows this node's interfaces only).
+# A node's own /run, /tmp, /var/tmp, /dev/shm and homes (an emulated host
+# does not run the machine's ~/.bashrc on every SSH command, or see its
+# files, or share a scratch directory with another), its own pseudo-terminals
+# (a devpts instance: the machine's lists every session of every lab), and a
+# sysfs mounted from inside its netns (it shows this node's interfaces only).
+# What a node writes there is charged to its lab's memory cgroup.
+NOSUID_NODEV = kernel.MS_NOSUID | kernel.MS_NODEV
 NODE_MOUNTS = (
     Mount("badsum-run", "/run", "tmpfs", data="mode=0755,size=256m"),
     Mount("badsum-home", "/root", "tmpfs", data="mode=0700,size=64m"),
-    Mount("badsum-homes", "/home", "tmpfs", data="mode=0755,size=64m"),
+    Mount("badsum-homes", "/home", "tmpfs", NOSUID_NODEV, "mode=0755,size=64m"),
     Mount("sysfs", "/sys", "sysfs"),
     Mount("bpf", "/sys/fs/bpf", "bpf"),
-    Mount("badsum-tmp", "/tmp", "tmpfs", data="mode=1777,size=256m"),
+    Mount("badsum-tmp", "/tmp", "tmpfs", NOSUID_NODEV, "mode=1777,size=256m"),
+    Mount("badsum-vartmp", "/var/tmp", "tmpfs", NOSUID_NODEV, "mode=1777,size=64m"),
+    Mount("badsum-shm", "/dev/shm", "tmpfs", NOSUID_NODEV, "mode=1777,size=64m"),
+    Mount(
+        "devpts", "/dev/pts", "devpts", kernel.MS_NOSUID | kernel.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    ),
+    Mount("/dev/pts/ptmx", "/dev/ptmx", None, kernel.MS_BIND),
 )
 RUN_DIRS = ("/run/sshd", "/run/lock", "/run/badsum")
+# What a sealed node keeps of the machine's top-level directories: the system.
+# Every other one (/work, /opt, /srv, /mnt...: where checkouts and data live)
+# is covered by an empty, read-only tmpfs.
+SYSTEM_DIRS = frozenset(
+    {"bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "proc", "root", "run", "sbin", "sys"}
+    | {"tmp", "usr", "var"}
+)
+# ...and below /var, what holds data rather than the system: badsum's own state
+# (every lab's and the workshop's: the node's own lab is bound back), logs, mail.
+SEALED_VAR = (
+    "/var/lib/badsum",
+    "/var/cache/badsum",
+    "/var/lib/docker",
+    "/var/log",
+    "/var/backups",
+    "/var/mail",
+    "/var/spool",
+    "/var/local",
+    "/var/opt",
+)
+COVER = "mode=0755,size=64k"
 
 
 @dataclass(frozen=True)
@@ -99,6 +137,10 @@ class LabPlan:
     cgroup_mounts: tuple[Mount, ...]
     sshd_config: Path
     sshd_stderr: Path  # what an sshd says before it listens: why it did not start
+    # A student's lab: the only badsum state its nodes see (the lab's own), and
+    # directories to hide besides the usual ones (the checkout the lab came from).
+    sealed: Path | None = None
+    hidden: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,22 +220,65 @@ def _make_base(lab: LabPlan, sock: socket.socket) -> None:
     for name in ETC_FILES:
         if (lab.etc_dir / name).exists():
             kernel.mount(str(lab.etc_dir / name), f"/etc/{name}", None, kernel.MS_BIND)
+    if lab.sealed:
+        _seal(lab.sealed, lab.hidden)
     mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     _report(sock, "base", fds=[mnt])
     os._exit(0)
 
 
-def _mount_node(lab: LabPlan) -> None:
+def sealed_points(top: list[str], keep: Path, hidden: tuple[Path, ...]) -> list[str]:
+    """What a sealed node covers: top-level directories that are not the system's, SEALED_VAR, `hidden`.
+
+    `top` is the names in / that are directories; a hidden path already
+    under a covered one needs nothing more. `keep` must stay reachable.
+    """
+    points = [f"/{name}" for name in sorted(top) if name not in SYSTEM_DIRS]
+    points += [p for p in SEALED_VAR if os.path.isdir(p)]
+    for path in hidden:
+        system = len(path.parts) <= 2 and (path.name in SYSTEM_DIRS or path == Path("/"))  # never / or /usr itself
+        if path.is_dir() and not system and not any(path.is_relative_to(p) for p in points):
+            points.append(str(path))
+    if any(keep.is_relative_to(p) and not keep.is_relative_to(SEALED_VAR[0]) for p in points):
+        raise LabError(f"{keep}: a lab's state must live under {SEALED_VAR[0]} to be seen by its sealed nodes")
+    return points
+
+
+def _seal(keep: Path, hidden: tuple[Path, ...]) -> None:
+    """Cover the machine's data with empty read-only tmpfs (files: /dev/null); bind the lab's own state back."""
+    own = os.open(keep, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # before its parent is covered
+    try:
+        entries = list(os.scandir("/"))
+        top = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        for entry in entries:  # files at the top (a machine's notes): empty, as /dev/null is
+            if entry.is_file(follow_symlinks=False):
+                kernel.mount("/dev/null", entry.path, None, kernel.MS_BIND)
+        for point in sealed_points(top, keep, hidden):
+            kernel.mount("badsum-sealed", point, "tmpfs", NOSUID_NODEV, COVER)
+            if keep.is_relative_to(point):
+                os.makedirs(keep, 0o755)
+                kernel.mount(f"/proc/self/fd/{own}", str(keep), None, kernel.MS_BIND)
+            kernel.mount(None, point, None, kernel.MS_REMOUNT | kernel.MS_RDONLY | NOSUID_NODEV)
+    finally:
+        os.close(own)
+
+
+def _mount_node(lab: LabPlan, template: int | None) -> None:
     for m in (*NODE_MOUNTS, *lab.cgroup_mounts):
-        os.makedirs(m.target, exist_ok=True)
+        if not os.path.lexists(m.target):  # /dev/ptmx is a device, bound over
+            os.makedirs(m.target)
         kernel.mount(m.source, m.target, m.fstype, m.flags, m.data)
     for d in RUN_DIRS:
         os.mkdir(d, 0o755)
     if lab.user:
         # A home of its own, as a cloud VM's user has (a student's, made from the workshop's template).
         home = f"/home/{lab.user[0]}"
-        if lab.home_template:
-            shutil.copytree(lab.home_template, home, symlinks=True)
+        if template is not None:  # opened in the machine's view: a sealed node has it out of sight
+            umask = os.umask(0o077)  # the token in it is never readable by others, not for a moment
+            try:
+                shutil.copytree(f"/proc/self/fd/{template}", home, symlinks=True)
+            finally:
+                os.umask(umask)
             os.chmod(home, 0o700)
         else:
             os.mkdir(home, 0o700)
@@ -226,19 +311,25 @@ def _configure(plan: NodePlan) -> None:
         kernel.set_checksum_offload(port, False)
 
 
-def _keep_namespaces(netns: str, machine: int) -> None:
-    """Bind this node's mount and UTS namespaces to files in the machine's mount namespace.
+def _keep_namespaces(netns: str, machine: int, kinds: tuple[str, ...], ns_dir: int | None = None) -> None:
+    """Bind these namespaces of this node to files in the machine's mount namespace (see ns_files).
 
     They outlive the process that made them (nsenter and `down` use them).
     Done here, not by the parent: the nodes make theirs side by side.
     """
-    own = [os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in ("mnt", "uts")]
+    own = [
+        os.open(f"{kind}" if ns_dir is not None else f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=ns_dir)
+        for kind in kinds
+    ]
+    back = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC) if ns_dir is None else None
+    files = dict(zip(("mnt", "uts", "pid_for_children"), ns_files(netns), strict=True))
     kernel.setns(machine, CLONE_NEWNS)
-    for fd, path in zip(own, ns_files(netns), strict=True):
-        path.touch()
-        kernel.mount(f"/proc/self/fd/{fd}", str(path), None, kernel.MS_BIND)
-    kernel.setns(own[0], CLONE_NEWNS)
-    os.chdir("/")
+    for fd, kind in zip(own, kinds, strict=True):
+        files[kind].touch()
+        kernel.mount(f"/proc/self/fd/{fd}", str(files[kind]), None, kernel.MS_BIND)
+    if back is not None:
+        kernel.setns(back, CLONE_NEWNS)
+        os.chdir("/")
 
 
 def _become_node(lab: LabPlan, plan: NodePlan, base: int, sock: socket.socket) -> NoReturn:
@@ -246,12 +337,13 @@ def _become_node(lab: LabPlan, plan: NodePlan, base: int, sock: socket.socket) -
     procs = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in plan.cgroup_procs]
     net = os.open(f"/run/netns/{plan.netns}", os.O_RDONLY | os.O_CLOEXEC)
     machine = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    template = os.open(lab.home_template, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if lab.home_template else None
     kernel.setns(base, CLONE_NEWNS)
-    kernel.unshare(CLONE_NEWNS | CLONE_NEWUTS)
+    kernel.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)
     socket.sethostname(plan.name)
     kernel.setns(net, CLONE_NEWNET)
-    _keep_namespaces(plan.netns, machine)
-    _mount_node(lab)
+    _keep_namespaces(plan.netns, machine, ("mnt", "uts"))
+    _mount_node(lab, template)
     _mark(plan)
     _configure(plan)
     err = os.open(lab.sshd_stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -262,8 +354,8 @@ def _become_node(lab: LabPlan, plan: NodePlan, base: int, sock: socket.socket) -
         os.write(fd, str(os.getpid()).encode())
     # sshd writes its PID file there once it listens: the parent watches it through this.
     run = os.open("/run", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    _report(sock, plan.name, fds=[run])
-    os.setsid()  # not in the caller's session: a Ctrl-C there does not reach the lab
+    # This process's own namespace files, in the procfs it sees now: the init mounts another over /proc.
+    ns_dir = os.open("/proc/self/ns", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
@@ -271,11 +363,31 @@ def _become_node(lab: LabPlan, plan: NodePlan, base: int, sock: socket.socket) -
     # Python ignores these; an exec'd program must not inherit that.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    # For the children only, so not before the last command above (`ip`
+    # would have been the namespace's first process, and its end the end of
+    # the namespace): the node's first process is forked right here.
+    kernel.unshare(CLONE_NEWPID)
+    if os.fork() == 0:
+        _node_init(lab, plan)
+    # The PID namespace can be bound only now: it has its first process.
+    _keep_namespaces(plan.netns, machine, ("pid_for_children",), ns_dir)
+    _report(sock, plan.name, fds=[run])
+    os._exit(0)  # its init goes on, in the node's cgroups, reparented as a daemon is
+
+
+def _node_init(lab: LabPlan, plan: NodePlan) -> NoReturn:
+    """PID 1 of the node: a /proc that shows the node's processes only, then sshd in the foreground.
+
+    sshd reaps every child it is left (as in many a container), and the
+    kernel ends the whole node with it: nothing of a node outlives its sshd.
+    """
     try:
+        os.setsid()  # not in the caller's session: a Ctrl-C there does not reach the lab
+        kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
         options = [arg for option in plan.sshd_options for arg in ("-o", option)]
-        os.execv(SSHD, [SSHD, "-f", str(lab.sshd_config), *options])
+        os.execv(SSHD, [SSHD, "-D", "-f", str(lab.sshd_config), *options])
     except OSError as exc:
-        os.write(2, f"cannot run {SSHD}: {exc.strerror}\n".encode())
+        os.write(2, f"cannot run {SSHD} as the node's first process: {exc}\n".encode())
     os._exit(127)
 
 
@@ -398,8 +510,9 @@ def _reap(pids: dict[str, int], within: float) -> None:
             time.sleep(0.01)
 
 
-def ns_files(netns: str) -> tuple[Path, Path]:
-    return NS_ROOT / f"{netns}.mnt", NS_ROOT / f"{netns}.uts"
+def ns_files(netns: str) -> tuple[Path, Path, Path]:
+    """The node's mount, UTS and PID namespaces, bound to files (nsenter --mount=... --pid=...)."""
+    return NS_ROOT / f"{netns}.mnt", NS_ROOT / f"{netns}.uts", NS_ROOT / f"{netns}.pid"
 
 
 def _signal(pids: dict[str, int], sig: int) -> None:
@@ -437,7 +550,7 @@ def _wait_listening(
                 if pid:
                     daemonized.add(name)
             elif not any(_any_process(p) for p in plans[name].cgroup_procs):
-                raise LabError(f"sshd of {name} ended before it listened (it logs to syslog)")
+                raise LabError(f"sshd of {name} ended before it listened: {_last_words(stderr)}")
         if pending and time.monotonic() > deadline:
             raise LabError(f"sshd did not come up on {', '.join(sorted(pending))} in time")
         if pending:

@@ -28,9 +28,10 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from badsum.files import write_private
 from badsum.host import netlink
 from badsum.host.common import alive
 from badsum.lab import cgroups, kernel, nodes
@@ -39,6 +40,8 @@ from badsum.lab.spec import MAX_SLOT, NS_ROOT, STATE_ROOT, LabError, LabSpec, No
 from badsum.lab.sysrun import run
 
 NETNS_DIR = "/run/netns"
+# A lab user's uid and gid: this plus the lab's slot (see lab_uid).
+LAB_UID_BASE = 42000
 SSH_READY_TIMEOUT = 15.0
 LINK_GONE_TIMEOUT = 5.0
 NETNS_GONE_TIMEOUT = 2.0
@@ -94,6 +97,11 @@ class Account:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LabError(f"--student {path}: want JSON with name, password_hash, keys, home ({exc})") from None
+
+    @property
+    def sealed(self) -> bool:
+        """A student's: their nodes see nothing of the machine's data (see badsum.lab.nodes)."""
+        return not self.sudo
 
     def __post_init__(self) -> None:
         # A node mounts its own /run, /tmp, /root, /home and /sys: a template there would be out of its sight.
@@ -241,10 +249,17 @@ def check_owner(spec: LabSpec, inventory_dir: Path, state: dict, user: str | Non
         )
 
 
-def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | Account | None = None) -> str:
+def up(
+    spec: LabSpec,
+    inventory_dir: Path,
+    project_dir: Path,
+    user: str | Account | None = None,
+    limits: cgroups.Limits | None = None,
+) -> str:
     """Create the lab; a no-op when the same lab is already up and healthy.
 
-    With a user, every node also has that (non-root) account (see Account).
+    With a user, every node also has that (non-root) account (see Account);
+    with limits, the kernel holds the whole lab to them from its first process.
     """
     account = Account(user) if isinstance(user, str) else user
     user = account.name if account else None
@@ -269,6 +284,7 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | Accoun
         "inventory": str(inventory_dir.resolve()),
         "project": str(project_dir.resolve()),
         "user": user,
+        "limits": asdict(limits) if limits else None,
         "created": time.time(),
         "complete": False,
     }
@@ -284,7 +300,7 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | Accoun
         networks = pool.submit(_make_networks, spec)
         _make_keys(spec, inventory_dir, pool, account)
         networks.result()
-    _start_nodes(spec, account)
+    _start_nodes(spec, account, project_dir, limits)
     write_inventory(spec, inventory_dir, reach, lab_settings=True)
     state["complete"] = True
     _save_state(state)
@@ -293,6 +309,25 @@ def up(spec: LabSpec, inventory_dir: Path, project_dir: Path, user: str | Accoun
 
 def _keygen(path: Path, comment: str) -> None:
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+
+
+def lab_uid(spec: LabSpec) -> int:
+    """The lab user's uid (and gid): one of its own for every lab on this machine, taken from the lab's slot.
+
+    Two labs never share it (slots are unique), so a student of one seat owns
+    nothing of another's, and it is no account of the machine's own: files on
+    the machine that a node sees are never the lab user's by accident.
+    """
+    uid = LAB_UID_BASE + spec.slot
+    for table in ("passwd", "group"):
+        for line in Path(f"/etc/{table}").read_text().splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2] == str(uid):
+                raise LabError(
+                    f"uid/gid {uid} (lab slot {spec.slot}) belongs to {fields[0]!r} in this machine's /etc/{table}: "
+                    f"lab users take {LAB_UID_BASE}-{LAB_UID_BASE + MAX_SLOT}; free that range or use another slot"
+                )
+    return uid
 
 
 def _make_etc(spec: LabSpec, account: Account | None) -> None:
@@ -304,23 +339,21 @@ def _make_etc(spec: LabSpec, account: Account | None) -> None:
     if not account:
         return
     user = account.name
-    taken = {int(line.split(":")[2]) for line in Path("/etc/passwd").read_text().splitlines() if line.count(":") >= 3}
-    uid = next(u for u in range(2000, 60000) if u not in taken)
+    uid = lab_uid(spec)
     (etc / "passwd").write_text(
         Path("/etc/passwd").read_text() + f"{user}:x:{uid}:{uid}:badsum lab user:/home/{user}:/bin/bash\n"
     )
     (etc / "group").write_text(Path("/etc/group").read_text() + f"{user}:x:{uid}:\n")
     # "*": no password to log in with, but not locked (sshd refuses "!" accounts); keys only.
     secret = account.password_hash or "*"
-    (etc / "shadow").write_text(Path("/etc/shadow").read_text() + f"{user}:{secret}:20000:0:99999:7:::\n")
-    (etc / "shadow").chmod(0o640)
+    # The machine's hashes and the student's: root's alone from the first byte.
+    write_private(etc / "shadow", Path("/etc/shadow").read_text() + f"{user}:{secret}:20000:0:99999:7:::\n", 0o640)
     sudoers = etc / "sudoers.d"
     if sudoers.exists():
         shutil.rmtree(sudoers)
     shutil.copytree("/etc/sudoers.d", sudoers) if Path("/etc/sudoers.d").is_dir() else sudoers.mkdir()
     if account.sudo:
-        (sudoers / "badsum-lab").write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
-        (sudoers / "badsum-lab").chmod(0o440)
+        write_private(sudoers / "badsum-lab", f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n", 0o440)
 
 
 def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, account: Account | None) -> None:
@@ -335,15 +368,12 @@ def _make_keys(spec: LabSpec, inventory_dir: Path, pool: ThreadPoolExecutor, acc
     authorized.mkdir(mode=0o755, exist_ok=True)
     for name in ("root", *([user] if user else [])):
         own = account.keys if account and name == user else ()
-        (authorized / name).write_text("".join(k.strip() + "\n" for k in (key.with_suffix(".pub").read_text(), *own)))
-        (authorized / name).chmod(0o600)
+        keys = "".join(k.strip() + "\n" for k in (key.with_suffix(".pub").read_text(), *own))
+        # Root's, even the user's own file: sshd reads it as that user (its group may read),
+        # but nobody but root may change which keys open an account.
+        write_private(authorized / name, keys, 0o600 if name == "root" else 0o640)
         if name != "root":
-            uid = next(
-                int(f[2])
-                for f in (line.split(":") for line in (spec.state_dir / "etc/passwd").read_text().splitlines())
-                if f[0] == name
-            )
-            os.chown(authorized / name, uid, uid)
+            os.chown(authorized / name, 0, lab_uid(spec))
 
     _sshd_config(spec).write_text(
         SSHD_CONFIG.format(
@@ -422,7 +452,7 @@ def _lab_user(spec: LabSpec, account: Account | None) -> tuple[str, int] | None:
     return account.name, next(int(f[2]) for f in (line.split(":") for line in passwd) if f[0] == account.name)
 
 
-def _start_nodes(spec: LabSpec, account: Account | None) -> None:
+def _start_nodes(spec: LabSpec, account: Account | None, project_dir: Path, limits: cgroups.Limits | None) -> None:
     lab = nodes.LabPlan(
         etc_dir=spec.state_dir / "etc",
         user=_lab_user(spec, account),
@@ -430,8 +460,13 @@ def _start_nodes(spec: LabSpec, account: Account | None) -> None:
         cgroup_mounts=nodes.cgroup_mounts(),
         sshd_config=_sshd_config(spec),
         sshd_stderr=spec.state_dir / "sshd.stderr",
+        # A student's lab sees nothing of the machine's data: other labs, the workshop, this checkout.
+        sealed=spec.state_dir if account and account.sealed else None,
+        hidden=(project_dir.resolve(),),
     )
     procs = cgroups.create_nodes(spec.lab_id, [node.name for node in spec.nodes()])
+    if limits:
+        cgroups.set_limits(spec.lab_id, limits)
     plans = []
     for node in spec.nodes():
         batch, ports = _node_network(spec, node)
@@ -556,7 +591,7 @@ def _wait_released(programs: set[int]) -> list[str]:
 
 def _unbind_namespaces(lab_id: str) -> None:
     """Unmount and remove the lab's namespace files (a killed run may have left some unmounted)."""
-    pattern = re.compile(rf"^{re.escape(lab_id)}-(h\d+|sw)\.(mnt|uts)$")
+    pattern = re.compile(rf"^{re.escape(lab_id)}-(h\d+|sw)\.(mnt|uts|pid)$")
     for path in NS_ROOT.glob(f"{lab_id}-*"):
         if pattern.match(path.name):
             with contextlib.suppress(OSError):  # not mounted
@@ -687,6 +722,7 @@ def status(lab_id: str | None = None) -> list[dict]:
                 hosts=st["hosts"],
                 slot=st["slot"],
                 inventory=st["inventory"],
+                limits=st.get("limits"),
                 nodes=nodes,
                 healthy=st.get("complete", False) and all(n["sshd"] for n in nodes),
             )

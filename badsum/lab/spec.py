@@ -36,6 +36,9 @@ PODS_V4 = ipaddress.IPv4Network("198.19.128.0/17")
 DOCKER_V4 = ipaddress.IPv4Network("198.18.128.0/17")
 LAB_BLOCK = 22
 PAIR_BLOCK = 29
+# The least a lab can be held to and still run its sshds, Ansible's modules and a dockerd.
+MIN_LAB_MEMORY = 256 * 2**20
+MIN_LAB_PIDS = 64
 
 
 class LabError(Exception):

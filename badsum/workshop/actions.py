@@ -12,6 +12,7 @@ and the checks read.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -25,13 +26,26 @@ import yaml
 from badsum.analysis import results, signature
 from badsum.host.topology import TOPOLOGIES
 from badsum.settings import CONDITIONS
+from badsum.workshop import runs
 from badsum.workshop.room import Room, Seat
 
 PROJECT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# Side by side on 2 cores: more runs at once would only slow each one down.
-RUNS_AT_ONCE = threading.BoundedSemaphore(int(os.environ.get("BADSUM_WORKSHOP_RUNS_AT_ONCE", "4")))
+# The other playbooks (containers, the fleet's) side by side on 2 cores: more would only slow each one down.
+# Runs (`lab run`) go to the room's batches instead (badsum.workshop.runs).
+PLAYBOOKS_AT_ONCE = threading.BoundedSemaphore(int(os.environ.get("BADSUM_WORKSHOP_PLAYBOOKS_AT_ONCE", "4")))
 FLEET = ("audit", "remediate", "remediate-check", "rollback")
+_room_runs: runs.Runs | None = None
+_room_runs_lock = threading.Lock()
+
+
+def room_runs() -> runs.Runs:
+    """The room's one queue of runs (made on first use: the service's)."""
+    global _room_runs
+    with _room_runs_lock:
+        if _room_runs is None:
+            _room_runs = runs.Runs()
+        return _room_runs
 
 
 class Refused(ValueError):
@@ -43,7 +57,7 @@ def _env() -> dict[str, str]:
 
 
 def _playbook(seat: Seat, playbook: str, extra: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    with RUNS_AT_ONCE:
+    with PLAYBOOKS_AT_ONCE:
         return subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", str(seat.inventory), playbook, "-e", json.dumps(extra), *args],
             cwd=PROJECT,
@@ -93,23 +107,28 @@ def _choice(value, allowed, what: str) -> str:
 
 
 def _run_id(seat: Seat, topology: str, condition: str) -> str:
+    """The run's id, its directory made now: two runs asked for at the same moment never share one."""
     seat.results.mkdir(parents=True, exist_ok=True)
-    n = sum(1 for _ in seat.results.glob("r*")) + 1
-    return f"r{n:03d}-{topology}-{condition}"
+    n = sum(1 for _ in seat.results.glob("r*"))
+    while True:
+        n += 1
+        run_id = f"r{n:03d}-{topology}-{condition}"
+        try:
+            (seat.results / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return run_id
 
 
 def run(seat: Seat, args: dict) -> dict:
+    """One cell on the student's lab, in the room's next batch (badsum.workshop.runs)."""
     topology = _choice(args.get("topology"), tuple(TOPOLOGIES), "topology")
     condition = _choice(args.get("condition"), CONDITIONS, "condition")
     extra: dict = {
         "badsum_experiment_topologies": [topology],
         "badsum_experiment_conditions": [condition],
         "badsum_experiment_results_dir": str(seat.results),
-        "badsum_experiment_run_id": _run_id(seat, topology, condition),
         "badsum_experiment_capture": bool(args.get("capture")),
-        # The incident's table is not what an exercise expects every time (a by-hand
-        # workaround makes a vulnerable cell clean): the run is judged by the checks.
-        "badsum_verify": False,
     }
     if args.get("preset"):
         _choice(args["preset"], ("article",), "preset")
@@ -120,17 +139,23 @@ def run(seat: Seat, args: dict) -> dict:
         extra["badsum_experiment_conntrack_checksum"] = _choice(
             str(args["conntrack_checksum"]), ("0", "1"), "conntrack checksum"
         )
-    proc = _playbook(seat, "playbooks/experiment.yml", extra)
-    was = standing(seat)
-    if was and was["topology"] == topology:
-        _standing_file(seat).unlink()  # the cell used it, and its teardown took it down
-    run_dir = seat.results / extra["badsum_experiment_run_id"]
-    cells, _problems = results.load_run(run_dir) if run_dir.is_dir() else ([], [])
+    run_id = extra["badsum_experiment_run_id"] = _run_id(seat, topology, condition)
+    run_dir = seat.results / run_id
+    try:
+        room_runs().run(seat, extra)
+    except runs.RunRefused as exc:
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # refused before it began: no run to show
+        raise Refused(str(exc)) from None
+    finally:
+        was = standing(seat)
+        if was and was["topology"] == topology:
+            _standing_file(seat).unlink()  # the cell used it, and its teardown took it down
+    cells, _problems = results.load_run(run_dir)
     if not cells:
-        tail = "\n".join(proc.stdout.splitlines()[-12:])
-        raise Refused(f"the run failed before its cell was judged:\n{tail}")
+        raise Refused("the run ended without a result")
     cell = cells[0]
-    return {"text": _describe(cell, run_dir.name), "data": {"run": run_dir.name, "cell": _brief(cell)}}
+    return {"text": _describe(cell, run_id), "data": {"run": run_id, "cell": _brief(cell)}}
 
 
 def _brief(cell: dict) -> dict:

@@ -9,12 +9,13 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from badsum.lab import cgroups
 from badsum.lab.spec import LabError
 from badsum.lab.sysrun import require_root
-from badsum.workshop import firewall, handout, labs, room, status
+from badsum.workshop import firewall, handout, labs, limits, room, runs, status
 
 SERVICE_CGROUP = ("workshop", "service")  # /badsum/workshop/service: never a lab's name (ids have 6 characters)
 
@@ -36,9 +37,11 @@ def _keys(pairs: list[str]) -> dict[str, list[str]]:
     return keys
 
 
-def start_service() -> int:
+def start_service(plan: room.Room) -> int:
     """The service as a daemon, in a cgroup of its own: `down` finds it, and all it started, there."""
     procs = cgroups.create_node(*SERVICE_CGROUP)
+    if plan.limits:
+        cgroups.set_limits(SERVICE_CGROUP[0], limits.service(len(plan.students), cgroups.Limits(**plan.limits)))
     log = open(room.ROOT / "service.log", "ab")  # noqa: SIM115 - the daemon keeps it open
 
     def enter_cgroup() -> None:
@@ -80,14 +83,24 @@ def cmd_up(args: argparse.Namespace) -> int:
     if room.load() is not None:
         raise LabError("a workshop is up on this machine already: `badsum workshop status`, or `down` first")
     started = time.monotonic()
+    seat = limits.plan(args.students, args.lab_pids, args.lab_memory, args.lab_cpu_weight)
     plan = room.plan(
-        args.students, labs.free_slots(), args.listen, args.port_base, args.dashboard_port, args.hours, _keys(args.key)
+        args.students,
+        labs.free_slots(),
+        args.listen,
+        args.port_base,
+        args.dashboard_port,
+        args.hours,
+        _keys(args.key),
+        asdict(seat),
     )
     plan.save()
     try:
         labs.up_all(plan)
+        # Once for the room: a run then only runs its cell. In the workshop's cgroup: `down` finds it.
+        runs.prepare(plan.students, cgroup=cgroups.create_node(SERVICE_CGROUP[0], "prepare"))
         firewall.install(plan)
-        start_service()
+        start_service(plan)
         wait_for_dashboard(plan.dashboard_port)
     except BaseException:
         print("badsum workshop up: failed; taking down what was made", file=sys.stderr)
@@ -98,7 +111,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"{args.students} labs up in {time.monotonic() - started:.1f} s; "
         f"students log in on ports {plan.students[0].port}-{plan.students[-1].port}"
     )
+    print(f"each seat's lab is held to {limits.describe(seat)}")
     print(f"dashboard: http://127.0.0.1:{plan.dashboard_port}/   handouts: {written[0]}")
+    print(f"students in a browser: http://{args.address or _address()}:{plan.dashboard_port}/seat/stNN")
     return 0
 
 
@@ -146,7 +161,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
     plan = _room()
     seat = plan.seat(args.student)
     started = time.monotonic()
-    labs.reset(seat)
+    labs.reset(seat, cgroups.Limits(**plan.limits) if plan.limits else None)
+    runs.prepare([seat], cgroup=cgroups.create_node(SERVICE_CGROUP[0], "prepare"))
     print(f"{seat.student}: a fresh lab in {time.monotonic() - started:.1f} s (same login, same password)")
     return 0
 
@@ -233,8 +249,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--hours", type=float, default=3.0, help="the time limit (default 3)")
     up.add_argument("--listen", default="0.0.0.0", help="where the students' SSH ports listen (default all)")
     up.add_argument("--port-base", type=int, default=2200, help="student N logs in on port BASE+N (default 2200)")
-    up.add_argument("--dashboard-port", type=int, default=8080, help="the dashboard, on 127.0.0.1 (default 8080)")
+    up.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8080,
+        help="the web port, on --listen: each student's seat in a browser, the dashboard from here (default 8080)",
+    )
     up.add_argument("--address", help="this machine's address as students type it (for the handouts)")
+    up.add_argument("--lab-pids", metavar="N", help="tasks per seat's lab at once (default: from this machine)")
+    up.add_argument("--lab-memory", metavar="SIZE", help="memory per seat's lab, e.g. 1G (default: from this machine)")
+    up.add_argument("--lab-cpu-weight", metavar="W", help="each seat's share of the CPU, 1-10000 (default 100: equal)")
     up.add_argument(
         "--key",
         action="append",

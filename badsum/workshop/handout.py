@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 
-from badsum.files import atomic_write
+from badsum.files import write_private
 from badsum.workshop.room import Room
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -21,15 +21,19 @@ def write(room: Room, address: str, out: Path) -> list[Path]:
         undefined=jinja2.StrictUndefined,
     )
     until = time.strftime("%H:%M", time.localtime(room.deadline))
-    out.mkdir(parents=True, exist_ok=True)
+    common = {"address": address, "until": until, "web_port": room.dashboard_port}
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # a directory the trainer named keeps its mode
     written = [out / "handouts.html"]
-    atomic_write(
-        written[0], env.get_template("handout.html.j2").render(seats=room.students, address=address, until=until)
+    # Every page carries a password: private from the first byte.
+    write_private(
+        written[0],
+        env.get_template("handout.html.j2").render(seats=room.students, **common),
     )
     for seat in room.students:
         path = out / f"{seat.student}.md"
-        atomic_write(path, env.get_template("handout.md.j2").render(seat=seat, address=address, until=until))
-        path.chmod(0o600)
+        write_private(
+            path,
+            env.get_template("handout.md.j2").render(seat=seat, **common),
+        )
         written.append(path)
-    written[0].chmod(0o600)  # passwords
     return written

@@ -17,8 +17,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from badsum.files import private_dir, write_private
 from badsum.lab import provider
+from badsum.lab.cgroups import Limits
 from badsum.lab.spec import MAX_SLOT, LabError
+from badsum.workshop import limits as seat_limits
 from badsum.workshop.room import API_PORT, STUDENT, Room, Seat
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -40,15 +43,14 @@ def password_hash(password: str) -> str:
 
 def make_home(seat: Seat) -> Path:
     """What host A's /home/student holds when the lab comes up."""
-    home = seat.dir / "home"
+    home = private_dir(seat.dir) / "home"
     if home.exists():
         shutil.rmtree(home)
     (home / "bin").mkdir(parents=True)
     (home / "answers").mkdir()
     shutil.copy(PROJECT / "badsum/workshop/student_lab.py", home / "bin" / "lab")
     (home / "bin" / "lab").chmod(0o755)
-    (home / ".lab-token").write_text(seat.token + "\n")
-    (home / ".lab-token").chmod(0o600)
+    write_private(home / ".lab-token", seat.token + "\n")  # the node gives it to the student, still 0600
     (home / ".lab-service").write_text(f"{seat.service_address}:{API_PORT}\n")
     shutil.copytree(EXERCISES, home / "exercises", ignore=shutil.ignore_patterns("checks", "__pycache__"))
     (home / ".profile").write_text('PATH="$HOME/bin:$PATH"\ncat "$HOME/WELCOME" 2>/dev/null\n')
@@ -68,8 +70,7 @@ def account(seat: Seat) -> Path:
         "keys": seat.keys,
         "home": str(make_home(seat)),
     }
-    path.write_text(json.dumps(data))
-    path.chmod(0o600)
+    write_private(path, json.dumps(data))  # the password's hash
     return path
 
 
@@ -84,7 +85,7 @@ def _lab(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def up_one(seat: Seat) -> str:
+def up_one(seat: Seat, limits: Limits | None = None) -> str:
     seat.inventory.mkdir(parents=True, exist_ok=True)
     group_vars = seat.inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
@@ -101,6 +102,7 @@ def up_one(seat: Seat) -> str:
         str(seat.inventory),
         "--student",
         str(account(seat)),
+        *(seat_limits.lab_up_args(limits) if limits else []),
     )
     if proc.returncode != 0:
         raise LabError(f"{seat.student}: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -114,8 +116,11 @@ def down_one(seat: Seat) -> None:
 
 
 def up_all(room: Room) -> None:
+    limits = Limits(**room.limits) if room.limits else None
     with ThreadPoolExecutor(UP_AT_ONCE) as pool:
-        failures = [str(e) for e in pool.map(_try(up_one), room.students) if isinstance(e, Exception)]
+        failures = [
+            str(e) for e in pool.map(_try(lambda s: up_one(s, limits)), room.students) if isinstance(e, Exception)
+        ]
     if failures:
         raise LabError("some labs did not come up:\n" + "\n".join(failures))
 
@@ -127,7 +132,7 @@ def down_all(room: Room) -> None:
         raise LabError("some labs did not go down:\n" + "\n".join(failures))
 
 
-def reset(seat: Seat) -> None:
+def reset(seat: Seat, limits: Limits | None = None) -> None:
     """That student's lab as at the start: a new lab, a new home, their runs and checks forgotten."""
     down_one(seat)
     for name in ("results", "fleet", "activity.jsonl", "checks.json", "standing.json", "container.json"):
@@ -136,7 +141,7 @@ def reset(seat: Seat) -> None:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    up_one(seat)
+    up_one(seat, limits)
 
 
 def _try(work):

@@ -9,12 +9,12 @@ their activity). Students are st01, st02...: each one's lab has the same id
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from badsum.files import private_dir, write_private
 from badsum.lab.spec import LabError, LabSpec
 
 ROOT = Path("/var/lib/badsum/workshop")
@@ -73,6 +73,7 @@ class Room:
     dashboard_port: int
     started: float
     deadline: float  # epoch seconds; the service refuses work after it
+    limits: dict = field(default_factory=dict)  # each seat's lab: pids, memory, cpu_weight (badsum.workshop.limits)
 
     def seat(self, student: str) -> Seat:
         for seat in self.students:
@@ -85,11 +86,8 @@ class Room:
         return max(0.0, self.deadline - time.time())
 
     def save(self) -> None:
-        ROOT.mkdir(parents=True, exist_ok=True)
-        tmp = ROOM.with_name(f".room.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.chmod(0o600)  # passwords and tokens
-        tmp.rename(ROOM)
+        private_dir(ROOT)  # root's alone: every seat's files live below it
+        write_private(ROOM, json.dumps(asdict(self), indent=1))  # passwords and tokens
 
 
 def load() -> Room | None:
@@ -112,6 +110,7 @@ def plan(
     dashboard_port: int,
     hours: float,
     keys: dict[str, list[str]] | None = None,
+    limits: dict | None = None,
 ) -> Room:
     if not 1 <= students <= MAX_STUDENTS:
         raise LabError(f"--students must be between 1 and {MAX_STUDENTS}, got {students}")
@@ -133,4 +132,4 @@ def plan(
         for n in range(1, students + 1)
     ]
     now = time.time()
-    return Room(seats, listen, port_base, dashboard_port, now, now + hours * 3600)
+    return Room(seats, listen, port_base, dashboard_port, now, now + hours * 3600, dict(limits or {}))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from badsum.lab.spec import STATE_ROOT
 from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, playbook, real_hosts_inventory
 
 # (extra var, value as passed to -e, what the message must say)
@@ -64,6 +65,12 @@ CLI = [
     (["lab", "up", "--lab", "toolongid"], "lab id 'toolongid' is not valid"),
     (["lab", "up", "--slot", "99"], "--slot must be between 0 and 31"),
     (["lab", "sideways"], "invalid choice: 'sideways'"),
+    (["lab", "up", "--memory-max", "1x"], "argument --memory-max: '1x' is not a size (e.g. 512M, 2G)"),
+    (["lab", "up", "--pids-max", "3"], "argument --pids-max: '3': allowed: a whole number, at least 64"),
+    (["lab", "up", "--cpu-weight", "0"], "argument --cpu-weight: '0': allowed: a whole number from 1 to 10000"),
+    (["workshop", "up", "--students", "3", "--lab-memory", "100G"], "--lab-memory 100G: allowed: 256 MiB to "),
+    (["workshop", "up", "--students", "3", "--lab-pids", "5"], "--lab-pids 5: allowed: a whole number from 64 to "),
+    (["workshop", "up", "--students", "3", "--lab-cpu-weight", "0"], "--lab-cpu-weight 0: allowed: a whole number"),
     (["summary", "no-such-run"], "no run no-such-run"),
     (["report", "no-such-run"], "no run no-such-run"),
     (["analyze", "/no/such/raw"], "/no/such/raw/cell.json: missing"),
@@ -107,6 +114,10 @@ def test_a_bad_command_line_is_a_clear_one_line_error(tmp_path: Path, argv: list
     assert message in proc.stderr, proc.stderr
     no_traceback(proc.stderr)
     assert not list(tmp_path.iterdir())
+    if argv[0] == "workshop":  # no room, no lab was made
+        from badsum.workshop import room
+
+        assert not room.ROOT.exists() and not (STATE_ROOT / "st01").exists()
 
 
 def inventory_like_two_hosts(tmp_path: Path, lab: Path, change) -> Path:

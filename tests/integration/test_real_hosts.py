@@ -154,6 +154,7 @@ def node_state(lab_id: str, node: str) -> dict:
         "nsenter",
         f"--mount={NS_ROOT / ns}.mnt",
         f"--net=/run/netns/{ns}",
+        f"--pid={NS_ROOT / ns}.pid",  # the node's /proc shows its own processes: be one of them
         "/usr/bin/python3",
         str(kit),
         "state",

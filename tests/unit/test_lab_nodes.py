@@ -67,3 +67,14 @@ def test_each_node_configures_its_own_side_of_the_network() -> None:
     assert ports == ("p1", "p2", "p3", "p4")
     assert "link add br0 type bridge stp_state 0 forward_delay 0" in batch
     assert "link set p4 master br0 up" in batch and "dev eth0" not in batch
+
+
+def test_a_sealed_node_covers_all_but_the_system_and_keeps_its_own_lab(tmp_path: Path) -> None:
+    keep = Path("/var/lib/badsum/labs/st01")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    points = nodes.sealed_points(["usr", "etc", "work", "opt", "srv", "tmp", "var"], keep, (checkout, Path("/")))
+    assert "/work" in points and "/opt" in points and "/srv" in points
+    assert not {"/usr", "/etc", "/tmp", "/var", "/"} & set(points)  # the system stays; / is never covered
+    assert str(checkout) in points  # the checkout, wherever it is
+    assert nodes.sealed_points(["work"], keep, (Path("/work/badsum"),)).count("/work") == 1
