@@ -11,6 +11,7 @@ from this machine.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,3 +47,31 @@ def command(lab_id: str, node: str, argv: list[str]) -> tuple[list[str], Callabl
             Path(path).write_text(str(os.getpid()))
 
     return ["nsenter", f"--target={pid}", *flags, "--", *argv], join
+
+
+def inner_pid(pid: int, timeout: float = 5.0) -> int:
+    """The process `command` started, given the PID of what ran it.
+
+    nsenter execs the command itself, except into a PID namespace (a node's
+    own): then it forks it and waits for it, and signals sent to nsenter do not
+    reach it. Signal this one instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return pid
+        if children:
+            return int(children[0])
+        if Path(f"/proc/{pid}/comm").read_text().strip() != "nsenter" or time.monotonic() > deadline:
+            return pid
+        time.sleep(0.005)
+
+
+def node_view_pid(pid: int) -> int:
+    """A process's PID as its own PID namespace (the node's) numbers it: what it writes in its pidfile."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid

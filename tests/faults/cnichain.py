@@ -145,9 +145,16 @@ class Fault:
         return mounts
 
     def end_escaped(self) -> None:
-        for pid in self.leftovers() if self.escapes else []:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        """Kill what an escaping fake left (it may fork late on a loaded machine: until none is left, 3 s at most)."""
+        deadline = time.monotonic() + 3
+        while self.escapes and time.monotonic() < deadline:
+            left = self.leftovers()
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
 
     def leftovers(self) -> "list[int]":
         """Processes of this fault still running (a hung fake that the plugin did not end)."""

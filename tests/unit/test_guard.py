@@ -80,7 +80,7 @@ def test_the_guard_stops_at_once_on_sigterm(host: str, shared: Path) -> None:
     assert guard.Files(str(tmp_path)).changed() == [now, legacy]
 
     started = time.monotonic()
-    daemon.send_signal(signal.SIGTERM)
+    os.kill(enter.inner_pid(daemon.pid), signal.SIGTERM)
     # The next pass is a minute away and no link appears: only the signal can wake it.
     assert daemon.wait(timeout=5) == 0
     assert time.monotonic() - started < 1
@@ -106,10 +106,12 @@ def test_the_guard_tells_systemd_it_is_ready_only_after_its_first_pass(host: str
         try:
             messages = [listener.recv(4096).decode()]
             assert messages == ["READY=1"]
-            assert (state / "guard.pid").read_text() == str(daemon.pid)  # ready means running, not starting
+            guard_pid = enter.inner_pid(daemon.pid)
+            # ready means running, not starting (the pidfile has its PID as the host's PID namespace numbers it)
+            assert (state / "guard.pid").read_text() == str(enter.node_view_pid(guard_pid))
             messages.append(listener.recv(4096).decode())
             assert messages[1] == "STATUS=0 container veths turned to rx off in 1 passes"
-            daemon.send_signal(signal.SIGTERM)
+            os.kill(guard_pid, signal.SIGTERM)
             assert listener.recv(4096).decode() == "STOPPING=1"
             assert daemon.wait(timeout=5) == 0
         finally:
