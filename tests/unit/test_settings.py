@@ -75,7 +75,7 @@ def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(name: str,
 
 def test_the_window_must_end_before_the_traffic_does() -> None:
     found = problems(badsum_experiment_corruption_duration=10)
-    assert any("must end before the traffic does" in p and "= 1.5 s" in p for p in found), found
+    assert any("must end before the traffic does" in p and "= 1.2 s" in p for p in found), found
 
 
 def test_an_evidence_window_needs_something_to_wait_for() -> None:
@@ -91,7 +91,7 @@ def test_an_evidence_window_needs_something_to_wait_for() -> None:
 
 def test_the_window_the_injector_is_armed_with() -> None:
     values = settings.experiment_settings(resolved()).values
-    assert settings.corruption_window(values) == {"mode": "evidence", "start_in": 0.2, "duration": 1.3, "target": 5}
+    assert settings.corruption_window(values) == {"mode": "evidence", "start_in": 0.2, "duration": 1.0, "target": 5}
     fixed = settings.experiment_settings(resolved(badsum_experiment_corruption_window="fixed")).values
     assert settings.corruption_window(fixed)["target"] == 0
 
