@@ -76,10 +76,14 @@ def interface_state(iface: str) -> dict:
 
 
 def show(args: argparse.Namespace) -> dict:
+    # Not the kernel's own fe80::/64 route of each link: it appears when the link's carrier
+    # does, up to a second after the link came up (linkwatch), so a lab made a moment before
+    # the baseline was read would differ without badsum changing anything.
     routes = [
         f"{r.get('dst')} via {r.get('gateway', '-')} dev {r.get('dev', '-')}"
         for family in ("-4", "-6")
         for r in net.ip_json(family, "route", "show")
+        if not (r.get("dst") == "fe80::/64" and r.get("protocol") == "kernel")
     ]
     listening = sh("ss", "-Hltn", f"sport = :{args.port}").stdout.split("\n") if args.port else []
     return {
