@@ -289,9 +289,8 @@ def _cross_checks(c: Checked) -> None:
         c.problems.append(
             f"{p}count x {p}size = {count * size} bytes: allowed up to {MAX_STREAM_BYTES // 2**20} MiB per cell"
         )
-    if v.get(p + "corruption_window") == "evidence" and v.get(p + "min_corrupted") == 0 == v.get(
-        p + "corruption_margin"
-    ):
+    nothing_to_wait_for = v.get(p + "min_corrupted") == 0 and v.get(p + "corruption_margin") == 0
+    if v.get(p + "corruption_window") == "evidence" and nothing_to_wait_for:
         c.problems.append(
             f"{p}min_corrupted=0 with {p}corruption_margin=0: an evidence window would close before it damaged "
             f"anything; allowed: a sum of at least 1, or {p}corruption_window='fixed'"
