@@ -291,24 +291,29 @@ def netem_timer(a: argparse.Namespace, lo: int, hi: int, expire: float) -> None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
     )
     assert dump.stdout is not None
+    fd = dump.stdout.fileno()  # read raw: a buffered reader would keep lines select() cannot see
     offset = time.time() - time.monotonic()
     mark = netem_mark(a.iface)
+    pending = b""
 
     def events(timeout: float) -> list[window.Event]:
-        ready, _, _ = select.select([dump.stdout], [], [], timeout)
+        nonlocal pending
+        ready, _, _ = select.select([fd], [], [], timeout)
         if not ready:
             return []
-        line = dump.stdout.readline()
-        if not line:  # tcpdump ended (its own bound): only time passes now
+        data = os.read(fd, 65536)
+        if not data:  # tcpdump ended (its own bound): only time passes now
             time.sleep(timeout)
             return []
         now = time.monotonic()
-        if "cksum 0x" not in line:  # IPv4's header line: the TCP line follows
-            return []
-        return [(now, "segment")] + ([(now, "damaged")] if "incorrect" in line else [])
+        *lines, pending = (pending + data).split(b"\n")
+        found: list[window.Event] = []
+        for line in lines:
+            if b"cksum 0x" in line:  # one TCP segment (IPv4's header line has none: its TCP line follows)
+                found += [(now, "segment")] + ([(now, "damaged")] if b"incorrect" in line else [])
+        return found
 
     def record(w: window.Window) -> None:
         atomic_write(
