@@ -60,16 +60,42 @@ def _lab_id(text: str) -> str:
     return text
 
 
+def fit_lab(lab_id: str, hosts: int | None, inventory: Path, remake: bool) -> tuple[int, str, bool]:
+    """The size to bring the lab up with, what to say of a lab of this inventory already up, and
+    whether to take it down first.
+
+    No size asked: a lab that is up is used as it is (reproduce.yml runs its
+    cells on however many pairs it has, in more rounds on fewer). A size that
+    differs from the lab's: with `remake`, the lab is made again at that
+    size; without, the provider refuses. A lab of another inventory (another
+    checkout) is never touched here: the provider refuses it.
+    """
+    state = labmod.load_state(lab_id)
+    ours = bool(state) and state.get("complete") and Path(state["inventory"]) == inventory.resolve()
+    if not ours:
+        return (DEFAULT_HOSTS if hosts is None else hosts), "", False
+    if hosts is None or hosts == state["hosts"]:
+        pairs = state["hosts"] // 2
+        return state["hosts"], f"the run uses it as it is: {pairs} client/server pair{'s' * (pairs != 1)}", False
+    if not remake:
+        return hosts, "", False
+    return hosts, f"remade: it was up with {state['hosts']} hosts, {hosts} were asked for", True
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     require_root(f"`badsum lab {args.action}`")
     if args.action == "up":
-        slot = args.slot if args.slot is not None else labmod.allocate_slot(args.lab)
-        spec = LabSpec(args.lab, args.hosts, slot)
         inventory = Path(args.inventory) if args.inventory else default_inventory(args.lab)
         if args.user and args.student:
             raise LabError("--user and --student: one account per lab")
+        hosts, fitted, down_first = fit_lab(args.lab, args.hosts, inventory, args.remake)
+        slot = args.slot if args.slot is not None else labmod.allocate_slot(args.lab)
+        spec = LabSpec(args.lab, hosts, slot)  # refuses a bad size before anything changes
+        if down_first:
+            labmod.down(args.lab)
         account = labmod.Account.student(Path(args.student)) if args.student else args.user
-        print(labmod.up(spec, inventory, project_dir(), account, lab_limits(args)))
+        said = labmod.up(spec, inventory, project_dir(), account, lab_limits(args))
+        print(f"{said}; {fitted}" if fitted else said)
     elif args.action == "down":
         ids = sorted({e["lab_id"] for e in labmod.status()}) if args.all else [args.lab]
         for lab_id in ids or [args.lab]:
@@ -161,8 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--hosts",
         type=_positive_int,
-        default=DEFAULT_HOSTS,
-        help=f"number of emulated hosts (default {DEFAULT_HOSTS}: the lab reproduce.yml uses)",
+        help=f"number of emulated hosts (default: the lab's own when it is up, else {DEFAULT_HOSTS}, "
+        "the lab reproduce.yml makes)",
+    )
+    lab.add_argument(
+        "--remake",
+        action="store_true",
+        help="up: a lab of this inventory that is up with another number of hosts is taken down and made "
+        "again with --hosts (without it: refused)",
     )
     lab.add_argument("--slot", type=_positive_int, help="address slot: 198.18.SLOT.0/24 etc. (default: free one)")
     lab.add_argument("--inventory", help="where to write the inventory (default inventories/local)")

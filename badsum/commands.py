@@ -26,7 +26,7 @@ def resolve_run(run: str | None, results_dir: Path) -> Path:
 
 
 def run_problems(run_dir: Path) -> list[str]:
-    """Why a run is not a success: cells in error, cells planned but never judged, unusable files."""
+    """Why a run is not a success: cells in error or inconclusive, cells planned but never judged, unusable files."""
     cells, problems = results.load_run(run_dir)
     found = {(c["topology"], c["condition"]) for c in cells}
     missing = [
@@ -34,12 +34,13 @@ def run_problems(run_dir: Path) -> list[str]:
         for t, c in results.planned_cells(run_dir)
         if (t, c) not in found
     ]
-    errors = [
-        f"{c['topology']}/{c['condition']}: error - {c.get('verdict_reason', '')}"
+    # An inconclusive cell answers nothing: its reason names the missing measurement and what to change.
+    undecided = [
+        f"{c['topology']}/{c['condition']}: {c['verdict']} - {c.get('verdict_reason', '')}"
         for c in cells
-        if c["verdict"] == "error"
+        if c["verdict"] in ("error", "inconclusive")
     ]
-    return errors + missing + [f"unusable result file: {p}" for p in problems]
+    return undecided + missing + [f"unusable result file: {p}" for p in problems]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

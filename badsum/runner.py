@@ -132,6 +132,8 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
     cells, problems = results.load_run(run_dir) if run_dir.is_dir() else ([], [f"no run directory {run_dir}"])
     mismatched = incident.mismatches(cells)
     status = 2 if outcome.rc != 0 or not cells else (1 if mismatched else 0)
+    # An inconclusive cell is a measurement that is missing: say which, and what to change.
+    undecided = [(c["topology"], c["condition"], c["verdict_reason"]) for c in cells if c["verdict"] == "inconclusive"]
     if as_json:
         keys = ("topology", "condition", "condition_kind", "verdict", "verdict_reason", "corrupted_packets")
         print(
@@ -145,6 +147,7 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
                     "cells": [{k: c.get(k) for k in keys} for c in cells],
                     "matches_incident": bool(cells) and not mismatched,
                     "mismatches": mismatched,
+                    "inconclusive": [f"{t}/{c}: {r}" for t, c, r in undecided],
                     "problems": problems,
                 },
                 indent=1,
@@ -158,6 +161,8 @@ def run(project: Path, inventory: Path, extravars: dict, as_json: bool) -> int:
         )
         for line in mismatched:
             print(f"  {line}")
+        for topology, condition, reason in undecided:
+            print(f"  {topology}/{condition} is inconclusive: {reason}")
         if failure:
             print(f"ansible-playbook failed (rc {outcome.rc}): {failure}", file=sys.stderr)
     return status

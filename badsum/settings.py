@@ -34,6 +34,9 @@ LAB_V6 = ipaddress.ip_network("fd00::/8")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LAB_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 MAX_TRAFFIC_SECONDS = 600
+# evidence: the window closes once min_corrupted + margin segments were
+# damaged (or at its longest); fixed: it lasts its duration (the article's).
+WINDOWS = ("evidence", "fixed")
 MAX_STREAM_BYTES = 64 * 2**20
 SSH_PORT = 22
 
@@ -192,7 +195,23 @@ def experiment_settings(raw: Mapping[str, Any]) -> Checked:
         lambda n, v: as_number(n, v, 0, 300, "seconds from the first segment to the window"),
     )
     c.take(
-        p + "corruption_duration", raw, lambda n, v: as_number(n, v, 0, 300, "seconds the window lasts", lo_open=True)
+        p + "corruption_window",
+        raw,
+        lambda n, v: as_choice(n, v, WINDOWS, "evidence: close once enough segments were damaged; fixed: a set length"),
+    )
+    c.take(
+        p + "corruption_duration",
+        raw,
+        lambda n, v: as_number(
+            n, v, 0, 300, "seconds a fixed window lasts, or the longest an evidence window does", lo_open=True
+        ),
+    )
+    c.take(
+        p + "corruption_margin",
+        raw,
+        lambda n, v: as_int(
+            n, v, 0, 1_000_000, "damaged segments beyond min_corrupted before an evidence window closes"
+        ),
     )
     c.take(p + "port", raw, lambda n, v: as_int(n, v, 1, 65535, "the experiment's TCP port"))
     c.take(p + "count", raw, lambda n, v: as_int(n, v, 1, 100_000, "messages sent"))
@@ -270,10 +289,33 @@ def _cross_checks(c: Checked) -> None:
         c.problems.append(
             f"{p}count x {p}size = {count * size} bytes: allowed up to {MAX_STREAM_BYTES // 2**20} MiB per cell"
         )
+    nothing_to_wait_for = v.get(p + "min_corrupted") == 0 and v.get(p + "corruption_margin") == 0
+    if v.get(p + "corruption_window") == "evidence" and nothing_to_wait_for:
+        c.problems.append(
+            f"{p}min_corrupted=0 with {p}corruption_margin=0: an evidence window would close before it damaged "
+            f"anything; allowed: a sum of at least 1, or {p}corruption_window='fixed'"
+        )
     if v.get(p + "backend") == "netem" and v.get(p + "pattern") == "stuck-bit":
         c.problems.append(f"{p}pattern='stuck-bit' needs {p}backend=ebpf: netem only flips random bits")
     if v.get(p + "port") == SSH_PORT:
         c.problems.append(f"{p}port=22: that is SSH's port; corruption on it would hit management traffic")
+
+
+def corruption_window(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The window every cell's injector is armed with (see badsum/host/window.py).
+
+    An evidence window closes once `target` segments were damaged: what a
+    verdict needs (min_corrupted) plus the margin, or after `duration` at
+    most; a fixed one (target 0) lasts `duration`.
+    """
+    p = "badsum_experiment_"
+    evidence = settings[p + "corruption_window"] == "evidence"
+    return {
+        "mode": settings[p + "corruption_window"],
+        "start_in": settings[p + "corruption_start_in"],
+        "duration": settings[p + "corruption_duration"],
+        "target": settings[p + "min_corrupted"] + settings[p + "corruption_margin"] if evidence else 0,
+    }
 
 
 def lab_settings(raw: Mapping[str, Any]) -> Checked:

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Benchmark: the full 15-cell matrix, repeated; agreement between runs and wall time.
+"""Benchmark: the full 15-cell matrix, repeated: does every run give the incident's table?
 
-Each run is `ansible-playbook reproduce.yml` from lab up to the outcome table,
-testinfra suites included, on a lab of its own that is created fresh for
-every run. Prints figures and how many cells agreed across the runs. Root only.
+Each run is `ansible-playbook reproduce.yml` up to the outcome table, testinfra
+suites included, on a lab of its own: made fresh for every run (default), or
+made once and left up between runs (--lab-up, what a user sees run after
+run). Prints, per run, its wall time and whether its table is the incident's;
+then how many runs gave the incident's table, how many cells were
+inconclusive (and why), why the corruption windows closed, how long they
+stayed open, and the wall time (median/min/max). A failed run is counted and
+the bench goes on. Exit status 0 only when every run gave the incident's
+table. Root only.
 
-    .venv/bin/python bench/matrix_repeat.py [--runs 5] [--hosts 16]
+    .venv/bin/python bench/matrix_repeat.py [--runs 5] [--hosts 16] [--lab-up]
 """
 
 from __future__ import annotations
@@ -24,85 +30,101 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from badsum.lab.spec import DEFAULT_HOSTS  # noqa: E402
+from badsum.analysis import incident  # noqa: E402
+from badsum.lab.spec import DEFAULT_HOSTS, MAX_HOSTS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LAB = "bmat"
+CELLS = 15
 
 
-def run_once(workdir: Path, hosts: int, index: int) -> tuple[float, dict[tuple[str, str], str]]:
-    inventory = workdir / f"inv{index}"
-    (inventory / "group_vars").mkdir(parents=True)
-    (inventory / "group_vars" / "all.yml").write_text((ROOT / "inventories/local/group_vars/all.yml").read_text())
-    subprocess.run(
-        [sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB], cwd=ROOT, check=True, capture_output=True
-    )
-    results = workdir / f"results{index}"
+def lab(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "badsum", "lab", *args], cwd=ROOT, check=True, capture_output=True)
+
+
+def inventory(workdir: Path) -> Path:
+    path = workdir / "inventory"
+    (path / "group_vars").mkdir(parents=True, exist_ok=True)
+    (path / "group_vars" / "all.yml").write_text((ROOT / "inventories/local/group_vars/all.yml").read_text())
+    return path
+
+
+def run_once(inv: Path, results: Path, hosts: int) -> tuple[float, int, list[dict]]:
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    argv = [str(BIN / "ansible-playbook"), "-i", str(inv), "reproduce.yml", "-e", f"badsum_lab_id={LAB}"]
+    argv += ["-e", f"badsum_lab_hosts={hosts}", "-e", f"badsum_experiment_results_dir={results}"]
     start = time.perf_counter()
-    proc = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            str(inventory),
-            "reproduce.yml",
-            "-e",
-            f"badsum_lab_id={LAB}",
-            "-e",
-            f"badsum_lab_hosts={hosts}",
-            "-e",
-            f"badsum_experiment_results_dir={results}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(proc.stdout[-3000:])
-    cells = {}
-    for path in (results / "latest").glob("*-*.json"):
-        cell = json.loads(path.read_text())
-        cells[(cell["topology"], cell["condition"])] = cell["verdict"]
-    return wall, cells
+        (results / "ansible-playbook.log").parent.mkdir(parents=True, exist_ok=True)
+        (results / "ansible-playbook.log").write_text(proc.stdout + proc.stderr)
+    cells = [json.loads(p.read_text()) for p in sorted((results / "latest").glob("*-*.json"))]
+    return wall, proc.returncode, cells
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--hosts", type=int, default=DEFAULT_HOSTS, help="lab hosts (pairs = hosts / 2)")
+    parser.add_argument("--lab-up", action="store_true", help="make the lab once and keep it up between runs")
     args = parser.parse_args()
+    if not 1 <= args.runs <= 1000:
+        parser.error(f"--runs {args.runs}: allowed 1-1000")
+    if not 2 <= args.hosts <= MAX_HOSTS or args.hosts % 2:
+        parser.error(f"--hosts {args.hosts}: allowed an even number from 2 to {MAX_HOSTS}")
     if os.geteuid() != 0:
         raise SystemExit("run as root")
-    walls, tables = [], []
+    walls: list[float] = []
+    matched, failed = 0, 0
+    inconclusive: list[str] = []
+    closed_by: Counter[str] = Counter()
+    open_for: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
+        inv = inventory(Path(tmp))
+        lab("down", "--lab", LAB)
         try:
+            if args.lab_up:
+                lab("up", "--lab", LAB, "--hosts", str(args.hosts), "--inventory", str(inv))
             for i in range(args.runs):
-                wall, cells = run_once(Path(tmp), args.hosts, i)
+                if not args.lab_up:
+                    lab("down", "--lab", LAB)
+                results = Path(tmp) / f"results{i}"
+                wall, rc, cells = run_once(inv, results, args.hosts)
                 walls.append(wall)
-                tables.append(cells)
-                corrupt = sorted(f"{t}/{c}" for (t, c), v in cells.items() if v == "corrupt-delivered")
-                print(f"run {i + 1}: {wall:.1f} s, {len(cells)} cells, corrupt-delivered: {', '.join(corrupt)}")
+                wrong = incident.mismatches(cells) + ([] if len(cells) == CELLS else [f"{len(cells)} cells"])
+                ok = rc == 0 and not wrong
+                matched += ok
+                failed += rc != 0
+                for c in cells:
+                    window = c.get("corruption") or {}
+                    closed_by[window.get("window_closed_by") or "none"] += 1
+                    if window.get("window_start") and window.get("window_end"):
+                        open_for.append(window["window_end"] - window["window_start"])
+                    if c["verdict"] == "inconclusive":
+                        inconclusive.append(f"run {i + 1} {c['topology']}/{c['condition']}: {c['verdict_reason']}")
+                what = "the incident's table" if ok else f"rc {rc}, OFF: {'; '.join(wrong) or 'see its log'}"
+                print(f"run {i + 1}: {wall:.1f} s, {what}", flush=True)
+                if rc != 0:
+                    log = (results / "ansible-playbook.log").read_text()
+                    print("  " + log[-1500:].replace("\n", "\n  "))
         finally:
-            subprocess.run(
-                [sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB],
-                cwd=ROOT,
-                capture_output=True,
-                check=False,
-            )
-    keys = sorted(set().union(*tables))
-    agreeing = [k for k in keys if len({t.get(k) for t in tables}) == 1]
-    print(f"cells agreeing across {args.runs} runs: {len(agreeing)}/{len(keys)}")
-    for k in keys:
-        if k not in agreeing:
-            print(f"  disagree {k[0]}/{k[1]}: {Counter(t.get(k) for t in tables)}")
-    print(
-        f"full matrix, lab up to outcome table ({args.hosts // 2} pairs): "
-        f"median {statistics.median(walls):.1f} s, min {min(walls):.1f} s, max {max(walls):.1f} s"
-    )
-    return 0
+            down = [sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB]
+            subprocess.run(down, cwd=ROOT, capture_output=True, check=False)
+    how = "lab up" if args.lab_up else "a fresh lab each run"
+    print(f"\nreproduce.yml x {args.runs}, {args.hosts // 2} pairs, {how}")
+    print(f"  runs with the incident's table: {matched}/{args.runs} (failed runs: {failed})")
+    print(f"  inconclusive cells: {len(inconclusive)}")
+    for line in inconclusive:
+        print(f"    {line}")
+    print(f"  corruption windows closed by: {', '.join(f'{k} {v}' for k, v in closed_by.most_common())}")
+    if open_for:
+        q = statistics.quantiles(open_for, n=100) if len(open_for) > 1 else [open_for[0]] * 99
+        print(
+            f"  windows open: median {statistics.median(open_for):.2f} s, p99 {q[98]:.2f} s, max {max(open_for):.2f} s"
+        )
+    print(f"  wall per run: median {statistics.median(walls):.1f} s, min {min(walls):.1f} s, max {max(walls):.1f} s")
+    return 0 if matched == args.runs else 1
 
 
 if __name__ == "__main__":

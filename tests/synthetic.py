@@ -19,10 +19,13 @@ SETTINGS = {
     "badsum_experiment_count": 4,
     "badsum_experiment_interval": 1.0,
     "badsum_experiment_size": 100,
+    "badsum_experiment_corruption_window": "evidence",
     "badsum_experiment_corruption_start_in": 1.5,
     "badsum_experiment_corruption_duration": 2.5,
+    "badsum_experiment_corruption_margin": 2,
     "badsum_experiment_min_corrupted": 3,
 }
+WINDOW = {"mode": "evidence", "start_in": 1.5, "duration": 2.5, "target": 5}
 
 
 def run_record(run_dir: Path, cells: list[tuple[str, str]]) -> dict:
@@ -31,6 +34,7 @@ def run_record(run_dir: Path, cells: list[tuple[str, str]]) -> dict:
             "run_id": run_dir.name,
             "run_dir": str(run_dir),
             "settings": SETTINGS,
+            "window": WINDOW,
             "cells": [{"topology": t, "condition": c, "name": f"{t}-{c}", "server": "host2"} for t, c in cells],
             "servers": {
                 "host2": {
@@ -90,7 +94,8 @@ def make_raw(
             "backend": "ebpf",
             "window_start": 11.5,
             "window_end": 14.0,
-            "stats": {"corrupted_packets": corrupted, "events": []},
+            "window_closed_by": "evidence",
+            "stats": {"corrupted_packets": corrupted, "target": 5, "events": []},
         },
     }
     for name, data in files.items():

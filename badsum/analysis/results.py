@@ -86,7 +86,14 @@ def cell_meta(run: dict, cell_name: str, topology: dict | None, condition: dict 
         "embedded_lab": bool(run.get("embedded_lab")),
         "conntrack_checksum": s[p + "conntrack_checksum"],
         "traffic": {"count": s[p + "count"], "interval": s[p + "interval"], "size": s[p + "size"]},
-        "window": {"start_in": s[p + "corruption_start_in"], "duration": s[p + "corruption_duration"]},
+        # Runs before the evidence window had a fixed one (target 0).
+        "window": plan.get("window")
+        or {
+            "mode": "fixed",
+            "start_in": s[p + "corruption_start_in"],
+            "duration": s[p + "corruption_duration"],
+            "target": 0,
+        },
         "min_corrupted": s[p + "min_corrupted"],
         "path": (topology or {}).get("path"),
         "namespaces": (topology or {}).get("namespaces"),
@@ -140,6 +147,7 @@ def build_cell_result(raw: Path) -> dict:
         corrupted = at_b[0] if at_b else None
     window_start = field(corruption, "window_start", raw / "corruption.json")
     window_end = field(corruption, "window_end", raw / "corruption.json")
+    closed_by = corruption.get("window_closed_by")
 
     messages = field(client, "messages", raw / "client.json")
     stream = analyzer.analyze_stream(sent, received, messages, field(recv, "chunks", raw / "recv.json"))
@@ -154,7 +162,7 @@ def build_cell_result(raw: Path) -> dict:
     offsets = {int(m["seq"]): int(m["offset"]) for m in messages}
     held = analyzer.held_messages(stream.messages, window_end)
     decided, reason = verdict.decide(
-        verdict.Evidence(counts["corrupt"], counts["missing"], corrupted, csum_total), meta["min_corrupted"]
+        verdict.Evidence(counts["corrupt"], counts["missing"], corrupted, csum_total, closed_by), meta["min_corrupted"]
     )
     if client.get("error"):
         reason += f" (client: {client['error']})"
@@ -170,6 +178,8 @@ def build_cell_result(raw: Path) -> dict:
             "hook": corruption.get("hook"),
             "window_start": window_start,
             "window_end": window_end,
+            "window_closed_by": closed_by,
+            "target": stats.get("target", corruption.get("target")),
             "matched_packets": stats.get("matched_packets"),
             "counted_by": stats.get("counted_by"),
             "events": stats.get("events", [])[:MAX_EVENTS],

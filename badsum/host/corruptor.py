@@ -7,6 +7,10 @@
 
 The corruption window is enforced on this host (by the kernel for ebpf, by a
 detached timer process for netem), never by the controller staying alive.
+It follows the rule of window.py: it opens --start-in seconds after the
+first experiment segment; with --target N it closes once N segments were
+damaged or after --duration seconds at most, with --target 0 it lasts
+--duration seconds. `stats` says when it opened and closed, and why.
 Only TCP payload to or from the experiment's ports is ever touched, and a
 port range holding the management port is refused.
 
@@ -22,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import struct
@@ -29,7 +34,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import bpf, net
+from . import bpf, net, window
 from .common import STATE, HostError, Parser, atomic_write, sh
 
 MAPS = ("bs_cfg", "bs_stats", "bs_events")
@@ -37,7 +42,7 @@ MAPS = ("bs_cfg", "bs_stats", "bs_events")
 FILTER_PREF = 49
 DIRECTIONS = {"to-port": 1, "from-port": 2, "both": 3}
 PATTERNS = {"random": 0, "stuck-bit": 1}
-CFG = struct.Struct("<QQQQIHHBBBBBB2x")  # struct bs_cfg in bpf/corrupt.bpf.c
+CFG = struct.Struct("<QQQQQIIHHBBBBBB6x")  # struct bs_cfg in bpf/corrupt.bpf.c
 EVENT = struct.Struct("<QIHHHHBBBx")  # struct bs_event
 # GRO merges segments before tc ingress and would hand the injector one large
 # packet whose re-segmentation recomputes checksums; netem needs one MTU-sized
@@ -113,7 +118,9 @@ def ebpf_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
         int(a.start_in * 1e9),
         int(a.duration * 1e9),
         expire,
+        0,
         round(a.rate * 10000),
+        a.target,
         lo,
         hi,
         DIRECTIONS[a.direction],
@@ -139,6 +146,7 @@ def attached_maps(iface: str, hook: str) -> dict[str, int]:
 
 
 def ebpf_stats(maps: dict[str, int], clock_offset_ns: int) -> dict:
+    now = time.monotonic_ns()  # before the counts: a window still open now was open for all of them
     stats = [struct.unpack("<Q", v)[0] for v in net.map_values(maps["bs_stats"])]
     matched, corrupted, changed_bytes, outside = stats[:4]
     events = []
@@ -159,11 +167,18 @@ def ebpf_stats(maps: dict[str, int], clock_offset_ns: int) -> dict:
                 }
             )
     events.sort(key=lambda e: e["time"])
-    start, _delay, duration, _expire = CFG.unpack(net.map_values(maps["bs_cfg"])[0])[:4]
-    window = (
-        {"window_start": (start + clock_offset_ns) / 1e9, "window_end": (start + duration + clock_offset_ns) / 1e9}
-        if start
-        else {}
+    start, _delay, duration, expire, end, _rate, target = CFG.unpack(net.map_values(maps["bs_cfg"])[0])[:7]
+
+    def epoch(ns: int) -> float:
+        return (ns + clock_offset_ns) / 1e9
+
+    closed = window.closed_by(
+        epoch(start) if start else None,
+        epoch(end) if end else None,
+        target,
+        duration / 1e9,
+        epoch(now),
+        now >= expire,
     )
     return {
         "matched_packets": matched,
@@ -172,7 +187,8 @@ def ebpf_stats(maps: dict[str, int], clock_offset_ns: int) -> dict:
         "outside_window_packets": outside,
         "events": events,
         "counted_by": "ebpf",
-        **window,
+        "target": target,
+        **closed,
     }
 
 
@@ -193,67 +209,155 @@ def netem_arm(a: argparse.Namespace, lo: int, hi: int) -> dict:
         raise HostError("netem corrupts on egress only: set the hook to egress (or use the ebpf backend)")
     if a.pattern != "random":
         raise HostError("netem can only flip random bits: use the ebpf backend for stuck-bit")
+    netem_mark(a.iface).unlink(missing_ok=True)
+    now = time.monotonic_ns()
+    expire = now + int((a.start_in + a.duration + a.expire_after) * 1e9)
+    # Its own session, detached from this SSH session: the host itself ends
+    # the window; disarm ends the session's process group.
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            netem_timer(a, lo, hi, expire / 1e9)
+        finally:
+            os._exit(0)
+    return {"timer_pid": pid, "expire_ns": expire}
+
+
+def netem_commands(a: argparse.Namespace, lo: int, hi: int) -> tuple[list[list[str]], list[str]]:
+    """The qdiscs and filters of netem's window, and the command that removes them all."""
     # A prio root sends everything to band 2, except the experiment's ports,
     # which go through netem in band 3: management traffic is never corrupted.
     setup = [
-        f"tc qdisc add dev {a.iface} root handle bad5: prio bands 3 priomap {' '.join(['1'] * 16)}",
-        f"tc qdisc add dev {a.iface} parent bad5:3 handle bad6: netem corrupt {a.rate}%",
+        ["tc", "qdisc", "add", "dev", a.iface, "root", "handle", "bad5:", "prio", "bands", "3", "priomap", *["1"] * 16],
+        ["tc", "qdisc", "add", "dev", a.iface, "parent", "bad5:3", "handle", "bad6:", "netem", "corrupt", f"{a.rate}%"],
     ]
     sides = {"to-port": ["dport"], "from-port": ["sport"], "both": ["dport", "sport"]}[a.direction]
     for port in range(lo, hi + 1):
         for fam, kw in (("ip", "ip"), ("ipv6", "ip6")):
             for side in sides:
+                match = ["match", kw, side, str(port), "0xffff", "flowid", "bad5:3"]
                 setup.append(
-                    f"tc filter add dev {a.iface} parent bad5: protocol {fam} prio 1 u32 "
-                    f"match {kw} {side} {port} 0xffff flowid bad5:3"
+                    [
+                        "tc",
+                        "filter",
+                        "add",
+                        "dev",
+                        a.iface,
+                        "parent",
+                        "bad5:",
+                        "protocol",
+                        fam,
+                        "prio",
+                        "1",
+                        "u32",
+                        *match,
+                    ]
                 )
-    teardown = f"tc qdisc del dev {a.iface} root handle bad5:"
-    # The window opens start-in seconds after the first experiment segment
-    # leaves the interface, as the ebpf program's does: a window timed from
-    # the arming would end before a slow topology (a container to start, a
-    # guest under emulation) sends anything. The wait for it is bounded by
-    # expire-after; without traffic nothing is ever set up. The marks say
-    # when the window really opened and closed.
-    first = {"to-port": "dst portrange", "from-port": "src portrange", "both": "portrange"}[a.direction]
-    marks = {k: netem_mark(a.iface, k) for k in ("start", "end")}
-    for mark in marks.values():
-        mark.unlink(missing_ok=True)
-    script = "; ".join(
+    return setup, ["tc", "qdisc", "del", "dev", a.iface, "root", "handle", "bad5:"]
+
+
+def netem_timer(a: argparse.Namespace, lo: int, hi: int, expire: float) -> None:
+    """The netem window, in the detached child: window.run() over what leaves the interface.
+
+    tcpdump on the interface sees each experiment segment after netem (egress
+    taps come after the qdisc): the first one opens the clock, as in the
+    ebpf program, and one whose TCP checksum is wrong is one netem damaged
+    (the sender's TX checksum offload is off, so every other checksum is
+    right). Without traffic nothing is ever set up. The mark file says when
+    the window really opened and closed, why, and what the timer counted.
+    """
+    setup, teardown = netem_commands(a, lo, hi)
+    ports = {"to-port": "dst portrange", "from-port": "src portrange", "both": "portrange"}[a.direction]
+    left = max(1, int(expire - time.monotonic()) + 1)
+    dump = subprocess.Popen(
         [
-            f"timeout {a.expire_after:g} tcpdump -i {a.iface} -n -q -c 1 'tcp and {first} {lo}-{hi}' "
-            ">/dev/null 2>&1 || exit 0",
-            f"sleep {a.start_in:g}",
-            *setup,
-            f"date +%s.%N > {marks['start']}",
-            f"sleep {a.duration:g}",
-            teardown,
-            f"date +%s.%N > {marks['end']}",
-        ]
-    )
-    # Its own session and process group (sh leads it), detached from this SSH
-    # session: the host itself ends the window; disarm ends the group.
-    proc = subprocess.Popen(
-        ["sh", "-c", script],
+            "timeout",
+            str(left),
+            "tcpdump",
+            "-i",
+            a.iface,
+            "-Q",
+            "out",
+            "-l",
+            "-n",
+            "-vv",
+            "--immediate-mode",
+            f"tcp and {ports} {lo}-{hi}",
+        ],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
-    now = time.monotonic_ns()
-    return {"timer_pid": proc.pid, "expire_ns": now + int((a.expire_after + a.start_in + a.duration) * 1e9)}
+    assert dump.stdout is not None
+    fd = dump.stdout.fileno()  # read raw: a buffered reader would keep lines select() cannot see
+    offset = time.time() - time.monotonic()
+    mark = netem_mark(a.iface)
+    pending = b""
+
+    def events(timeout: float) -> list[window.Event]:
+        nonlocal pending
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return []
+        data = os.read(fd, 65536)
+        if not data:  # tcpdump ended (its own bound): only time passes now
+            time.sleep(timeout)
+            return []
+        now = time.monotonic()
+        *lines, pending = (pending + data).split(b"\n")
+        found: list[window.Event] = []
+        for line in lines:
+            if b"cksum 0x" in line:  # one TCP segment (IPv4's header line has none: its TCP line follows)
+                found += [(now, "segment")] + ([(now, "damaged")] if b"incorrect" in line else [])
+        return found
+
+    def record(w: window.Window) -> None:
+        atomic_write(
+            mark,
+            json.dumps(
+                {
+                    "window_start": w.opens + offset if w.opens is not None else None,
+                    "window_end": w.closed + offset if w.closed is not None else None,
+                    "window_closed_by": w.closed_by,
+                    "timer_damaged": w.damaged,
+                    "target": a.target,
+                }
+            ),
+        )
+
+    w = window.Window(a.start_in, a.duration, a.target, expire)
+
+    def open_() -> None:
+        for cmd in setup:
+            sh(*cmd)
+        record(w)
+
+    try:
+        window.run(w, events, time.monotonic, open_, lambda: sh(*teardown, check=False))
+        record(w)
+    finally:
+        dump.terminate()
+        dump.wait(timeout=5)
 
 
-def netem_mark(iface: str, which: str) -> Path:
-    return STATE / f"corruption-{iface}.netem-{which}"
+def netem_mark(iface: str) -> Path:
+    return STATE / f"corruption-{iface}.netem.json"
 
 
-def netem_window(iface: str) -> dict:
-    """When the timer really opened and closed netem's window (epoch seconds), as far as it got."""
-    window = {}
-    for key in ("start", "end"):
-        with contextlib.suppress(OSError, ValueError):
-            window[f"window_{key}"] = float(netem_mark(iface, key).read_text())
-    return window
+def netem_window(iface: str, expired: bool) -> dict:
+    """When the timer opened and closed netem's window (epoch seconds), why, and what it counted."""
+    marks = {"window_start": None, "window_end": None, "window_closed_by": None}
+    with contextlib.suppress(OSError, ValueError):
+        marks.update(json.loads(netem_mark(iface).read_text()))
+    if marks["window_closed_by"] is None:  # never opened, or still open: the injector goes now
+        opened = marks["window_start"] is not None
+        marks["window_closed_by"] = window.NO_TRAFFIC if expired and not opened else window.REMOVED
+        marks["window_end"] = time.time() if opened else None
+    return marks
 
 
 def netem_left(iface: str) -> bool:
@@ -267,8 +371,10 @@ def arm(a: argparse.Namespace) -> dict:
     net.require_link(a.iface, "the corruption interface")
     if not 0 <= a.rate <= 100:
         raise HostError(f"rate {a.rate} is outside 0-100 (percent)")
-    if a.start_in < 0 or a.duration <= 0:
-        raise HostError(f"the window needs start-in >= 0 and duration > 0 (got {a.start_in}, {a.duration})")
+    if a.start_in < 0 or a.duration <= 0 or a.target < 0:
+        raise HostError(
+            f"the window needs start-in >= 0, duration > 0 and target >= 0 (got {a.start_in}, {a.duration}, {a.target})"
+        )
     lo, hi = parse_ports(a.ports)
     if lo <= a.protect_port <= hi:
         raise HostError(f"port range {a.ports} includes the management port {a.protect_port}: refusing")
@@ -291,12 +397,15 @@ def arm(a: argparse.Namespace) -> dict:
         "ports": [lo, hi],
         "direction": a.direction,
         "rate": a.rate,
+        "target": a.target,
+        "duration": a.duration,
         "pattern": a.pattern,
         "stuck": {"bit": a.stuck_bit, "value": a.stuck_value, "offset": a.stuck_offset},
-        # The window opens with the traffic: known once it has (stats).
-        "window_start": (armed["start_ns"] + offset) / 1e9 if "start_ns" in armed else None,
-        "window_end": (armed["end_ns"] + offset) / 1e9 if "end_ns" in armed else None,
-        "expires": (armed.get("expire_ns", armed.get("end_ns", 0)) + offset) / 1e9,
+        # The window opens with the traffic and closes on evidence or time: known once it has (stats).
+        "window_start": None,
+        "window_end": None,
+        "window_closed_by": None,
+        "expires": (armed["expire_ns"] + offset) / 1e9,
         "clock_offset_ns": offset,
         "offloads_turned_off": offloads,
         **armed,
@@ -314,8 +423,9 @@ def stats(a: argparse.Namespace) -> dict:
         state.update({k: v for k, v in state["stats"].items() if k.startswith("window_")})
     else:
         # netem keeps no count: the experiment counts bad checksums in a capture.
-        state["stats"] = {"corrupted_packets": None, "counted_by": "capture"}
-        state.update(netem_window(a.iface))
+        marks = netem_window(a.iface, time.time() >= state["expires"])
+        state["stats"] = {"corrupted_packets": None, "counted_by": "capture", **marks}
+        state.update({k: v for k, v in marks.items() if k.startswith("window_")})
     state["expired"] = time.time() >= (state["window_end"] or state["expires"])
     return state
 
@@ -339,8 +449,7 @@ def disarm(a: argparse.Namespace) -> dict:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(state["timer_pid"], signal.SIGTERM)
             sh("tc", "qdisc", "del", "dev", a.iface, "root", "handle", "bad5:", check=False)
-            for which in ("start", "end"):
-                netem_mark(a.iface, which).unlink(missing_ok=True)
+            netem_mark(a.iface).unlink(missing_ok=True)
             changed = True
         offloads_on(a.iface, state.get("offloads_turned_off", []))
     changed |= bool(state)
@@ -367,7 +476,15 @@ def build_parser() -> Parser:
         required=True,
         help="seconds from the first experiment segment to the window",
     )
-    a.add_argument("--duration", type=float, required=True, help="seconds the window lasts")
+    a.add_argument(
+        "--duration", type=float, required=True, help="seconds a fixed window lasts; the longest an evidence one does"
+    )
+    a.add_argument(
+        "--target",
+        type=int,
+        required=True,
+        help="damaged segments that close the window (evidence); 0: a fixed window of --duration",
+    )
     a.add_argument(
         "--expire-after",
         type=float,

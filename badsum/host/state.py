@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from pathlib import Path
 
 from . import firewall, net
 from .common import STATE, HostError, Parser, alive, read_pid, sh
@@ -55,8 +56,11 @@ def _firewall(tool: str) -> list[str]:
 
 
 def _sysctl(key: str) -> str | None:
-    proc = sh("sysctl", "-n", key, check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    """What `sysctl -n` prints (None: no such key), read from /proc/sys without starting it."""
+    try:
+        return (Path("/proc/sys") / key.replace(".", "/")).read_text().strip()
+    except OSError:
+        return None
 
 
 def interface_state(iface: str) -> dict:
@@ -72,10 +76,14 @@ def interface_state(iface: str) -> dict:
 
 
 def show(args: argparse.Namespace) -> dict:
+    # Not the kernel's own fe80::/64 route of each link: it appears when the link's carrier
+    # does, up to a second after the link came up (linkwatch), so a lab made a moment before
+    # the baseline was read would differ without badsum changing anything.
     routes = [
         f"{r.get('dst')} via {r.get('gateway', '-')} dev {r.get('dev', '-')}"
         for family in ("-4", "-6")
         for r in net.ip_json(family, "route", "show")
+        if not (r.get("dst") == "fe80::/64" and r.get("protocol") == "kernel")
     ]
     listening = sh("ss", "-Hltn", f"sport = :{args.port}").stdout.split("\n") if args.port else []
     return {

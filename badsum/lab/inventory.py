@@ -102,7 +102,7 @@ def write_inventory(spec: LabSpec, inventory_dir: Path, user: str | None = None,
     lines = []
     for node in spec.nodes():
         pub = (spec.state_dir / node.name / "ssh_host_ed25519_key.pub").read_text().split()
-        lines.append(f"{node.mgmt_v4} {pub[0]} {pub[1]}")
+        lines.append(f"{node.mgmt_v4},{node.mgmt_v6} {pub[0]} {pub[1]}")
     (inventory_dir / ".ssh" / "known_hosts").write_text("\n".join(lines) + "\n")
 
 

@@ -476,7 +476,12 @@ def _start_nodes(spec: LabSpec, account: Account | None, project_dir: Path, limi
                 netns=node.netns,
                 ip_batch=batch,
                 ports=ports,
-                sshd_options=(f"ListenAddress={node.mgmt_v4}", f"HostKey={_host_key(spec, node)}"),
+                # Both management addresses: an inventory may reach a node over IPv6 as over IPv4.
+                sshd_options=(
+                    f"ListenAddress={node.mgmt_v4}",
+                    f"ListenAddress={node.mgmt_v6}",
+                    f"HostKey={_host_key(spec, node)}",
+                ),
                 cgroup_procs=tuple(procs[node.name]),
                 lab_id=spec.lab_id,
             )

@@ -123,6 +123,7 @@ def plan_seat(seat: Seat, extra: dict, facts: dict | None = None) -> dict:
     if problems:
         raise RunRefused("; ".join(problems))
     plan.update(experiment.run_paths(checked.values), settings=checked.values)
+    plan["window"] = experiment.corruption_window(checked.values)  # as badsum.kit.validate plans it
     return plan
 
 
@@ -332,13 +333,14 @@ def run_batch(batch: list[Request]) -> None:
         inventory = write_inventory(work / "inventory", extras, facts)
         servers = {}
         for _, plan in planned:
-            own = {key: plan[key] for key in ("run_id", "run_dir", "settings")}
+            own = {key: plan[key] for key in ("run_id", "run_dir", "settings", "window")}
             servers.update({server: {**pair, **own} for server, pair in plan["servers"].items()})
         first = planned[0][1]
         whole = {
             "run_id": first["run_id"],
             "run_dir": first["run_dir"],
             "settings": first["settings"],
+            "window": first["window"],
             "servers": servers,
             "cells": [cell for _, plan in planned for cell in plan["cells"]],
             "hosts": sorted({h for _, plan in planned for h in plan["hosts"]}),

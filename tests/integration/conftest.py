@@ -88,17 +88,26 @@ def one_cell(topology: str, condition: str) -> tuple[str, str]:
     return ("-e", json.dumps({"badsum_experiment_topologies": [topology], "badsum_experiment_conditions": [condition]}))
 
 
-def real_hosts_inventory(lab: Path, path: Path, client: str = "host1", server: str = "host2", **over) -> Path:
+def real_hosts_inventory(
+    lab: Path, path: Path, client: str = "host1", server: str = "host2", ipv6: bool = False, **over
+) -> Path:
     """Two of a lab's hosts in an inventory shaped like inventories/examples/two-hosts.
 
     No switches group, badsum_embedded_lab false, the injector on host B's data
     NIC at ingress: the kit sees two machines it did not create. The hosts'
-    own variables (addresses, prefixes, how to reach them) are the lab's.
+    own variables (addresses, prefixes, how to reach them) are the lab's;
+    with ipv6, Ansible reaches them at their IPv6 management addresses.
     """
+    from badsum.lab.spec import LabSpec
+
     data = yaml.safe_load((lab / "hosts.yml").read_text())["all"]["children"]["badsum_lab"]
     reach = {k: v for k, v in data["vars"].items() if k.startswith("ansible_")}
     lab_only = ("badsum_experiment_corruption_iface", "badsum_experiment_client", "badsum_switch_port")
     hosts = {h: {k: v for k, v in {**data["hosts"][h], **reach}.items() if k not in lab_only} for h in (client, server)}
+    if ipv6:
+        spec = LabSpec(data["vars"]["badsum_lab_id"], len(data["hosts"]) - 1, data["vars"]["badsum_lab_slot"])
+        for name, host in hosts.items():
+            host["ansible_host"] = spec.host(int(name.removeprefix("host"))).mgmt_v6
     inventory = {
         "all": {
             "vars": {

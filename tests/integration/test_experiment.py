@@ -35,11 +35,22 @@ def test_a_control_run_without_corruption_is_spotless(lab: Path, tmp_path: Path)
         "-e",
         "badsum_verify=false",
     )
-    assert run.returncode == 0, run.stdout[-3000:]
     cell = only_cell(tmp_path)
     assert cell["corrupted_packets"] == 0 and cell["csum_errors_total"] == 0
     assert cell["messages"]["intact"] == cell["messages"]["sent"]
     assert cell["verdict"] == "inconclusive"  # a clean result with nothing on the wire proves nothing
+    # the window waited for evidence as long as it could, and the verdict says what was missing and what to change
+    assert cell["corruption"]["window_closed_by"] == "max-duration"
+    reason = cell["verdict_reason"]
+    assert reason.startswith("missing measurement: only 0 packet(s) were corrupted")
+    assert "To change: " in reason and "badsum_experiment_rate" in reason
+    # an inconclusive cell is a failed run, and the run's last words and the summary say why
+    assert run.returncode != 0
+    assert f"bare/patched: inconclusive - {reason}" in run.stdout
+    summary = subprocess.run(
+        [str(VENV_BIN / "badsum"), "summary", "--results", str(tmp_path)], capture_output=True, text=True, env=ENV
+    )
+    assert summary.returncode == 1 and "PROBLEM: bare/patched: inconclusive - missing measurement" in summary.stderr
 
 
 def test_total_corruption_stalls_tcp_which_recovers_after_the_window(lab: Path, tmp_path: Path) -> None:
@@ -50,8 +61,13 @@ def test_total_corruption_stalls_tcp_which_recovers_after_the_window(lab: Path, 
         *one_cell("bare", "patched"),
         "-e",
         "badsum_experiment_rate=100",
+        # the article's kind of window: a fixed length, whatever the evidence
+        "-e",
+        "badsum_experiment_corruption_window=fixed",
         "-e",
         "badsum_experiment_corruption_duration=1.5",
+        "-e",
+        "badsum_experiment_count=90",
     )
     assert run.returncode == 0, run.stdout[-3000:]
     cell = only_cell(tmp_path)
@@ -62,6 +78,7 @@ def test_total_corruption_stalls_tcp_which_recovers_after_the_window(lab: Path, 
     window = cell["corruption"]
     during = [m for m in cell["timeline"] if window["window_start"] + 0.2 < m["arrived"] < window["window_end"]]
     assert during == []
+    assert window["window_closed_by"] == "duration" and abs(window["window_end"] - window["window_start"] - 1.5) < 0.001
     assert cell["verdict"] == "clean"
 
 

@@ -45,27 +45,63 @@ def test_ssh_reaches_each_host_with_checked_host_keys(lab: Path) -> None:
         assert any(n["name"] == name and n["sshd"] for n in status["nodes"]), addr
     hosts = (lab / "hosts.yml").read_text()
     assert "198.18." in hosts and "StrictHostKeyChecking=yes" in hosts
-    ip = next(line.split()[0] for line in known.read_text().splitlines())
-    out = subprocess.run(
-        [
-            "ssh",
-            "-i",
-            str(key),
-            "-o",
-            f"UserKnownHostsFile={known}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "PasswordAuthentication=no",
-            f"root@{ip}",
-            "hostname",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
-    assert out.returncode == 0 and out.stdout.strip() == "switch"
+    # The first node in known_hosts is the switch, at its IPv4 and IPv6 management addresses: sshd answers on both.
+    addresses = next(line.split()[0] for line in known.read_text().splitlines()).split(",")
+    assert [a.count(":") > 1 for a in addresses] == [False, True], addresses
+    for ip in addresses:
+        out = subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(key),
+                "-o",
+                f"UserKnownHostsFile={known}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "PasswordAuthentication=no",
+                f"root@{ip}",
+                "hostname",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+        assert out.returncode == 0 and out.stdout.strip() == "switch", (ip, out.stderr)
+
+
+def test_reproduce_uses_a_lab_of_another_size_or_remakes_it_as_asked(tmp_path: Path) -> None:
+    inv, lab_id = embedded_inventory(tmp_path / "inv"), "ifit"
+    badsum("lab", "down", "--lab", lab_id)
+    badsum("lab", "up", "--lab", lab_id, "--hosts", "4", "--inventory", str(inv))
+    try:
+        one = ["-e", '{"badsum_experiment_topologies": ["bare"], "badsum_experiment_conditions": ["patched"]}']
+
+        def reproduce(*extra: str) -> subprocess.CompletedProcess[str]:
+            argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inv), "reproduce.yml", *one, *extra]
+            argv += ["-e", f"badsum_lab_id={lab_id}", "-e", f"badsum_experiment_results_dir={tmp_path / 'results'}"]
+            return subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300, check=False)
+
+        # No size asked: the lab as it is (left by `badsum lab up --hosts 4`), not an error.
+        run = reproduce()
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert "the run uses it as it is: 2 client/server pairs" in run.stdout
+        assert json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout)[0]["hosts"] == 4
+        # Another size asked: the lab is made again at that size, and the run says so.
+        run = reproduce("-e", "badsum_lab_hosts=2")
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert "remade: it was up with 4 hosts, 2 were asked for" in run.stdout
+        assert json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout)[0]["hosts"] == 2
+        # A bad size is refused before the lab is touched; a lab of another inventory is never remade.
+        bad = badsum("lab", "up", "--lab", lab_id, "--hosts", "500", "--remake", "--inventory", str(inv), check=False)
+        assert bad.returncode == 2 and "--hosts must be between 1 and 200" in bad.stderr
+        other = str(tmp_path / "other")
+        elsewhere = badsum("lab", "up", "--lab", lab_id, "--hosts", "4", "--remake", "--inventory", other, check=False)
+        assert elsewhere.returncode == 2 and f"with its inventory in {inv}" in elsewhere.stderr
+        assert json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout)[0]["hosts"] == 2
+    finally:
+        badsum("lab", "down", "--lab", lab_id)
 
 
 def test_down_after_sigkill_mid_experiment_leaves_nothing(tmp_path: Path) -> None:

@@ -29,6 +29,39 @@ def test_the_two_hosts_shape_gives_the_incidents_table(lab: Path, tmp_path: Path
     assert re.search(r"testinfra: \d+ passed", run.stdout)  # every host back as the run found it
 
 
+def test_the_two_hosts_shape_managed_over_ipv6_gives_the_incidents_cells(lab: Path, tmp_path: Path) -> None:
+    # Ansible reaches both hosts at their IPv6 management addresses (the lab's sshd listens on both).
+    inventory = real_hosts_inventory(lab, tmp_path / "two-hosts-v6.yml", ipv6=True)
+    hosts = yaml.safe_load(inventory.read_text())["all"]["children"]
+    assert ":" in hosts["servers"]["hosts"]["host2"]["ansible_host"]
+    selection = json.dumps(
+        {"badsum_experiment_topologies": ["bare", "mesos"], "badsum_experiment_conditions": ["vulnerable", "patched"]}
+    )
+    run = playbook(inventory, "reproduce.yml", tmp_path / "results", "-e", selection)
+    assert run.returncode == 0, run.stdout[-4000:]
+    found = cells(tmp_path / "results")
+    assert {k: c["verdict"] for k, c in found.items()} == {k: incident.expected(*k) for k in found}
+    assert len(found) == 4
+    assert re.search(r"testinfra: \d+ passed", run.stdout)  # testinfra reached them over IPv6 too
+
+
+def test_an_unreachable_host_ends_the_run_after_prepare_with_ansibles_message(lab: Path, tmp_path: Path) -> None:
+    inventory = real_hosts_inventory(lab, tmp_path / "unreachable.yml", ipv6=True)
+    data = yaml.safe_load(inventory.read_text())
+    nobody = data["all"]["children"]["servers"]["hosts"]["host2"]["ansible_host"].rsplit(":", 1)[0] + ":99"
+    data["all"]["children"]["servers"]["hosts"]["host2"]["ansible_host"] = nobody
+    inventory.write_text(yaml.safe_dump(data))
+    results = tmp_path / "results"
+    run = playbook(inventory, "reproduce.yml", results, *one_cell("bare", "patched"))
+    assert run.returncode != 0
+    # the host by name, and what Ansible itself said of it (ssh's own words)
+    assert re.search(r"fatal: \[host2\]: FAILED!.*host2 cannot be reached: .*" + re.escape(nobody), run.stdout, re.S)
+    assert "ssh: connect to host" in run.stdout
+    # and nothing after prepare: no run recorded, no cell run
+    assert "PLAY [Record the run]" not in run.stdout and "PLAY [Run the cells]" not in run.stdout
+    assert not list(results.glob("*/run.json"))
+
+
 @pytest.fixture(scope="module")
 def cloud_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A lab whose hosts have a non-root user who becomes root with sudo, as on cloud VMs."""

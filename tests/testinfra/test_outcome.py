@@ -59,6 +59,15 @@ def test_corruption_was_on_the_wire(cell: dict) -> None:
     assert cell["corrupted_packets"] >= cell["min_corrupted"] > 0, cell["corrupted_packets"]
 
 
+def test_the_corruption_window_says_when_and_why_it_closed(cell: dict) -> None:
+    window = cell["corruption"]
+    assert window["window_closed_by"] in ("evidence", "max-duration", "duration"), window
+    assert window["window_start"] is not None and window["window_end"] >= window["window_start"], window
+    if window["window_closed_by"] == "evidence" and window["counted_by"] == "ebpf":
+        # the kernel's own count: the window closed once the target was damaged, not before
+        assert cell["corrupted_packets"] >= window["target"] > 0, window
+
+
 def test_every_namespace_on_the_path_was_measured(cell: dict) -> None:
     # A missing reading must fail, never count as zero.
     measured = set(cell["csum_errors"])

@@ -34,6 +34,8 @@ ARM = [
     "1",
     "--duration",
     "2",
+    "--target",
+    "5",
     "--expire-after",
     "60",
     "--protect-port",
@@ -67,6 +69,7 @@ def _with(**over: str) -> list[str]:
         ({"ports": "20-30"}, "management port 22"),
         ({"ports": "2222", "protect_port": "2222"}, "management port 2222"),
         ({"duration": "0"}, "duration > 0"),
+        ({"target": "-1"}, "target >= 0"),
         ({"iface": "nosuchnic0"}, "the corruption interface nosuchnic0 does not exist"),
     ],
 )

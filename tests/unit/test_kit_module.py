@@ -100,6 +100,20 @@ def test_install_writes_once_and_then_changes_nothing(tmp_path: Path) -> None:
     assert run_module("install", args)["changed"] is False
 
 
+def test_install_asks_for_the_kit_only_when_the_host_lacks_this_one(tmp_path: Path) -> None:
+    # The action plugin calls first without the kit's bytes: a host that has it is never sent them.
+    data = hostkit.build()
+    path = tmp_path / "badsum-host.pyz"
+    ask = {"path": str(path), "content": "", "sha256": hashlib.sha256(data).hexdigest()}
+    assert run_module("install", ask) == {**run_module("install", ask), "needs_content": True, "changed": False}
+    assert not path.exists()
+    run_module("install", {**ask, "content": base64.b64encode(data).decode()})
+    answer = run_module("install", ask)
+    assert answer["changed"] is False and "needs_content" not in answer
+    path.write_bytes(b"an older kit")
+    assert run_module("install", ask)["needs_content"] is True
+
+
 def test_install_in_check_mode_changes_nothing(tmp_path: Path) -> None:
     data = b"kit"
     path = tmp_path / "badsum-host.pyz"

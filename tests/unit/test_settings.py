@@ -27,7 +27,7 @@ def problems(**over) -> list[str]:
 def test_the_defaults_are_valid() -> None:
     checked = settings.experiment_settings(resolved())
     assert checked.problems == []
-    assert checked.values["badsum_experiment_rate"] == 10.0 and checked.values["badsum_experiment_port"] == 5001
+    assert checked.values["badsum_experiment_rate"] == 20.0 and checked.values["badsum_experiment_port"] == 5001
 
 
 @pytest.mark.parametrize(
@@ -59,6 +59,13 @@ def test_the_defaults_are_valid() -> None:
         ("run_id", "../x", "badsum_experiment_run_id='../x'"),
         ("results_dir", "relative/dir", "badsum_experiment_results_dir='relative/dir': allowed: an absolute path"),
         ("min_corrupted", -3, "badsum_experiment_min_corrupted=-3"),
+        (
+            "corruption_window",
+            "sometimes",
+            "badsum_experiment_corruption_window='sometimes': allowed: 'evidence', 'fixed'",
+        ),
+        ("corruption_margin", -1, "badsum_experiment_corruption_margin=-1: allowed: a whole number from 0"),
+        ("corruption_margin", "two", "badsum_experiment_corruption_margin='two': not a whole number"),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(name: str, value, expect: str) -> None:
@@ -68,7 +75,31 @@ def test_a_bad_value_names_the_variable_the_value_and_what_is_allowed(name: str,
 
 def test_the_window_must_end_before_the_traffic_does() -> None:
     found = problems(badsum_experiment_corruption_duration=10)
-    assert any("must end before the traffic does" in p and "= 4.5 s" in p for p in found), found
+    assert any("must end before the traffic does" in p and "= 1.2 s" in p for p in found), found
+
+
+def test_an_evidence_window_needs_something_to_wait_for() -> None:
+    found = problems(badsum_experiment_min_corrupted=0, badsum_experiment_corruption_margin=0)
+    assert any("would close before it damaged anything" in p for p in found), found
+    fixed = problems(
+        badsum_experiment_min_corrupted=0,
+        badsum_experiment_corruption_margin=0,
+        badsum_experiment_corruption_window="fixed",
+    )
+    assert fixed == []
+
+
+def test_the_window_the_injector_is_armed_with() -> None:
+    values = settings.experiment_settings(resolved()).values
+    assert settings.corruption_window(values) == {"mode": "evidence", "start_in": 0.2, "duration": 1.0, "target": 5}
+    fixed = settings.experiment_settings(resolved(badsum_experiment_corruption_window="fixed")).values
+    assert settings.corruption_window(fixed)["target"] == 0
+
+
+def test_the_articles_preset_keeps_its_fixed_10_s_window() -> None:
+    preset = yaml.safe_load((ROOT / "presets/article.yml").read_text())
+    values = settings.experiment_settings(resolved(**preset)).values
+    assert settings.corruption_window(values) == {"mode": "fixed", "start_in": 3.0, "duration": 10.0, "target": 0}
 
 
 def test_netem_cannot_do_the_stuck_bit() -> None:

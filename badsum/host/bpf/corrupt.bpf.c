@@ -8,12 +8,15 @@
  * found by the control script through the program's id.
  *
  * The window follows the traffic, not the controller: it opens delay_ns after
- * the first matching segment and lasts duration_ns, so a slow SSH round trip
- * never shifts it out of the experiment. Past expire_ns (absolute, set when
- * armed) the program is inert whatever happened: an interrupted controller
- * never leaves a corrupting switch behind. Only TCP segments carrying payload
- * to/from the configured port range are ever touched, so management traffic
- * (SSH) is safe.
+ * the first matching segment, so a slow SSH round trip never shifts it out of
+ * the experiment. A fixed window (target 0) lasts duration_ns. An evidence
+ * window closes once `target` segments were damaged (end_ns says when), or
+ * after duration_ns at most: the rule of badsum/host/window.py, which the
+ * unit tests drive. Past expire_ns (absolute, set when armed) the program is
+ * inert whatever happened: an interrupted controller never leaves a
+ * corrupting switch behind. Only TCP segments carrying payload to/from the
+ * configured port range are ever touched, so management traffic (SSH) is
+ * safe.
  *
  * It always answers TC_ACT_UNSPEC: "not mine, go on". On a device whose
  * clsact it shares (host B's NIC, with the Mesos topology's redirect
@@ -41,9 +44,11 @@
 struct bs_cfg {
 	__u64 start_ns;    /* 0 until the first matching segment, then the window's start */
 	__u64 delay_ns;    /* from the first matching segment to the window */
-	__u64 duration_ns; /* the window's length */
+	__u64 duration_ns; /* a fixed window's length; an evidence window's longest */
 	__u64 expire_ns;   /* absolute deadline: inert after it */
+	__u64 end_ns;      /* 0, or when an evidence window closed (its target was reached) */
 	__u32 rate_ppm; /* probability per segment, parts per million */
+	__u32 target;   /* 0: a fixed window; else damaged segments that close it */
 	__u16 port_lo;
 	__u16 port_hi;
 	__u8 direction;
@@ -52,11 +57,11 @@ struct bs_cfg {
 	__u8 stuck_value;  /* 0 or 1 */
 	__u8 stuck_offset; /* 0..31: byte offset mod 32 of the TCP sequence space */
 	__u8 csum_reset;   /* at ingress: forget any checksum verification */
-	__u8 pad[2];
+	__u8 pad[6];
 };
-/* The control script packs this struct with struct.Struct("<QQQQIHHBBBBBB2x")
+/* The control script packs this struct with struct.Struct("<QQQQQIIHHBBBBBB6x")
  * (corruptor.CFG); a unit test checks that its size is the one asserted here. */
-_Static_assert(sizeof(struct bs_cfg) == 48, "struct bs_cfg: update corruptor.CFG");
+_Static_assert(sizeof(struct bs_cfg) == 64, "struct bs_cfg: update corruptor.CFG");
 
 enum { ST_MATCHED, ST_CORRUPTED, ST_BYTES, ST_OUTSIDE, ST_MAX };
 
@@ -191,7 +196,15 @@ int badsum_corrupt(struct __sk_buff *skb)
 	}
 	if (!c->start_ns) /* the first segment opens the clock; one CPU wins */
 		__sync_val_compare_and_swap(&c->start_ns, 0, now + c->delay_ns);
-	if (now < c->start_ns || now >= c->start_ns + c->duration_ns) {
+	if (now < c->start_ns || now >= c->start_ns + c->duration_ns || (c->end_ns && now >= c->end_ns)) {
+		count(ST_OUTSIDE, 1);
+		return TC_ACT_UNSPEC;
+	}
+	__u64 *damaged = bpf_map_lookup_elem(&bs_stats, &(__u32){ST_CORRUPTED});
+
+	if (!damaged)
+		return TC_ACT_UNSPEC;
+	if (c->target && *damaged >= c->target) { /* closed on evidence (another CPU's segment) */
 		count(ST_OUTSIDE, 1);
 		return TC_ACT_UNSPEC;
 	}
@@ -235,11 +248,11 @@ int badsum_corrupt(struct __sk_buff *skb)
 	if (c->csum_reset)
 		bpf_csum_level(skb, BPF_CSUM_LEVEL_RESET);
 
-	__u32 n = 0;
-	__u64 *cnt = bpf_map_lookup_elem(&bs_stats, &(__u32){ST_CORRUPTED});
+	__u32 n = __sync_fetch_and_add(damaged, 1);
 
-	if (cnt)
-		n = __sync_fetch_and_add(cnt, 1);
+	/* The evidence is in: the window closes now. */
+	if (c->target && n + 1 >= c->target)
+		__sync_val_compare_and_swap(&c->end_ns, 0, now);
 	count(ST_BYTES, changed);
 	n %= EVENTS;
 	bpf_map_update_elem(&bs_events, &n, &ev, BPF_ANY);

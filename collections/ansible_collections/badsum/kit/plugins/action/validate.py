@@ -57,7 +57,11 @@ class ActionModule(ActionBase):
             return refuse(result, problems, "nothing was changed")
         result["settings"] = checked.values
         if plan:
-            plan.update(settings.run_paths(checked.values), settings=checked.values)
+            plan.update(
+                settings.run_paths(checked.values),
+                settings=checked.values,
+                window=settings.corruption_window(checked.values),
+            )
             result["plan"] = plan
         result["changed"] = False
         return result

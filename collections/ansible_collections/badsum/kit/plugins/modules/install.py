@@ -18,7 +18,10 @@ options:
     type: path
     required: true
   content:
-    description: The kit, base64-encoded; set by the action plugin.
+    description:
+      - The kit, base64-encoded; set by the action plugin. Empty, the module only
+        says whether the host needs it (C(needs_content)), so that a host that has
+        this kit is not sent its ~0.8 MB again.
     type: str
     required: true
   sha256:
@@ -65,6 +68,8 @@ def install(params: dict) -> dict:
     result = {"path": path, "sha256": wanted, "changed": present != wanted}
     if present == wanted or params.get("_ansible_check_mode"):
         return result
+    if not params["content"]:
+        return {**result, "changed": False, "needs_content": True}
     data = base64.b64decode(params["content"])
     if hashlib.sha256(data).hexdigest() != wanted:
         return {"failed": True, "msg": "the host kit arrived damaged (SHA-256 mismatch)"}
