@@ -40,6 +40,7 @@ from .common import STATE, HostError, Parser, atomic_write, sh
 MAPS = ("bs_cfg", "bs_stats", "bs_events")
 # Lower than every other badsum filter (Mesos uses 90 and up): it runs first.
 FILTER_PREF = 49
+PROGRAM_NAME = "name badsum_corrupt"  # how `tc filter show` names the injector's program (corrupt.bpf.c)
 DIRECTIONS = {"to-port": 1, "from-port": 2, "both": 3}
 PATTERNS = {"random": 0, "stuck-bit": 1}
 CFG = struct.Struct("<QQQQQIIHHBBBBBB6x")  # struct bs_cfg in bpf/corrupt.bpf.c
@@ -441,7 +442,9 @@ def disarm(a: argparse.Namespace) -> dict:
     changed = False
     if net.link_exists(a.iface):
         for hook in ("ingress", "egress"):
-            changed |= net.delete_filter(a.iface, hook, FILTER_PREF)
+            # Only badsum's own program at that preference: a filter someone else put there stays.
+            if PROGRAM_NAME in net.filters(a.iface, hook, FILTER_PREF):
+                changed |= net.delete_filter(a.iface, hook, FILTER_PREF)
         if state.get("added_qdisc"):
             net.release_clsact(a.iface)
         if state.get("backend") == "netem" or netem_left(a.iface):

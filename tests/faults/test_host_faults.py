@@ -401,6 +401,20 @@ def a_guard_unit_without_limits_can_take_the_host_down(host: Host) -> None:
     assert "MemoryMax=" in unit and "TasksMax=" in unit and "CPUQuota=" in unit
 
 
+def the_canary_cells_disarm_removes_someone_elses_filter(host: Host) -> None:
+    """The injector's disarm removed whatever filter sat at its preference (49), whoever put it there: the
+    canary cell runs on a production host. Only badsum's own program is removed now."""
+    host.sh(
+        "ip link add cat-f0 type veth peer name cat-f1 && tc qdisc add dev cat-f0 clsact && "
+        "tc filter add dev cat-f0 ingress pref 49 protocol all u32 match u32 0 0 flowid 1:1"
+    )
+    try:
+        host.ok("corruptor", "disarm", "--iface", "cat-f0")
+        assert "pref 49" in host.sh("tc filter show dev cat-f0 ingress").stdout
+    finally:
+        host.sh("ip link del cat-f0", check=False)
+
+
 CASES: list[Callable[[Host], None]] = [
     guard_sweep_from_a_scratch_namespace_turns_the_host_veths_off,
     audit_from_ip_netns_exec_misjudges_the_host,
@@ -429,6 +443,7 @@ CASES: list[Callable[[Host], None]] = [
     a_patched_kernel_keeps_the_workaround_forever,
     the_guard_changes_list_grows_for_the_whole_boot,
     a_guard_unit_without_limits_can_take_the_host_down,
+    the_canary_cells_disarm_removes_someone_elses_filter,
 ]
 
 
