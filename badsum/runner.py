@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from badsum.analysis import incident, results, summary
-from badsum.host.common import alive
+from badsum.host.shared.common import alive
 
 
 def parse_extravars(pairs: list[str]) -> dict:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from badsum.host.framing import HEADER_LEN, MAX_PAYLOAD
-from badsum.host.topology import TOPOLOGIES
+from badsum.host.experiment.topology import TOPOLOGIES
+from badsum.host.shared.framing import HEADER_LEN, MAX_PAYLOAD
 
 CONDITIONS = ("vulnerable", "workaround", "patched")
 LAB_V4 = ipaddress.ip_network("198.18.0.0/15")
@@ -302,7 +302,7 @@ def _cross_checks(c: Checked) -> None:
 
 
 def corruption_window(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The window every cell's injector is armed with (see badsum/host/window.py).
+    """The window every cell's injector is armed with (see badsum/host/experiment/window.py).
 
     An evidence window closes once `target` segments were damaged: what a
     verdict needs (min_corrupted) plus the margin, or after `duration` at

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from badsum import hostkit  # noqa: E402
-from badsum.host import netlink  # noqa: E402
+from badsum.host.shared import netlink  # noqa: E402
 from badsum.lab import enter  # noqa: E402
 from badsum.lab.spec import STATE_ROOT, validate_lab_id  # noqa: E402
 

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from badsum.host.common import identity, present
+from badsum.host.shared.common import identity, present
 from badsum.lab import cgroups
 from badsum.lab.spec import NS_ROOT, STATE_ROOT
 

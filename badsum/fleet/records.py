@@ -42,7 +42,7 @@ def record(
     if phase != "audit":
         rec["check_mode"] = check_mode
     rec |= {"status": "failed" if why else "ok", "error": why, "changed": bool(result.get("changed"))}
-    # When the call ended (the metrics' timestamp), and the host's own textfile (badsum.host.metrics), if any.
+    # When the call ended (the metrics' timestamp), and the host's own textfile (badsum.host.shared.metrics), if any.
     rec |= {"finished_at": round(time.time(), 3), "seconds": round(seconds, 3)}
     rec["textfile"] = _dict(result.get("textfile"))
     if phase == "audit":

@@ -21,7 +21,7 @@ import jinja2
 
 from badsum.files import atomic_write
 from badsum.fleet import junit, stats, textfiles
-from badsum.host import metrics
+from badsum.host.shared import metrics
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The audit's classes, worst first: the host kit's list (its textfile has a gauge for each).

@@ -51,7 +51,7 @@ def _abs_paths(name: str, value: Any) -> list[str]:
 
 
 def _textfile_dir(name: str, value: Any) -> str:
-    # Checked again on each host (badsum.host.metrics: it must exist there, root's alone).
+    # Checked again on each host (badsum.host.shared.metrics: it must exist there, root's alone).
     if value == "":
         return ""
     if not isinstance(value, str) or not value.startswith("/") or "\n" in value:

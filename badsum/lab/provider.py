@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from badsum.files import write_private
-from badsum.host import netlink
-from badsum.host.common import alive
+from badsum.host.shared import netlink
+from badsum.host.shared.common import alive
 from badsum.lab import cgroups, kernel, nodes
 from badsum.lab.inventory import remove_inventory, write_inventory
 from badsum.lab.spec import MAX_SLOT, NS_ROOT, STATE_ROOT, LabError, LabSpec, Node, bridge_name, validate_lab_id

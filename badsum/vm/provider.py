@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from badsum.host.common import alive
+from badsum.host.shared.common import alive
 from badsum.lab import cgroups
 from badsum.lab.spec import STATE_ROOT as EMBEDDED_STATE_ROOT
 from badsum.lab.spec import LabError, Node

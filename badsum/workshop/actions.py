@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from badsum.analysis import results, signature
-from badsum.host.topology import TOPOLOGIES
+from badsum.host.experiment.topology import TOPOLOGIES
 from badsum.settings import CONDITIONS
 from badsum.workshop import runs
 from badsum.workshop.room import Room, Seat

@@ -384,7 +384,7 @@ def the_guard_changes_list_grows_for_the_whole_boot(host: Host) -> None:
     lines = int(host.sh(f"wc -l < {state}/guard-changes.jsonl").stdout)
     assert lines >= 60
     script = (
-        "import json,sys; sys.path.insert(0, sys.argv[1]); from badsum.host import guard; "
+        "import json,sys; sys.path.insert(0, sys.argv[1]); from badsum.host.fleet import guard; "
         "guard.CHANGES_LIMIT = 0; s = guard.Sweeper(guard.containers.own_cgroup(), check=True); s.full(); "
         "f = guard.Files(sys.argv[2]); "
         "f.record_changes([{'netns': 1, 'ifindex': 2, 'ifname': 'x', 'owner': 'y', 'rx': 'on'}], s)"
@@ -395,7 +395,7 @@ def the_guard_changes_list_grows_for_the_whole_boot(host: Host) -> None:
 
 def a_guard_unit_without_limits_can_take_the_host_down(host: Host) -> None:
     """The unit had no CPU, memory or task bound: it has them now (systemd checks each in test_persistence)."""
-    script = "import sys; sys.path.insert(0, sys.argv[1]); from badsum.host import persistence; "
+    script = "import sys; sys.path.insert(0, sys.argv[1]); from badsum.host.fleet import persistence; "
     script += "print(persistence.unit_text(60))"
     unit = host.sh(f"python3 -c {json.dumps(script)} {host.kit_path}").stdout
     assert "MemoryMax=" in unit and "TasksMax=" in unit and "CPUQuota=" in unit

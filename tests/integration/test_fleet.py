@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from badsum.host.common import alive, identity
+from badsum.host.shared.common import alive, identity
 from badsum.lab import cgroups
 from badsum.lab.spec import STATE_ROOT
 from conftest import ENV, ROOT, VENV_BIN, badsum, embedded_inventory

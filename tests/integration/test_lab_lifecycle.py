@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from badsum.host.common import identity
+from badsum.host.shared.common import identity
 from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, embedded_inventory
 from residue import leftovers
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 import vmlab
-from badsum.host.persistence import RUNTIME_UNITS, UNIT
+from badsum.host.fleet.persistence import RUNTIME_UNITS, UNIT
 from conftest import ENV, ROOT, VENV_BIN, badsum
 from vmlab import MARKS
 

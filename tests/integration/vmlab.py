@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host.common import alive
+from badsum.host.shared.common import alive
 from badsum.lab import cgroups
 from badsum.vm import kernel, network, provider, rootfs
 from badsum.vm.spec import VmLabSpec

@@ -1,8 +1,9 @@
 """The eBPF injector's window, in the kernel: the C program follows window.py's rule.
 
 Each scenario runs in a network namespace of its own (unshare --net, its
-loopback only): the real program, compiled with clang and attached with tc
-by `corruptor arm`, damages a real TCP stream to port 5001; `corruptor
+loopback only; the tools are called directly, as the dispatcher would, which
+itself acts only from a host's own namespace): the real program, compiled
+with clang and attached with tc by `corruptor arm`, damages a real TCP stream to port 5001; `corruptor
 stats` reads why the window closed from the program's map. Root, clang and
 bpftool only (what `make deps` installs); no lab.
 """
@@ -32,8 +33,12 @@ SCENARIO = textwrap.dedent(
     import json, os, socket, subprocess, sys, threading, time
     sys.path.insert(0, {root!r})
     os.environ["BADSUM_LIB_DIR"] = {lib!r}
-    from badsum.host import call, corruptor
+    from badsum.host.experiment import corruptor
+    from badsum.host.shared import bpf
     from pathlib import Path
+    def call(tool, argv):  # the tools themselves: the dispatcher acts only from a host's own namespace
+        module = {{"bpf": bpf, "corruptor": corruptor}}[tool]
+        return module.run(module.build_parser().parse_args(argv))
     corruptor.STATE = Path({state!r})  # its records, not this machine's /run/badsum
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     # real checksums on loopback: with TX offload the damage would travel with a valid one

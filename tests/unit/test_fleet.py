@@ -16,8 +16,9 @@ import yaml
 
 from badsum.fleet import records, report
 from badsum.fleet import settings as fleet
-from badsum.host import audit, netlink, persistence, probe
-from badsum.host.common import shown
+from badsum.host.fleet import audit, persistence, probe
+from badsum.host.shared import netlink
+from badsum.host.shared.common import shown
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = yaml.safe_load((ROOT / "roles/badsum_fleet/defaults/main.yml").read_text())
@@ -371,7 +372,7 @@ def test_records_reach_the_disk_before_the_rename_and_the_rename_after(
 ) -> None:
     """The record rollback trusts survives a power cut: file flushed, renamed, directory flushed; private from
     its first byte (the mode is the open's, not a chmod after)."""
-    from badsum.host import common
+    from badsum.host.shared import common
 
     calls: list[tuple] = []
     real_open, real_fsync, real_rename = os.open, os.fsync, os.rename
@@ -397,8 +398,8 @@ def test_records_reach_the_disk_before_the_rename_and_the_rename_after(
 def test_a_container_gone_between_rollbacks_look_and_its_change_is_counted_not_fatal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from badsum.host import containers, remediate
-    from badsum.host.common import HostError
+    from badsum.host.fleet import containers, remediate
+    from badsum.host.shared.common import HostError
 
     kept = containers.Namespace(1, "/proc/1/ns/net", "pod a", "container:a")
     gone = containers.Namespace(2, "/proc/2/ns/net", "pod b", "container:b")

@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from badsum.fleet import records, report, stats, textfiles
 from badsum.fleet import settings as fleet
-from badsum.host import HostError, call, metrics
+from badsum.host import HostError, call
+from badsum.host.shared import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 NASTY = 'n"o\\de\n\udcff\x00é'  # quote, backslash, newline, a byte that was not UTF-8, NUL, non-ASCII
@@ -175,7 +176,7 @@ def test_the_host_kit_metrics_module_runs_on_python_36() -> None:
             "--eval-annotations",
             "--no-tips",
             "-vv",
-            str(ROOT / "badsum/host/metrics.py"),
+            str(ROOT / "badsum/host/shared/metrics.py"),
         ],
         capture_output=True,
         text=True,

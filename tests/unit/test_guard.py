@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host import guard
+from badsum.host.fleet import guard
 from badsum.lab import enter
 from badsum.lab.spec import STATE_ROOT
 

@@ -254,7 +254,7 @@ def test_the_topology_roles_read_what_the_plan_checks() -> None:
 
 
 def test_every_topology_has_its_role_and_its_host_kit_module() -> None:
-    from badsum.host.topology import TOPOLOGIES
+    from badsum.host.experiment.topology import TOPOLOGIES
 
     assert set(TOPOLOGIES) == set(settings.TOPOLOGY_INVENTORY)
     for name in TOPOLOGIES:

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from . import guard, hostns
-from .common import (
+from ..shared import hostns
+from ..shared.common import (
     HostError,
     atomic_write,
     kill,
@@ -39,6 +39,7 @@ from .common import (
     untrusted,
     wait_gone,
 )
+from . import guard
 
 UNIT = "badsum-rx-guard.service"
 UNIT_PATH = Path("/etc/systemd/system") / UNIT

@@ -43,8 +43,9 @@ import subprocess
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import audit, cni, containers, guard, metrics, netlink
-from .common import HostError, Parser, boot_id, read_text, sh, shown
+from ..shared import metrics, netlink
+from ..shared.common import HostError, Parser, boot_id, read_text, sh, shown
+from . import audit, cni, containers, guard
 from .persistence import (
     GUARD_DOWN,
     UNIT,

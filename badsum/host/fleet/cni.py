@@ -38,7 +38,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from .common import HostError, package_data
+from ..shared.common import HostError, package_data
 
 PLUGIN = "badsum-rx-off"
 # badsum's own entries carry this key; rollback removes the entries that have it, and only those.
@@ -55,7 +55,7 @@ WHITESPACE = " \t\n\r"
 
 
 def plugin_source() -> bytes:
-    return package_data("cni_plugin.py")
+    return package_data("fleet/cni_plugin.py")
 
 
 def is_badsum_plugin(data: "bytes | None") -> bool:

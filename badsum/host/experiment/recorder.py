@@ -26,8 +26,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..shared.common import HostError, Parser, alive, atomic_write, kill, read_pid, wait_gone
 from . import capture, counters
-from .common import HostError, Parser, alive, atomic_write, kill, read_pid, wait_gone
 
 STARTED_TIMEOUT = 5.0
 CAPTURE_MAX_PACKETS = 20000

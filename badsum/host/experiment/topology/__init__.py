@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from ..common import HostError, Parser
+from ...shared.common import HostError, Parser
 
 # name -> (module, mode): the host side of the topology catalogue. Modules are
 # imported when used: a host call pays only for the topology it wires.

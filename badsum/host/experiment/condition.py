@@ -6,7 +6,7 @@
 
 patched is the kernel as it is. vulnerable is the kernel itself where it
 lacks the fix ("real"); on a kernel with the fix, the two removed lines of
-veth_xmit() are put back by the emulator (bpf/vethbug.bpf.c, "emulated") at
+veth_xmit() are put back by the emulator (shared/programs/vethbug.bpf.c, "emulated") at
 tc ingress of the container side of each veth: the `rcv` device whose
 NETIF_F_RXCSUM those lines consulted. workaround is vulnerable, plus `rx off`
 on those veths (the badsum_workaround role, the way an operator does it).
@@ -20,8 +20,8 @@ import argparse
 import os
 import struct
 
-from . import bpf, kernels, net
-from .common import HostError, Parser
+from ..shared import bpf, kernels, net
+from ..shared.common import HostError, Parser
 
 PREF = 7
 STATS_MAP = "bs_vb_stats"

@@ -25,8 +25,9 @@ import termios
 import time
 from pathlib import Path
 
-from . import capture, framing, net
-from .common import STATE, HostError, Parser, atomic_write, sh
+from ..shared import framing, net
+from ..shared.common import STATE, HostError, Parser, atomic_write, sh
+from . import capture
 
 MAX_SEND_BUFFER = 4 * 2**20
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import net
-from .common import HostError, Parser, in_netns, sh
+from ..shared import net
+from ..shared.common import HostError, Parser, in_netns, sh
 from .condition import veths
 
 FEATURE = "rx-checksumming"

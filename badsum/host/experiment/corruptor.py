@@ -34,8 +34,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import bpf, net, window
-from .common import STATE, HostError, Parser, atomic_write, sh
+from ..shared import bpf, net
+from ..shared.common import STATE, HostError, Parser, atomic_write, sh
+from . import window
 
 MAPS = ("bs_cfg", "bs_stats", "bs_events")
 # Lower than every other badsum filter (Mesos uses 90 and up): it runs first.
@@ -43,7 +44,7 @@ FILTER_PREF = 49
 PROGRAM_NAME = "name badsum_corrupt"  # how `tc filter show` names the injector's program (corrupt.bpf.c)
 DIRECTIONS = {"to-port": 1, "from-port": 2, "both": 3}
 PATTERNS = {"random": 0, "stuck-bit": 1}
-CFG = struct.Struct("<QQQQQIIHHBBBBBB6x")  # struct bs_cfg in bpf/corrupt.bpf.c
+CFG = struct.Struct("<QQQQQIIHHBBBBBB6x")  # struct bs_cfg in shared/programs/corrupt.bpf.c
 EVENT = struct.Struct("<QIHHHHBBBx")  # struct bs_event
 # GRO merges segments before tc ingress and would hand the injector one large
 # packet whose re-segmentation recomputes checksums; netem needs one MTU-sized

@@ -23,8 +23,9 @@ import socket
 import subprocess
 from pathlib import Path
 
-from .. import firewall, net
-from ..common import STATE, HostError, alive, kill, read_pid, sh, wait_for, wait_gone
+from ...shared import net
+from ...shared.common import STATE, HostError, alive, kill, read_pid, sh, wait_for, wait_gone
+from .. import firewall
 
 NEEDS = ("address", "address6", "bip", "ipv6_cidr")
 DOCKER = "/usr/bin/docker"

@@ -16,8 +16,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from . import firewall, net
-from .common import STATE, HostError, Parser, alive, read_pid, sh
+from ..shared import net
+from ..shared.common import STATE, HostError, Parser, alive, read_pid, sh
+from . import firewall
 
 SYSCTLS = (*firewall.SYSCTLS, "net.netfilter.nf_conntrack_checksum")
 OFFLOADS = (

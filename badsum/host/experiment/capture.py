@@ -22,7 +22,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .common import HostError, Parser, in_netns, read_pid, wait_gone
+from ..shared.common import HostError, Parser, in_netns, read_pid, wait_gone
 
 SAMPLES = 5
 

@@ -15,7 +15,7 @@ Linux 4.4) marks the second one CHECKSUM_UNNECESSARY in veth_xmit() and B's sock
 `vulnerable`. A fixed kernel verifies it, drops it and counts it in B's
 UdpInCsumErrors: `fixed`. Nothing leaves the two namespaces; nothing stays.
 
---emulate-bug attaches the veth-bug emulator (bpf/vethbug.bpf.c, compiled
+--emulate-bug attaches the veth-bug emulator (shared/programs/vethbug.bpf.c, compiled
 into <lib_dir>/bpf on first use) to bsprobe-b, so the vulnerable branch can
 be exercised on a fixed kernel; the result says `emulated`. For emulated
 fleets only.
@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import containers, netlink
-from .common import HostError, Parser, sh
+from ..shared import netlink
+from ..shared.common import HostError, Parser, sh
+from . import containers
 
 A_IF, B_IF = "bsprobe-a", "bsprobe-b"  # the guard leaves "bsprobe-" devices alone
 A_ADDR, B_ADDR, PREFIX = "198.18.255.253", "198.18.255.254", 30
@@ -124,7 +125,7 @@ def wire(ns: Namespaces) -> None:
 
 def attach_emulator() -> None:
     """The veth-bug emulator on bsprobe-b's ingress; tc runs in the thread's namespace (B, brand new: no qdisc)."""
-    from . import bpf, net  # labs only: the fleet's path (Python 3.6 hosts) never loads them
+    from ..shared import bpf, net  # labs only: the fleet's path (Python 3.6 hosts) never loads them
 
     obj = Path(bpf.build(argparse.Namespace(program="vethbug"))["object"])  # once per kernel and source
     sh("tc", "qdisc", "add", "dev", B_IF, "clsact")

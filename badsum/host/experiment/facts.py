@@ -19,8 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import net, state
-from .common import Parser, sh
+from ..shared import net
+from ..shared.common import Parser, sh
+from . import state
 
 COMMANDS = (
     "ip",

@@ -36,9 +36,9 @@ import re
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
-from . import netlink
-from .common import HostError, read_text, shown
-from .hostns import own_cgroup
+from ..shared import netlink
+from ..shared.common import HostError, read_text, shown
+from ..shared.hostns import own_cgroup
 
 __all__ = ["OWN_PREFIXES", "Discovery", "Namespace", "Veth", "entered", "inventory", "own_cgroup"]
 

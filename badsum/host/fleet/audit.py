@@ -23,8 +23,9 @@ import os
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import cni, containers, kernels, metrics, persistence, probe
-from .common import HostError, Parser, shown
+from ..shared import kernels, metrics
+from ..shared.common import HostError, Parser, shown
+from . import cni, containers, persistence, probe
 from .guard import Files, status
 
 CNI_CONF_DIR = "/etc/cni/net.d"

@@ -12,9 +12,9 @@ kernels), and no redirect to lo for traffic to the host's own IP.
 
 from __future__ import annotations
 
+from ...shared import net as hn
+from ...shared.common import STATE, atomic_write, sh
 from .. import firewall
-from .. import net as hn
-from ..common import STATE, atomic_write, sh
 
 NEEDS = ("iface", "address")
 NETNS = "badsum-mesos"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .common import STATE, atomic_write, sh
+from ..shared.common import STATE, atomic_write, sh
 
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.rp_filter")
 

@@ -3,7 +3,7 @@
     bpf build --program corrupt    the corruption injector (tc, direct action)
     bpf build --program vethbug    the veth-bug emulator (CO-RE: needs this kernel's BTF)
 
-The C sources travel inside the host kit (bpf/*.bpf.c). An object is named
+The C sources travel inside the host kit (shared/programs/*.bpf.c). An object is named
 after its source's digest and the kernel release, so it is built once per
 source and kernel and never goes stale; hosts sharing a filesystem (the
 embedded lab's) build it once between them, under a lock.
@@ -22,7 +22,7 @@ BTF = Path("/sys/kernel/btf/vmlinux")
 
 
 def source(program: str) -> bytes:
-    return package_data(f"bpf/{program}.bpf.c")
+    return package_data(f"shared/programs/{program}.bpf.c")
 
 
 def object_path(program: str) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from .common import STATE, HostError, Parser, atomic_write, sh
+from ..shared.common import STATE, HostError, Parser, atomic_write, sh
 
 KEY_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_*-]+)+$")
 

@@ -18,9 +18,9 @@ import json
 import os
 from pathlib import Path
 
+from ...shared import net as hn
+from ...shared.common import STATE, HostError, atomic_write, sh
 from .. import firewall
-from .. import net as hn
-from ..common import STATE, HostError, atomic_write, sh
 
 NEEDS = ("pod_cidr", "address")
 NETNS = "badsum-pod"

@@ -141,12 +141,12 @@ def wait_gone(pids: Sequence[int], timeout: float) -> bool:
 
 
 def kit_path() -> Path:
-    """The zipapp this code runs from (or this package's directory, when run from a checkout)."""
+    """The zipapp this code runs from (or the badsum.host package's directory, when run from a checkout)."""
     here = Path(__file__).resolve()
     for parent in here.parents:
         if parent.suffix == ".pyz":
             return parent
-    return here.parent
+    return here.parents[1]
 
 
 def package_data(name: str) -> bytes:
@@ -156,7 +156,7 @@ def package_data(name: str) -> bytes:
     cost every host call that needs one ~5 ms of imports.
     """
     try:
-        return __loader__.get_data(os.path.join(os.path.dirname(__file__), name))
+        return __loader__.get_data(os.path.join(os.path.dirname(os.path.dirname(__file__)), name))
     except OSError:
         raise HostError(f"the host kit lacks {name}") from None
 

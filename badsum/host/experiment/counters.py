@@ -14,7 +14,7 @@ import argparse
 import json
 import shutil
 
-from .common import HostError, Parser, in_netns, sh
+from ..shared.common import HostError, Parser, in_netns, sh
 
 # What the verdicts use: every *CsumErrors counter, plus traffic volume for context.
 KEPT = ("TcpInSegs", "TcpRetransSegs")

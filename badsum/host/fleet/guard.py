@@ -49,8 +49,9 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from . import containers, netlink
-from .common import HostError, Parser, alive, atomic_write, boot_id, read_pid, read_text, unlink
+from ..shared import netlink
+from ..shared.common import HostError, Parser, alive, atomic_write, boot_id, read_pid, read_text, unlink
+from . import containers
 
 DEBOUNCE = 0.01  # a runtime creates, moves and renames in bursts: one pass after the burst
 MIN_GAP = 0.25  # seconds between two passes, whatever the events: at most four a second

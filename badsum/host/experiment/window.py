@@ -1,6 +1,6 @@
 """The corruption window's rule: when it opens, when it closes, and why.
 
-One rule, two places that enforce it: the eBPF injector (bpf/corrupt.bpf.c,
+One rule, two places that enforce it: the eBPF injector (shared/programs/corrupt.bpf.c,
 on the kernel's clock) and the netem backend's timer on the host (run()
 below, driven by what it sees leave the interface). Both follow this model,
 and the unit tests drive it with simulated injectors.
