@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from badsum.host.experiment.topology import TOPOLOGIES
+from badsum import topologies
 from badsum.host.shared.framing import HEADER_LEN, MAX_PAYLOAD
 
 CONDITIONS = ("vulnerable", "workaround", "patched")
@@ -39,16 +39,6 @@ MAX_TRAFFIC_SECONDS = 600
 WINDOWS = ("evidence", "fixed")
 MAX_STREAM_BYTES = 64 * 2**20
 SSH_PORT = 22
-
-# The inventory variables each topology's role reads on the server (see the
-# roles' defaults; a unit test keeps the two in step).
-TOPOLOGY_INVENTORY = {
-    "bare": ("badsum_data_ipv4",),
-    "mesos": ("badsum_data_iface", "badsum_data_ipv4"),
-    "kubernetes": ("badsum_data_ipv4", "badsum_pod_cidr"),
-    "docker-ipv6": ("badsum_data_ipv4", "badsum_data_ipv6", "badsum_docker_bip", "badsum_docker_ipv6_cidr"),
-    "docker-nat": ("badsum_data_ipv4", "badsum_data_ipv6", "badsum_docker_bip", "badsum_docker_ipv6_cidr"),
-}
 
 
 class Invalid(ValueError):
@@ -182,7 +172,7 @@ def experiment_settings(raw: Mapping[str, Any]) -> Checked:
     """The experiment's own settings (badsum_experiment_*) and the corruption pattern's."""
     c = Checked()
     p = "badsum_experiment_"
-    c.take(p + "topologies", raw, lambda n, v: as_list(n, v, tuple(TOPOLOGIES)))
+    c.take(p + "topologies", raw, lambda n, v: as_list(n, v, topologies.names()))
     c.take(p + "conditions", raw, lambda n, v: as_list(n, v, CONDITIONS))
     c.take(p + "spread", raw, as_bool)
     c.take(p + "servers", raw, _host_list)
@@ -364,7 +354,7 @@ def plan(
         return {}, [
             f"{p}servers={chosen!r}: {', '.join(strangers)} not in group servers (it has: {', '.join(servers)})"
         ]
-    topologies = settings.get(p + "topologies") or []
+    wanted = settings.get(p + "topologies") or []
     pairs: dict[str, dict] = {}
     # Without badsum_experiment_client, a server's client is the client at its own position.
     for index, server in ((servers.index(s), s) for s in chosen or servers):
@@ -409,13 +399,13 @@ def plan(
             "corruption_hook": hook,
             "cells": [],
         }
-        problems += _host_problems(hostvars, server, "server", topologies, settings)
+        problems += _host_problems(hostvars, server, "server", wanted, settings)
         problems += _host_problems(hostvars, client, "client", [], settings)
     if problems:
         return {}, problems
     cells = [
         {"topology": t, "condition": c, "name": f"{t}-{c}"}
-        for t in topologies
+        for t in wanted
         for c in settings.get(p + "conditions") or []
     ]
     order = list(pairs)
@@ -427,12 +417,12 @@ def plan(
     return {"cells": cells, "servers": pairs, "hosts": sorted(hosts)}, []
 
 
-def _host_problems(hostvars, host: str, part: str, topologies, settings) -> list[str]:
+def _host_problems(hostvars, host: str, part: str, cells_topologies, settings) -> list[str]:
     problems = []
     embedded = bool(hostvars.get(host, {}).get("badsum_embedded_lab"))
     needed = {"badsum_data_iface", "badsum_data_ipv4", "badsum_data_ipv6"}
-    for topology in topologies:
-        needed.update(TOPOLOGY_INVENTORY[topology])
+    for topology in cells_topologies:
+        needed.update(topologies.get(topology).inventory)  # what its catalogue record says it reads
     checks = {
         "badsum_data_iface": lambda n, v: _matching(n, v, re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$"), "an interface name"),
         "badsum_data_ipv4": lambda n, v: as_address(n, v, 4),

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from badsum import settings as experiment
+from badsum import topologies
 from badsum.fleet import TRANSPORTS, stats
 from badsum.settings import Checked, Invalid, as_bool, as_choice, as_int, as_number
 
 P = "badsum_fleet_"
 GROUP = "fleet"
-# The canary cell must be one that delivers corrupt data when unprotected.
-CANARY_TOPOLOGIES = ("mesos", "kubernetes", "docker-ipv6")
+def canary_topologies() -> tuple[str, ...]:
+    """The canary cell must be one that delivers corrupt data into a container when unprotected."""
+    return tuple(t.name for t in topologies.catalogue().values() if t.exposed == "always" and t.container != "none")
 BATCH_RE = re.compile(r"^([1-9]\d{0,5})$|^([1-9]\d?|100)%$")
 
 
@@ -93,7 +95,7 @@ CHECKS = {
     "canary_cell": as_bool,
     "canary_cell_waiver": _waiver,
     "canary": _host,
-    "canary_topology": lambda n, v: as_choice(n, v, CANARY_TOPOLOGIES, "a routed container path"),
+    "canary_topology": lambda n, v: as_choice(n, v, canary_topologies(), "a routed container path"),
     "retire": as_bool,
     "transport": lambda n, v: as_choice(n, v, TRANSPORTS),
     "python": _abs_path,

@@ -21,10 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from badsum import topologies
 from badsum.analysis import incident, results
 
 PROJECT = Path(__file__).resolve().parents[2]
-TOPOLOGIES = ["bare", "mesos", "kubernetes", "docker-ipv6", "docker-nat"]
+TOPOLOGIES = list(topologies.names())  # the topology catalogue's, in the table's order
 # Which kernel measures which condition for real (see kernel/README.md, "Real or emulated").
 PARTS = {"unfixed": ["vulnerable", "workaround"], "fixed": ["patched"]}
 LABS = {"unfixed": "vmru", "fixed": "vmrf"}

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from badsum import topologies
 from badsum.analysis import results, signature
-from badsum.host.experiment.topology import TOPOLOGIES
 from badsum.settings import CONDITIONS
 from badsum.workshop import runs
 from badsum.workshop.room import Room, Seat
@@ -122,7 +122,7 @@ def _run_id(seat: Seat, topology: str, condition: str) -> str:
 
 def run(seat: Seat, args: dict) -> dict:
     """One cell on the student's lab, in the room's next batch (badsum.workshop.runs)."""
-    topology = _choice(args.get("topology"), tuple(TOPOLOGIES), "topology")
+    topology = _choice(args.get("topology"), topologies.names(), "topology")
     condition = _choice(args.get("condition"), CONDITIONS, "condition")
     extra: dict = {
         "badsum_experiment_topologies": [topology],
@@ -245,7 +245,7 @@ def container(seat: Seat, args: dict) -> dict:
     state = _choice(args.get("state"), ("up", "down"), "state")
     was = standing(seat)
     if state == "up":
-        topology = _choice(args.get("topology"), tuple(t for t in TOPOLOGIES if t != "bare"), "topology")
+        topology = _choice(args.get("topology"), topologies.with_containers(), "topology")
         if was and was["topology"] != topology:
             raise Refused(f"a {was['topology']} container stands already: `lab container {was['topology']} down`")
         result = _container_playbook(seat, topology, "up")

@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from badsum import topologies
 from badsum.files import private_dir, write_private
 from badsum.lab import provider
 from badsum.lab.cgroups import Limits
@@ -52,6 +53,7 @@ def make_home(seat: Seat) -> Path:
     (home / "bin" / "lab").chmod(0o755)
     write_private(home / ".lab-token", seat.token + "\n")  # the node gives it to the student, still 0600
     (home / ".lab-service").write_text(f"{seat.service_address}:{API_PORT}\n")
+    (home / ".lab-topologies").write_text(" ".join(topologies.names()) + "\n")  # what `lab help` lists
     shutil.copytree(EXERCISES, home / "exercises", ignore=shutil.ignore_patterns("checks", "__pycache__"))
     (home / ".profile").write_text('PATH="$HOME/bin:$PATH"\ncat "$HOME/WELCOME" 2>/dev/null\n')
     (home / "WELCOME").write_text(

@@ -1,7 +1,10 @@
 """Wire (up) or unwire (down) one container topology on the server host (host B).
 
-    topology up   --name NAME [options]
-    topology down --name NAME [options]
+    topology up   --name NAME --module MODULE [--mode MODE] --port PORT [the module's options]
+    topology down --name NAME --module MODULE [--mode MODE] --port PORT [the module's options]
+
+The controller's shared topology tasks (roles/badsum_topology) pass what the
+topology's catalogue record says: its module, mode and options.
 
 Every topology answers `up` with the same description, the contract the
 experiment relies on:
@@ -22,60 +25,60 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 
 from ...shared.common import HostError, Parser
 
-# name -> (module, mode): the host side of the topology catalogue. Modules are
-# imported when used: a host call pays only for the topology it wires.
-TOPOLOGIES = {
-    "bare": ("bare", ""),
-    "mesos": ("mesos", ""),
-    "kubernetes": ("kubernetes", ""),
-    "docker-ipv6": ("docker", "ipv6"),
-    "docker-nat": ("docker", "nat"),
-}
+# The host side of the topology catalogue (badsum/topologies.py on the
+# controller, one record per topology in its role): each module here wires
+# one or more topologies (a mode tells which) and says which options it takes
+# (OPTIONS) and needs (NEEDS). The catalogue's record names the module; this
+# package knows no topology by name.
+
+
+def modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__))
+
+
+def _module(name: str):
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 class Options(argparse.Namespace):
-    """What a topology may need (the parsed options, plus its mode); each module says which it needs (NEEDS)."""
+    """What a topology may need (the parsed options); each module says which it needs (NEEDS)."""
 
     def require(self, *names: str) -> None:
-        missing = [n for n in names if not getattr(self, n)]
+        missing = [n for n in names if not getattr(self, n, "")]
         if missing:
             flags = ", ".join("--" + n.replace("_", "-") for n in missing)
-            raise HostError(f"topology {self.name} needs {flags}")
+            raise HostError(f"topology {self.name} (module {self.module}) needs {flags}")
 
 
 def build_parser() -> Parser:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    known = modules()
+    options: dict[str, str] = {}
+    for name in known:  # each module's own options: adding a module adds its options
+        for option, what in _module(name).OPTIONS.items():
+            options.setdefault(option, what)
     for action in ("up", "down"):
         a = sub.add_parser(action, help=f"{'wire' if action == 'up' else 'unwire'} a topology")
-        a.add_argument("--name", choices=sorted(TOPOLOGIES), required=True)
+        a.add_argument("--name", required=True, help="the topology (its catalogue record's name)")
+        a.add_argument("--module", choices=known, required=True, help="the module that wires it")
+        a.add_argument("--mode", default="", help="what the module is told (one module may serve two topologies)")
         a.add_argument("--port", type=int, required=True, help="the experiment's TCP port")
-        a.add_argument("--iface", default="", help="host B's data NIC")
-        a.add_argument("--address", default="", help="host B's data IPv4 address")
-        a.add_argument("--address6", default="", help="host B's data IPv6 address")
-        a.add_argument("--pod-cidr", default="", help="kubernetes: this node's pod CIDR")
-        a.add_argument("--bip", default="", help="docker: docker0's address with prefix")
-        a.add_argument("--ipv6-cidr", default="", help="docker: the containers' routed IPv6 prefix")
-        a.add_argument(
-            "--service-mode",
-            choices=["direct", "systemd"],
-            default="direct",
-            help="docker: a private dockerd as a process or a transient systemd unit",
-        )
-        a.add_argument("--cni-path", default="/usr/lib/cni", help="kubernetes: where the CNI plugins are")
+        for option, what in sorted(options.items()):
+            a.add_argument("--" + option.replace("_", "-"), default="", help=what)
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
-    module_name, mode = TOPOLOGIES[args.name]
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    opts = Options(**vars(args), mode=mode)
+    module = _module(args.module)
+    opts = Options(**vars(args))
     if not 1 <= opts.port <= 65535:
         raise HostError(f"port {opts.port} is outside 1-65535")
     if args.action == "up":
         opts.require(*module.NEEDS)
         return {"name": args.name, **module.up(opts)}
-    return module.down(opts)
+    return module.down(opts)  # what up was told, it keeps: down needs no option but the port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+OPTIONS = {"address": "host B's data IPv4 address"}
 NEEDS = ("address",)
 
 

@@ -27,7 +27,14 @@ from ...shared import net
 from ...shared.common import STATE, HostError, alive, kill, read_pid, sh, wait_for, wait_gone
 from .. import firewall
 
-NEEDS = ("address", "address6", "bip", "ipv6_cidr")
+OPTIONS = {
+    "address": "host B's data IPv4 address",
+    "address6": "host B's data IPv6 address",
+    "bip": "docker0's address with prefix",
+    "ipv6_cidr": "the containers' routed IPv6 prefix",
+    "service_mode": "the private dockerd: a process (direct) or a transient systemd unit (systemd)",
+}
+NEEDS = ("address", "address6", "bip", "ipv6_cidr", "service_mode")
 DOCKER = "/usr/bin/docker"
 SOCKET = STATE / "docker.sock"
 PIDFILE = STATE / "dockerd.pid"
@@ -121,8 +128,8 @@ def stop_daemon(o) -> bool:
     pid = read_pid(PIDFILE)
     child = read_pid(EXEC_ROOT / "containerd" / "containerd.pid")
     victims = [p for p in (pid, child) if p and alive(p)]
-    if o.service_mode == "systemd":
-        sh("systemctl", "kill", "--signal=SIGKILL", UNIT, check=False)
+    if o.service_mode == "systemd" or (not o.service_mode and Path("/run/systemd/system").is_dir()):
+        sh("systemctl", "kill", "--signal=SIGKILL", UNIT, check=False)  # down is not told: it looks
     kill(victims, signal.SIGTERM)
     if not wait_gone(victims, 0.1):
         kill(victims, signal.SIGKILL)

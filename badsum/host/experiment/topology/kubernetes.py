@@ -22,7 +22,12 @@ from ...shared import net as hn
 from ...shared.common import STATE, HostError, atomic_write, sh
 from .. import firewall
 
-NEEDS = ("pod_cidr", "address")
+OPTIONS = {
+    "address": "host B's data IPv4 address",
+    "pod_cidr": "this node's pod CIDR",
+    "cni_path": "where the CNI plugins are",
+}
+NEEDS = ("pod_cidr", "address", "cni_path")
 NETNS = "badsum-pod"
 BRIDGE = "cbr0"
 NETWORK = "kubenet"
@@ -32,6 +37,7 @@ CONFLIST = CONF_DIR / "10-kubenet.conflist"
 PLUGIN_DIR = STATE / "cni" / "bin"  # plugins installed for this node (before the system's in CNI_PATH)
 RESULT = STATE / "cni-result.json"
 CIDR = STATE / "cni-pod-cidr"  # what DEL needs, kept from ADD
+CNI_PATH = STATE / "cni-path"
 IPAM_DIR = STATE / "cni-ipam"
 
 
@@ -103,6 +109,7 @@ def up(o) -> dict:
     if not RESULT.exists() or not hn.link_exists("eth0", netns=NETNS):
         sh("ip", "-n", NETNS, "link", "set", "lo", "up")
         atomic_write(CIDR, o.pod_cidr)
+        atomic_write(CNI_PATH, o.cni_path)
         atomic_write(RESULT, json.dumps(_call("ADD", _network(o.pod_cidr), o.cni_path)))
         changed = True
     result = json.loads(RESULT.read_text())
@@ -125,11 +132,13 @@ def down(o) -> dict:
     changed = False
     pod_cidr = o.pod_cidr or (CIDR.read_text() if CIDR.exists() else "")
     if hn.netns_exists(NETNS):
-        if RESULT.exists() and pod_cidr:
-            _call("DEL", _network(pod_cidr), o.cni_path)
+        cni_path = o.cni_path or (CNI_PATH.read_text() if CNI_PATH.exists() else "")
+        if RESULT.exists() and pod_cidr and cni_path:
+            _call("DEL", _network(pod_cidr), cni_path)
         changed |= hn.delete_netns(NETNS)
     RESULT.unlink(missing_ok=True)
     CIDR.unlink(missing_ok=True)
+    CNI_PATH.unlink(missing_ok=True)
     # The node's network configuration goes with the pod only if it is still the
     # one up wrote: a remediation that chained its plugin into it owns it now.
     if CONFLIST.exists() and pod_cidr and CONFLIST.read_text() == _conflist_text(pod_cidr):

@@ -16,6 +16,7 @@ from ...shared import net as hn
 from ...shared.common import STATE, atomic_write, sh
 from .. import firewall
 
+OPTIONS = {"iface": "host B's data NIC", "address": "host B's data IPv4 address (the container shares it)"}
 NEEDS = ("iface", "address")
 NETNS = "badsum-mesos"
 VETH = "mesos0"  # host side; Mesos named it veth<pid>
