@@ -21,9 +21,13 @@ from badsum.settings import Checked, Invalid, as_bool, as_choice, as_int, as_num
 
 P = "badsum_fleet_"
 GROUP = "fleet"
+
+
 def canary_topologies() -> tuple[str, ...]:
     """The canary cell must be one that delivers corrupt data into a container when unprotected."""
     return tuple(t.name for t in topologies.catalogue().values() if t.exposed == "always" and t.container != "none")
+
+
 BATCH_RE = re.compile(r"^([1-9]\d{0,5})$|^([1-9]\d?|100)%$")
 
 
