@@ -77,7 +77,7 @@ def unhealthy(lab: str) -> list[str]:
 
 def run_once(lab: str, hosts: int, inventory: Path, settle: float) -> dict[str, float]:
     badsum("lab", "down", "--lab", lab)  # nothing of an earlier run may count
-    up = badsum("lab", "up", "--lab", lab, "--hosts", str(hosts), "--inventory", str(inventory))
+    up = badsum("lab", "up", "--lab", lab, "--hosts", str(hosts), "--write-inventory", str(inventory))
     time.sleep(settle)
     memory = cgroups.memory_bytes(lab) or 0
     pss = pss_bytes(lab)

@@ -322,7 +322,7 @@ def test_the_example_fleet_inventory_plans_a_canary_with_its_cell(tmp_path: Path
 def test_a_limit_keeps_the_controller_and_every_part_of_the_pattern(limit: str) -> None:
     from ansible.inventory.manager import split_host_pattern
 
-    from badsum.fleet.cli import with_controller
+    from badsum.fleet.runner import with_controller
 
     assert split_host_pattern(with_controller(limit)) == ["localhost", *split_host_pattern(limit)]
 
