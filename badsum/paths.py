@@ -37,10 +37,3 @@ BIN = Path(sys.executable).parent
 
 def role_defaults(role: str) -> Path:
     return ROLES / role / "defaults" / "main.yml"
-
-
-def lab_inventory(lab_id: str) -> Path:
-    """Where `badsum lab up` writes a lab's inventory unless told: lab0's is inventories/local."""
-    from badsum.lab.spec import DEFAULT_LAB
-
-    return LOCAL_INVENTORY if lab_id == DEFAULT_LAB else INVENTORIES / f"lab-{lab_id}"

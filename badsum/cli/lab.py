@@ -13,11 +13,12 @@ import json
 import re
 from pathlib import Path
 
-from badsum import ansible, paths
+from badsum import ansible
 from badsum.cli.common import Parser, command, directory, group, whole_number
 from badsum.exitcodes import Exit, UsageError
 from badsum.lab import provider as embedded
 from badsum.lab.interface import LabProvider, UpRequest
+from badsum.lab.inventory import default_dir
 from badsum.lab.spec import (
     DEFAULT_HOSTS,
     DEFAULT_LAB,
@@ -112,7 +113,7 @@ def request(args: argparse.Namespace) -> UpRequest:
         raise UsageError("--remake: only with --hosts N (the size to make the lab again at)")
     return UpRequest(
         lab_id=args.lab,
-        inventory=args.write_inventory or paths.lab_inventory(args.lab),
+        inventory=args.write_inventory or default_dir(args.lab),
         hosts=args.hosts,
         remake=args.remake,
         slot=args.slot,
