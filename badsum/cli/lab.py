@@ -71,6 +71,17 @@ def _user(text: str) -> str:
     return text
 
 
+def _student(text: str) -> Path:
+    """A workshop student's account file, read and checked now (before anything changes)."""
+    from badsum.lab.accounts import Account
+
+    try:
+        Account.student(Path(text))
+    except LabError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--student {text}: ")) from None
+    return Path(text)
+
+
 def _size(text: str) -> int:
     from badsum.lab.cgroups import parse_size
 
@@ -288,7 +299,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     account.add_argument(
         "--student",
-        type=Path,
+        type=_student,
         metavar="FILE",
         help="embedded: a workshop student's account on every node (JSON: name, password_hash, keys, home); "
         "`badsum workshop up` writes it",

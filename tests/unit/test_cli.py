@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum import cli
+from badsum import cli, paths
 from badsum.exitcodes import Exit
 from synthetic import make_run
 
@@ -24,7 +24,7 @@ def test_lab_commands_need_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.
         (["lab", "up", "--hosts", "two"], "argument --hosts: 'two' is not a whole number"),
         (["lab", "up", "--hosts", "500"], "argument --hosts: '500': allowed: a whole number from 1 to 200"),
         (["lab", "up", "--slot", "99"], "argument --slot: '99': allowed: a whole number from 0 to 31"),
-        (["lab", "up", "--user", "al", "--student", "x.json"], "argument --student: not allowed with argument --user"),
+        (["lab", "up", "--student", "/no/such.json"], "argument --student: want JSON with name, password_hash"),
         (["lab", "sideways"], "invalid choice: 'sideways'"),
         (["lab", "status", "--hosts", "3", "--kernel", "fixed"], "unrecognized arguments: --hosts 3 --kernel fixed"),
         (["lab", "down", "--lab", "lab1", "--all"], "argument --all: not allowed with argument --lab"),
@@ -62,6 +62,15 @@ def test_options_that_do_not_apply_are_usage_errors(
     monkeypatch.setattr("badsum.cli.lab.owner", lambda lab_id: None)  # no lab of either provider on this machine
     assert cli.main(argv) == Exit.USAGE
     assert message in capsys.readouterr().err
+
+
+def test_one_account_per_lab(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    account = tmp_path / "account.json"
+    account.write_text(json.dumps({"name": "student", "password_hash": "x", "keys": [], "home": str(paths.EXERCISES)}))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["lab", "up", "--student", str(account), "--user", "al"])
+    assert exc.value.code == Exit.USAGE
+    assert "argument --user: not allowed with argument --student" in capsys.readouterr().err
 
 
 def test_summary_of_a_missing_run_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
