@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from badsum import paths
@@ -39,6 +40,17 @@ ANSIBLE_LOCAL_TMP = Path("~/.ansible/tmp/badsum").expanduser()  # ansible.cfg's 
 CHECKS = frozenset(
     {"badsum.kit.validate", "badsum.kit.fleet_plan", "ansible.builtin.validate_argument_spec", "validate_argument_spec"}
 )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A watched playbook's end: ansible-playbook's exit status and its failed tasks' events, in order.
+
+    Read before ansible-runner's private directory goes (its events are files there).
+    """
+
+    rc: int
+    failures: list[dict]
 
 
 class ModuleError(RuntimeError):
@@ -95,8 +107,8 @@ def module(inventory: Path, host: str, name: str, args: dict, timeout: float = 1
 
 def watched(
     name: str, inventory: Path, extra_vars: dict, on_event: Callable[[dict], None], options: Sequence[str] = ()
-):
-    """A playbook under ansible-runner, each event handed to on_event as it comes; ansible-runner's result.
+) -> Outcome:
+    """A playbook under ansible-runner, each event handed to on_event as it comes; how it ended.
 
     Its private directory is named after this process, so that a killed
     run's is found and removed (clean_stale_controller_files).
@@ -105,12 +117,16 @@ def watched(
 
     clean_stale_controller_files()
 
+    failures: list[dict] = []
+
     def handler(event: dict) -> bool:
+        if event.get("event") == "runner_on_failed" and not event.get("event_data", {}).get("ignore_errors"):
+            failures.append(event)
         on_event(event)
         return True
 
     with tempfile.TemporaryDirectory(prefix=f"{RUNNER_PREFIX}{os.getpid()}-") as private:
-        return ansible_runner.run(
+        runner = ansible_runner.run(
             private_data_dir=private,
             project_dir=str(paths.PROJECT),
             playbook=name,
@@ -121,23 +137,22 @@ def watched(
             event_handler=handler,
             quiet=True,
         )
+        return Outcome(runner.rc, failures)
 
 
-def first_failure(outcome, name: str) -> str:
+def first_failure(outcome: Outcome, name: str) -> str:
     """The first failed task's own message, for the summary."""
-    for event in outcome.events:
-        if event.get("event") == "runner_on_failed":
-            data = event["event_data"]
-            return f"{data.get('task', '?')}: {data.get('res', {}).get('msg', '')}".strip()
+    for event in outcome.failures:
+        data = event["event_data"]
+        return f"{data.get('task', '?')}: {data.get('res', {}).get('msg', '')}".strip()
     return f"see the playbook's output (ansible-playbook {name})"
 
 
-def refused(outcome) -> bool:
+def refused(outcome: Outcome) -> bool:
     """Whether the run was stopped by a check of its settings or inventory (so nothing changed)."""
-    for event in outcome.events:
-        if event.get("event") == "runner_on_failed" and not event["event_data"].get("ignore_errors"):
-            data = event["event_data"]
-            return bool({data.get("task_action"), data.get("resolved_action")} & CHECKS)
+    for event in outcome.failures:
+        data = event["event_data"]
+        return bool({data.get("task_action"), data.get("resolved_action")} & CHECKS)
     return False
 
 
