@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     fleet = group(sub, "fleet", help="audit, remediate or roll back the hosts of group fleet")
     for phase in PHASES:
-        p = command(fleet, phase, cmd_fleet, help=HELP[phase], exits=EXITS, reports=True)
+        # Only the audit reports exposed hosts as a finding: after a rollout, one still exposed is a failure.
+        exits = EXITS if phase == "audit" else {k: v for k, v in EXITS.items() if k != Exit.FINDING}
+        p = command(fleet, phase, cmd_fleet, help=HELP[phase], exits=exits, reports=True)
         add_inventory(p, "the inventory to read, with a group fleet (default inventories/local)")
         p.add_argument("-l", "--limit", help="only these hosts (an Ansible host pattern)")
         if phase != "audit":  # the audit only reads: it has no check mode
