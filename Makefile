@@ -76,6 +76,7 @@ lint: venv
 	$(BIN)/ruff format --check badsum collections tests bench exercises
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production -q
+	$(BIN)/lint-imports --no-cache
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import yaml
 
-ROLES = Path(__file__).resolve().parents[1] / "roles"
+from badsum.paths import ROLES
+
 RECORD = "meta/topology.yml"
 SHARED = "badsum_topology_"  # the shared tasks' own variables (roles/badsum_topology/defaults/main.yml)
 CONTAINERS = ("none", "mesos", "cni", "docker")

@@ -117,7 +117,7 @@ def one_run(lab: str, veths: int, seconds: float) -> dict:
     """A lab of one host, the storm inside it, the lab gone."""
     badsum("lab", "down", "--lab", lab)
     with tempfile.TemporaryDirectory(prefix="badsum-bench-guard-") as inventory:
-        badsum("lab", "up", "--lab", lab, "--hosts", "1", "--inventory", inventory)
+        badsum("lab", "up", "--lab", lab, "--hosts", "1", "--write-inventory", inventory)
         try:
             kit = STATE_ROOT / lab / "lib" / "bin" / "badsum-host.pyz"
             kit.parent.mkdir(parents=True, exist_ok=True)

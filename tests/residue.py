@@ -62,7 +62,7 @@ def leftovers(
 
 def controller_files() -> list[str]:
     """Scratch directories of killed runs on the controller (ansible-runner's, Ansible's): none may stay."""
-    from badsum.runner import stale_controller_files
+    from badsum.ansible import stale_controller_files
 
     return [f"controller file {p}" for p in stale_controller_files()]
 

@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="roo
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     inventory = tmp_path_factory.mktemp("icat-inventory")
     badsum("lab", "down", "--lab", LAB)
-    badsum("lab", "up", "--lab", LAB, "--hosts", "2", "--inventory", str(inventory))
+    badsum("lab", "up", "--lab", LAB, "--hosts", "2", "--write-inventory", str(inventory))
     h = Host(inventory, "host1")
     h.install_kit()
     yield h

@@ -56,14 +56,19 @@ VARIABLES = [
     ("badsum_lab_id", "Bad-Id", "badsum_lab_id='Bad-Id'"),
 ]
 
+# Every one exits 64 (usage), before anything changes.
 CLI = [
-    (["lab", "up", "--hosts", "0"], "--hosts must be between 1 and 200"),
-    (["lab", "up", "--hosts", "500"], "--hosts must be between 1 and 200"),
-    (["lab", "up", "--hosts", "-1"], "-1 is negative"),
-    (["lab", "up", "--hosts", "two"], "'two' is not a whole number"),
+    (["lab", "up", "--hosts", "0"], "argument --hosts: '0': allowed: a whole number from 1 to 200"),
+    (["lab", "up", "--hosts", "500"], "argument --hosts: '500': allowed: a whole number from 1 to 200"),
+    (["lab", "up", "--hosts", "-1"], "argument --hosts: '-1': allowed: a whole number from 1 to 200"),
+    (["lab", "up", "--hosts", "two"], "argument --hosts: 'two' is not a whole number"),
     (["lab", "up", "--lab", "Bad-Id"], "lab id 'Bad-Id' is not valid"),
     (["lab", "up", "--lab", "toolongid"], "lab id 'toolongid' is not valid"),
-    (["lab", "up", "--slot", "99"], "--slot must be between 0 and 31"),
+    (["lab", "up", "--slot", "99"], "argument --slot: '99': allowed: a whole number from 0 to 31"),
+    (["lab", "up", "--kernel", "fixed"], "--kernel: not an option of a embedded lab"),
+    (["lab", "up", "--provider", "qemu"], "--provider qemu needs --kernel"),
+    (["lab", "up", "--remake"], "--remake: only with --hosts N"),
+    (["lab", "status", "--hosts", "3", "--kernel", "fixed"], "unrecognized arguments: --hosts 3 --kernel fixed"),
     (["lab", "sideways"], "invalid choice: 'sideways'"),
     (["lab", "up", "--memory-max", "1x"], "argument --memory-max: '1x' is not a size (e.g. 512M, 2G)"),
     (["lab", "up", "--pids-max", "3"], "argument --pids-max: '3': allowed: a whole number, at least 64"),
@@ -71,13 +76,15 @@ CLI = [
     (["workshop", "up", "--students", "3", "--lab-memory", "100G"], "--lab-memory 100G: allowed: 256 MiB to "),
     (["workshop", "up", "--students", "3", "--lab-pids", "5"], "--lab-pids 5: allowed: a whole number from 64 to "),
     (["workshop", "up", "--students", "3", "--lab-cpu-weight", "0"], "--lab-cpu-weight 0: allowed: a whole number"),
-    (["summary", "no-such-run"], "no run no-such-run"),
-    (["report", "no-such-run"], "no run no-such-run"),
+    (["workshop", "up", "--students", "0"], "argument --students: '0': allowed: a whole number from 1 to"),
+    (["summary", "no-such-run"], "RUN no-such-run: no"),
+    (["report", "no-such-run"], "RUN no-such-run: no"),
     (["analyze", "/no/such/raw"], "/no/such/raw/cell.json: missing"),
-    (["reproduce", "-e", "nonsense"], "want KEY=VALUE, a JSON object or @FILE"),
-    (["reproduce", "-e", "@/no/such/preset.yml"], "-e @/no/such/preset.yml: cannot read it"),
-    (["reproduce", "-e", "{broken"], "not a JSON object"),
-    (["reproduce", "--project", "/tmp"], "/tmp has no reproduce.yml"),
+    (["reproduce", "-e", "nonsense"], "-e 'nonsense': 'nonsense' is not KEY=VALUE"),
+    (["reproduce", "-e", "@/no/such/preset.yml"], "Could not find or access '/no/such/preset.yml'"),
+    (["reproduce", "-e", "{broken"], "-e '{broken': YAML parsing failed"),
+    (["reproduce", "-i", "/no/such/inventory"], "'/no/such/inventory': no such inventory"),
+    (["fleet", "audit", "--check"], "unrecognized arguments: --check"),
 ]
 
 
@@ -110,7 +117,7 @@ def test_a_bad_command_line_is_a_clear_one_line_error(tmp_path: Path, argv: list
         if argv[0] in ("summary", "report")
         else badsum(*argv, check=False)
     )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 64, proc.stdout + proc.stderr
     assert message in proc.stderr, proc.stderr
     no_traceback(proc.stderr)
     assert not list(tmp_path.iterdir())
@@ -216,7 +223,7 @@ def test_badsum_reproduce_refuses_a_bad_value_through_the_same_check(lab: Path, 
         timeout=120,
         check=False,
     )
-    assert run.returncode == 2
+    assert run.returncode == 64  # refused by the playbook's checks, before anything changed: a usage error
     summary = json.loads(run.stdout)
-    assert "badsum_experiment_rate='500'" in summary["failure"]
+    assert "badsum_experiment_rate='500'" in summary["failure"] and summary["exit_status"] == 64
     no_traceback(run.stdout + run.stderr)

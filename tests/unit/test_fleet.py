@@ -19,6 +19,7 @@ from badsum.fleet import settings as fleet
 from badsum.host.fleet import audit, persistence, probe
 from badsum.host.shared import netlink
 from badsum.host.shared.common import shown
+from badsum.version import version
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = yaml.safe_load((ROOT / "roles/badsum_fleet/defaults/main.yml").read_text())
@@ -322,7 +323,7 @@ def test_the_example_fleet_inventory_plans_a_canary_with_its_cell(tmp_path: Path
 def test_a_limit_keeps_the_controller_and_every_part_of_the_pattern(limit: str) -> None:
     from ansible.inventory.manager import split_host_pattern
 
-    from badsum.fleet.cli import with_controller
+    from badsum.fleet.runner import with_controller
 
     assert split_host_pattern(with_controller(limit)) == ["localhost", *split_host_pattern(limit)]
 
@@ -331,6 +332,7 @@ def test_a_record_says_why_a_host_failed_and_keeps_what_its_call_found() -> None
     audit = {"risk": "exposed", "kernel": "3.10.0", "changed": False}
     rec = records.record("h1", "audit", audit, seconds=0.25)
     assert abs(rec.pop("finished_at") - time.time()) < 5
+    assert rec.pop("badsum_version") == version()  # an operator reading it can tell which badsum wrote it
     assert rec == {
         "host": "h1",
         "phase": "audit",

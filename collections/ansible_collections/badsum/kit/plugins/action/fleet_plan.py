@@ -36,6 +36,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         from badsum.fleet import PHASES, settings  # the controller's badsum package, next to Ansible
+        from badsum.version import version
 
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
@@ -69,5 +70,6 @@ class ActionModule(ActionBase):
             return refuse(result, problems, "no host was touched")
         result["changed"] = False
         # The reports mark a check-mode run as such (badsum.fleet.junit, metrics).
-        result["plan"] = {**plan, "check_mode": bool(task_vars.get("ansible_check_mode"))}
+        # Which badsum planned the run: the records and the report carry it too.
+        result["plan"] = {**plan, "check_mode": bool(task_vars.get("ansible_check_mode")), "badsum_version": version()}
         return result
