@@ -90,7 +90,7 @@ def roles_dir() -> Path:
     here = Path(__file__).resolve().parents[1] / "roles"
     if (here / "badsum_experiment").is_dir():
         return here
-    from ansible import constants as C  # noqa: N812 - Ansible's own name for it
+    from ansible import constants as C
 
     for path in C.DEFAULT_ROLES_PATH:
         if (Path(path) / "badsum_experiment").is_dir():
@@ -100,7 +100,7 @@ def roles_dir() -> Path:
 
 def _load(path: Path) -> Any:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(path.read_text(), Loader=loader) if path.is_file() else None  # noqa: S506 - a safe loader
+    return yaml.load(path.read_text(), Loader=loader) if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class Role:
         return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def role(name: str) -> Role:
     path = roles_dir() / name
     if not path.is_dir():
@@ -131,7 +131,7 @@ def role(name: str) -> Role:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def roles() -> tuple[str, ...]:
     return tuple(sorted(p.name for p in roles_dir().iterdir() if p.name.startswith(PREFIX) and p.is_dir()))
 
@@ -166,7 +166,7 @@ def default(variable: str) -> Any:
     return defaults[variable]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def known() -> frozenset[str]:
     """Every badsum_* variable badsum knows: the roles' options and defaults, the inventory's, outputs."""
     from badsum.fleet import stats  # the fleet's counts: AWX hands them to a workflow's next job as variables
