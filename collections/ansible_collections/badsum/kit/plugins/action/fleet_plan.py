@@ -49,20 +49,21 @@ class ActionModule(ActionBase):
         checked = settings.fleet_settings(raw, names=given)
         problems += checked.problems
         plan: dict = {}
-        if not problems:
-            limit = self._task.args.get("limit_hosts")
-            groups = {
-                g: [h for h in hosts if limit is None or h in limit] for g, hosts in task_vars.get("groups", {}).items()
-            }
-            hostvars = {}
-            wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
-            for host in groups.get("all", []):
-                if host not in wanted:
-                    hostvars[host] = {}
-                    continue
-                own = task_vars["hostvars"][host]
-                problems += specs.unknown(badsum_names(own) - given, f" (on {host})")
-                hostvars[host] = resolve(self._templar, HOST_VARS, own, problems, f" (on {host})")
+        limit = self._task.args.get("limit_hosts")
+        groups = {
+            g: [h for h in hosts if limit is None or h in limit] for g, hosts in task_vars.get("groups", {}).items()
+        }
+        hostvars = {}
+        wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
+        for host in groups.get("all", []):
+            if host not in wanted:
+                hostvars[host] = {}
+                continue
+            own = task_vars["hostvars"][host]
+            # A host's own misspelt name too: its inventory's, beside the play's (named once, above).
+            problems += specs.unknown(badsum_names(own) - given, f" (on {host})")
+            hostvars[host] = resolve(self._templar, HOST_VARS, own, problems, f" (on {host})")
+        if not problems:  # the plan needs the settings
             defaults = self._task.args.get("experiment_defaults") or {}
             play_vars = {k: v for k, v in defaults.items() if k in PLAY_VARS}
             play_vars.update(resolve(self._templar, PLAY_VARS, task_vars, problems))

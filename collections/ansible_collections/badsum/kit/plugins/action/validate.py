@@ -42,20 +42,22 @@ class ActionModule(ActionBase):
         lab = settings.lab_settings(raw) if task_vars.get("badsum_embedded_lab") else settings.Checked()
         problems += checked.problems + lab.problems
         plan: dict = {}
-        if self._task.args.get("inventory", True) and not problems:
+        if self._task.args.get("inventory", True):
             groups = {g: list(task_vars.get("groups", {}).get(g, [])) for g in ("servers", "clients", "switches")}
             hostvars = {}
             for host in sorted(set(groups["servers"]) | set(groups["clients"]) | set(groups["switches"])):
                 where = f" (on {host})"
                 own = task_vars["hostvars"][host]
+                # A host's own misspelt name too: its inventory's, beside the play's (named once, above).
                 problems += specs.unknown(badsum_names(own) - given, where)
                 hostvars[host] = resolve(self._templar, HOST_VARS, own, problems, where)
             for host in task_vars.get("groups", {}).get("all", []):
                 hostvars.setdefault(host, {})
-            plan, plan_problems = settings.plan(
-                resolve(self._templar, PLAY_VARS, task_vars, problems), groups, hostvars, checked.values
-            )
-            problems += plan_problems
+            if not problems:  # the plan needs the settings
+                plan, plan_problems = settings.plan(
+                    resolve(self._templar, PLAY_VARS, task_vars, problems), groups, hostvars, checked.values
+                )
+                problems += plan_problems
         if problems:
             return refuse(result, problems, "nothing was changed")
         result["settings"] = checked.values
