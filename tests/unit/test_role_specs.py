@@ -122,3 +122,16 @@ def test_each_disagreement_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "badsum_demo_ports (main): the default ['x'] is no list of int",
         "badsum_demo_rate (main): the default 1.5 is no int of any",
     ]
+
+
+def test_every_role_checks_its_inputs_unless_a_comment_says_why_not() -> None:
+    """rolespec_validate: false only where a spec cannot say a check done better elsewhere, and it says which."""
+    unexplained = []
+    for path in sorted([*(ROOT / "playbooks").rglob("*.yml"), *(ROOT / "roles").rglob("tasks/*.yml")]):
+        lines = path.read_text().splitlines()
+        for n, line in enumerate(lines):
+            if re.search(r"rolespec_validate:\s*false", line):
+                comments = [s for s in lines[max(0, n - 4) : n] if s.lstrip().startswith("#")]
+                if "#" not in line and not comments:
+                    unexplained.append(f"{path.relative_to(ROOT)}:{n + 1}")
+    assert unexplained == []
