@@ -152,3 +152,37 @@ def test_the_labs_inventories_name_only_known_variables(tmp_path: Path) -> None:
     for data in (embedded, vm):
         assert names(data) - groups, "no badsum_* variable found: the walk is broken"
         assert specs.unknown(names(data) - groups) == []
+
+
+def kit_choices(tool: str, action: str, option: str) -> tuple:
+    import importlib
+
+    from badsum.host import TOOLS
+
+    parser = importlib.import_module(f"badsum.host.{TOOLS[tool].module}").build_parser()
+    sub = parser._subparsers._group_actions[0].choices[action]
+    (found,) = [a for a in sub._actions if f"--{option}" in a.option_strings]
+    return tuple(found.choices)
+
+
+# One value handed on through several interfaces: the experiment's setting, the role it passes it
+# to, the host-kit tool that acts on it. Each declares its choices; none may drift from the others.
+HANDED_ON = [
+    (["badsum_experiment_pattern", "badsum_corruption_pattern"], ("corruptor", "arm", "pattern")),
+    (
+        ["badsum_experiment_backend", "badsum_corruption_backend", "badsum_common_backend"],
+        ("corruptor", "arm", "backend"),
+    ),
+    (["badsum_experiment_corruption_hook", "badsum_corruption_hook"], ("corruptor", "arm", "hook")),
+    (["badsum_experiment_kernel_fixed", "badsum_condition_kernel_fixed"], ("condition", "apply", "kernel-fixed")),
+    (["badsum_experiment_conditions", "badsum_condition_name"], ("condition", "apply", "name")),
+    (["badsum_fleet_guard"], ("remediate", "rollout", "guard")),
+    (["badsum_workaround_rx"], ("offload", "set", "rx")),
+]
+
+
+@pytest.mark.parametrize(("names", "kit"), HANDED_ON, ids=[n[0] for n, _ in HANDED_ON])
+def test_a_value_handed_on_has_the_same_choices_everywhere(names: list[str], kit: tuple[str, str, str]) -> None:
+    expected = set(kit_choices(*kit))
+    for name in names:
+        assert set(specs.choices(name)) == expected, name
