@@ -162,7 +162,6 @@ INVENTORIES = [
 ]
 
 
-@pytest.mark.parametrize(("change", "message"), INVENTORIES, ids=[m[:40] for _, m in INVENTORIES])
 def test_a_misspelt_variable_is_refused_in_seconds_naming_the_right_one_and_no_lab_is_made(tmp_path: Path) -> None:
     """The README's own command with a typo: refused by its first play, before the lab exists."""
     inventory = embedded_inventory(tmp_path / "inventory")
@@ -182,6 +181,7 @@ def test_a_misspelt_variable_is_refused_in_seconds_naming_the_right_one_and_no_l
     assert "Bring up the embedded lab" not in run.stdout
 
 
+@pytest.mark.parametrize(("change", "message"), INVENTORIES, ids=[m[:40] for _, m in INVENTORIES])
 def test_a_bad_inventory_is_refused_naming_the_host_and_the_variable(
     lab: Path, tmp_path: Path, change, message: str
 ) -> None:
