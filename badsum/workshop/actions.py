@@ -22,9 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from badsum import ansible, paths, topologies
+from badsum import ansible, paths, specs, topologies
 from badsum.analysis import results, signature
-from badsum.settings import CONDITIONS
 from badsum.workshop import runs
 from badsum.workshop.room import Room, Seat
 
@@ -97,7 +96,7 @@ def _run_id(seat: Seat, topology: str, condition: str) -> str:
 def run(seat: Seat, args: dict) -> dict:
     """One cell on the student's lab, in the room's next batch (badsum.workshop.runs)."""
     topology = _choice(args.get("topology"), topologies.names(), "topology")
-    condition = _choice(args.get("condition"), CONDITIONS, "condition")
+    condition = _choice(args.get("condition"), specs.choices("badsum_experiment_conditions"), "condition")
     extra: dict = {
         "badsum_experiment_topologies": [topology],
         "badsum_experiment_conditions": [condition],
@@ -108,10 +107,12 @@ def run(seat: Seat, args: dict) -> dict:
         _choice(args["preset"], ("article",), "preset")
         extra.update(yaml.safe_load((paths.PRESETS / "article.yml").read_text()))
     if args.get("pattern"):
-        extra["badsum_experiment_pattern"] = _choice(args["pattern"], ("random", "stuck-bit"), "pattern")
+        patterns = specs.choices("badsum_experiment_pattern")
+        extra["badsum_experiment_pattern"] = _choice(args["pattern"], patterns, "pattern")
     if args.get("conntrack_checksum") is not None:
+        knob = tuple(v for v in specs.choices("badsum_experiment_conntrack_checksum") if v)  # "" is "leave it"
         extra["badsum_experiment_conntrack_checksum"] = _choice(
-            str(args["conntrack_checksum"]), ("0", "1"), "conntrack checksum"
+            str(args["conntrack_checksum"]), knob, "conntrack checksum"
         )
     run_id = extra["badsum_experiment_run_id"] = _run_id(seat, topology, condition)
     run_dir = seat.results / run_id

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from badsum.lab.spec import STATE_ROOT
-from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, playbook, real_hosts_inventory
+from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, embedded_inventory, playbook, real_hosts_inventory
 
 # (extra var, value as passed to -e, what the message must say)
 VARIABLES = [
@@ -54,6 +55,8 @@ VARIABLES = [
     ("badsum_lab_hosts", "3", "badsum_lab_hosts=3: allowed: an even number"),
     ("badsum_lab_hosts", "500", "badsum_lab_hosts='500'"),
     ("badsum_lab_id", "Bad-Id", "badsum_lab_id='Bad-Id'"),
+    ("badsum_lab_hots", "4", "badsum_lab_hots: not a variable badsum knows; did you mean badsum_lab_hosts?"),
+    ("badsum_corruption_stuck_bits", "3", "did you mean badsum_corruption_stuck_bit?"),
 ]
 
 # Every one exits 64 (usage), before anything changes.
@@ -159,7 +162,30 @@ INVENTORIES = [
         lambda i: i["all"]["vars"].update(badsum_experiment_corruption_hook="sideways"),
         "badsum_experiment_corruption_hook='sideways' (for host2): allowed: 'egress', 'ingress'",
     ),
+    (
+        lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_pod_cdr="198.18.128.0/28"),
+        "badsum_pod_cdr (on host2): not a variable badsum knows; did you mean badsum_pod_cidr?",
+    ),
 ]
+
+
+def test_a_misspelt_variable_is_refused_in_seconds_naming_the_right_one_and_no_lab_is_made(tmp_path: Path) -> None:
+    """The README's own command with a typo: refused by its first play, before the lab exists."""
+    inventory = embedded_inventory(tmp_path / "inventory")
+    lab_id = "ityp"  # a lab id of this test's own, never brought up
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "reproduce.yml"]
+    cmd += ["-e", f"badsum_lab_id={lab_id}", "-e", "badsum_experiment_rat=20"]
+    started = time.monotonic()
+    run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60, check=False)
+    seconds = time.monotonic() - started
+    assert run.returncode != 0, run.stdout[-2000:]
+    assert seconds < 3, f"refused after {seconds:.1f} s"
+    assert "badsum_experiment_rat: not a variable badsum knows; did you mean badsum_experiment_rate?" in run.stdout
+    no_traceback(run.stdout + run.stderr)
+    assert recap_hosts(run.stdout) == {"localhost"}
+    assert not (STATE_ROOT / lab_id).exists(), "a lab was made"
+    assert not (inventory / "hosts.yml").exists(), "a lab inventory was written"
+    assert "Bring up the embedded lab" not in run.stdout
 
 
 @pytest.mark.parametrize(("change", "message"), INVENTORIES, ids=[m[:40] for _, m in INVENTORIES])

@@ -91,8 +91,8 @@ def test_bad_fleet_settings_name_the_variable_the_value_and_what_is_allowed(name
 def test_a_misspelt_setting_is_refused_with_a_suggestion() -> None:
     problems = checked(badsum_fleet_batchs=["1"]).problems
     assert problems == [
-        "badsum_fleet_batchs: not a fleet setting (did you mean badsum_fleet_batches?); "
-        "see roles/badsum_fleet/defaults/main.yml"
+        "badsum_fleet_batchs: not a variable badsum knows; did you mean badsum_fleet_batches? "
+        "(see roles/badsum_fleet/defaults/main.yml)"
     ]
 
 

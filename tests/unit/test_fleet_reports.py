@@ -259,13 +259,17 @@ def test_a_sticky_parent_like_tmp_is_fine_and_a_relative_path_is_not(textfile_di
         metrics.check_dir("var/lib/node_exporter")
 
 
+# Every option the fleet passes but the textfile's: the call must stop at that one.
+CNI = ["--cni-conf-dir", "/nonexistent/net.d", "--cni-bin-dir", "/nonexistent/bin"]
+
+
 @needs_root
 @pytest.mark.parametrize(
     ("tool", "argv"),
     [
-        ("audit", ["show", "--no-probe"]),
-        ("remediate", ["rollout", "--no-probe", "--guard", "none"]),
-        ("remediate", ["rollback"]),
+        ("audit", ["show", "--no-probe", *CNI]),
+        ("remediate", ["rollout", "--no-probe", "--guard", "none", "--interval", "60", "--wait", "2", *CNI]),
+        ("remediate", ["rollback", *CNI]),
     ],
 )
 def test_a_bad_textfile_directory_stops_the_call_before_it_does_anything(tool: str, argv: list[str]) -> None:

@@ -1,6 +1,9 @@
 """Read-only audit of one host for the veth checksum bug: kernel, probe, runtimes, veths, risk.
 
-    audit show [--no-probe] [--emulate-bug] [--cni-conf-dir DIR ...] [--cni-bin-dir DIR]
+    audit show [--no-probe] [--emulate-bug] --cni-conf-dir DIR [...] --cni-bin-dir DIR --textfile-dir DIR|""
+
+The CNI directories and the textfile directory have no defaults here: the
+fleet role passes them on every call, from its defaults/main.yml.
 
 Changes nothing on the host (the probe's namespaces are its own and vanish
 with it). The risk class, with its reason:
@@ -28,7 +31,6 @@ from ..shared.common import HostError, Parser, shown
 from . import cni, containers, persistence, probe
 from .guard import Files, status
 
-CNI_CONF_DIR = "/etc/cni/net.d"
 RISKS = ("exposed", "obsolete-workaround", "mitigated", "patched", "not-applicable")
 
 
@@ -122,7 +124,7 @@ def show(args: argparse.Namespace, probed: Optional[dict] = None) -> dict:
     guard_info = status(Files(str(persistence.state_dir())))
     mode = (record or {}).get("guard", {}).get("mode")
     gap = persistence.guard_gap(mode)
-    cni_status = cni.status(args.cni_conf_dir or [CNI_CONF_DIR], args.cni_bin_dir)
+    cni_status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
     if cni_status["conflists"] or cni_status["plain_confs"]:
         inv["runtimes"]["cni"] = len(cni_status["conflists"]) + len(cni_status["plain_confs"])
     carried = workaround_here(record, problem, cni_status)
@@ -168,19 +170,23 @@ def show(args: argparse.Namespace, probed: Optional[dict] = None) -> dict:
     }
 
 
-def add_options(parser: argparse.ArgumentParser, probe: bool = True) -> None:
-    """What an audit needs to know; remediate's actions take the same options."""
+def add_options(parser: argparse.ArgumentParser, probe: bool = True, publish: bool = True) -> None:
+    """What an audit needs to know; remediate's actions take the same options (publish: those that write badsum.prom).
+
+    Required, every one: the fleet passes them on every call, from the one
+    place their defaults live (roles/badsum_fleet/defaults/main.yml).
+    """
     if probe:
         parser.add_argument("--no-probe", dest="probe", action="store_false", help="judge the kernel by the table")
         parser.add_argument("--emulate-bug", action="store_true", help="probe with the veth-bug emulator (labs)")
     parser.add_argument(
-        "--cni-conf-dir",
-        action="append",
-        default=[],
-        help=f"a CNI configuration directory (repeatable; default {CNI_CONF_DIR})",
+        "--cni-conf-dir", action="append", required=True, help="a CNI configuration directory (repeatable)"
     )
-    parser.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="where the runtime finds CNI plugins")
-    parser.add_argument("--textfile-dir", type=metrics.textfile_dir, default="", help="write badsum.prom there too")
+    parser.add_argument("--cni-bin-dir", required=True, help="where the runtime finds CNI plugins")
+    if publish:
+        parser.add_argument(
+            "--textfile-dir", type=metrics.textfile_dir, required=True, help='write badsum.prom there too ("": off)'
+        )
 
 
 def build_parser() -> Parser:

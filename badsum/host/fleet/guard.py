@@ -1,7 +1,7 @@
 """The guard: rx-checksumming off on every container veth, including the ones created later.
 
     guard sweep                                one pass now: every container veth's rx off
-    guard run    --state-dir DIR [--interval S]  the daemon: a pass whenever a link appears, and every S seconds
+    guard run    --state-dir DIR --interval S  the daemon: a pass whenever a link appears, and every S seconds
     guard status --state-dir DIR               is it running, how many passes and changes
 
 Why a daemon, and not a udev rule or a systemd .link file: those act where
@@ -372,7 +372,8 @@ def build_parser() -> Parser:
     s = sub.add_parser("sweep", help="one pass now")
     s.add_argument("--check", action="store_true", help="say what would change, change nothing")
     r = sub.add_parser("run", help="the daemon (foreground; remediate starts it)")
-    r.add_argument("--interval", type=float, default=60.0, help="seconds between passes without link events")
+    # No default: remediation starts it with the fleet's badsum_fleet_guard_interval (persistence.py).
+    r.add_argument("--interval", type=float, required=True, help="seconds between passes without link events")
     st = sub.add_parser("status", help="is it running")
     for a in (r, st):
         a.add_argument("--state-dir", required=True)

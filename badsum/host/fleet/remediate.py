@@ -1,14 +1,19 @@
 """The offload workaround on a fleet host: apply it, verify it, and roll back exactly what badsum did.
 
-    remediate rollout  [--check] [audit options] [--guard ...] [--interval S] [--new-container] [--wait S] [--retire]
+    remediate rollout  [--check] AUDIT --guard MODE --interval S [--new-container] --wait S [--retire]
                        this host's part of a rollout, in one call: audit; on an exposed host, apply,
                        verify, audit again - and put back what this call did when verification fails;
                        with --retire, on a host whose kernel has the fix, roll the workaround back
-    remediate apply    [--check] [--guard auto|daemon|systemd|none] [--interval S]
-                       [--cni-conf-dir DIR ...] [--cni-bin-dir DIR]
-    remediate verify   [--new-container] [--cni-conf-dir DIR ...] [--cni-bin-dir DIR] [--wait S]
-    remediate rollback [--check] [--audit [audit options]]
+    remediate apply    [--check] --guard auto|daemon|systemd|none --interval S CNI
+    remediate verify   [--new-container] CNI --wait S
+    remediate rollback [--check] [--audit] AUDIT
     remediate show     the record of what apply changed
+
+    AUDIT: [--no-probe] [--emulate-bug] CNI --textfile-dir DIR|""  (audit.py)
+    CNI:   --cni-conf-dir DIR [...] --cni-bin-dir DIR
+
+Every value comes from the fleet role, which passes each on every call: their
+defaults live in roles/badsum_fleet/defaults/main.yml alone.
 
 apply turns rx-checksumming off on every container veth that has it on (the
 receiving end veth_xmit() consulted: Mesos afd56ea597f5, kubernetes#18898,
@@ -493,12 +498,12 @@ def build_parser() -> Parser:
         parser.add_argument("--interval", type=float, required=True, help="the guard's pass without link events (s)")
     for parser in (ro, v):
         parser.add_argument("--new-container", action="store_true", help="also make veths the runtimes' ways")
-        parser.add_argument("--wait", type=float, default=2.0, help="how long a new veth may keep rx on, seconds")
+        parser.add_argument("--wait", type=float, required=True, help="how long a new veth may keep rx on, seconds")
     ro.add_argument(
         "--retire", action="store_true", help="on a host whose kernel has the fix, roll the workaround back"
     )
     for parser in (ro, a, v, r):
-        audit.add_options(parser, probe=parser in (ro, r))
+        audit.add_options(parser, probe=parser in (ro, r), publish=parser in (ro, r))
     r.add_argument("--audit", action="store_true", help="audit the host after the rollback")
     sub.add_parser("show", help="the record of what apply changed")
     return p
@@ -507,8 +512,6 @@ def build_parser() -> Parser:
 def run(args: argparse.Namespace) -> dict:
     if getattr(args, "interval", 1) <= 0:
         raise HostError(f"--interval must be above 0 (got {args.interval})")
-    if hasattr(args, "cni_conf_dir"):
-        args.cni_conf_dir = args.cni_conf_dir or [audit.CNI_CONF_DIR]
     if args.action == "rollout":
         return metrics.publish(args, "remediate", rollout(args))
     if args.action == "apply":

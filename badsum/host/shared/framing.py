@@ -11,12 +11,10 @@ the parser can resynchronise on the next one.
     <payload: printable text, ending in \\n>
 """
 
-from __future__ import annotations
-
 import hashlib
 import re
 import zlib
-from dataclasses import dataclass
+from typing import List, NamedTuple, Tuple
 
 MAGIC = b"#BADSUM "
 HEADER_RE = re.compile(rb"#BADSUM seq=(\d{8}) len=(\d{6}) sent=(\d{20}) sha256=([0-9a-f]{64}) crc=([0-9a-f]{8})\n")
@@ -52,8 +50,9 @@ def encode(seq: int, payload: bytes, sent_ns: int) -> bytes:
     return header + payload
 
 
-@dataclass
-class Frame:
+# A NamedTuple, not a dataclass: the controller reads it through badsum.host.shared, which keeps
+# to the fleet hosts' Python 3.6.
+class Frame(NamedTuple):
     offset: int  # where the header starts in the stream
     seq: int
     length: int
@@ -63,14 +62,14 @@ class Frame:
     complete: bool  # the whole payload is in the stream
 
 
-def parse_stream(data: bytes) -> tuple[list[Frame], int]:
+def parse_stream(data: bytes) -> Tuple[List[Frame], int]:
     """Frames found in a received stream, and how many bytes were skipped to resync.
 
     A header is trusted only if its CRC matches; anything else is skipped up to
     the next magic, so one damaged header costs one frame, not the rest of the
     stream.
     """
-    frames: list[Frame] = []
+    frames: List[Frame] = []
     pos = skipped = 0
     while pos < len(data):
         start = data.find(MAGIC, pos)
