@@ -76,6 +76,7 @@ lint: venv
 	$(BIN)/ruff format --check badsum collections tests bench exercises
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production -q
+	$(BIN)/lint-imports --no-cache
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
@@ -97,14 +98,15 @@ test-faults: venv
 verify: venv
 	$(BIN)/ansible-playbook playbooks/verify.yml $(if $(RUN),-e badsum_experiment_run_id=$(RUN))
 
-# Every topology's scenario against the embedded lab (up and prepared first),
+# The topology scenario for every topology of the catalogue, against the embedded lab (up and prepared first),
 # each from a fresh molecule state: a stale one makes molecule skip steps.
 molecule: venv lab-up
 	$(BIN)/ansible-playbook playbooks/prepare.yml
-	for s in bare mesos kubernetes docker-ipv6 docker-nat; do \
+	for t in $$($(BIN)/python -m badsum.topologies); do \
 		state=$$(mktemp -d); \
-		BADSUM_MOLECULE_INVENTORY=$(CURDIR)/inventories/local MOLECULE_EPHEMERAL_DIRECTORY=$$state \
-			$(BIN)/molecule test -s $$s; rc=$$?; rm -rf $$state; [ $$rc = 0 ] || exit $$rc; \
+		BADSUM_MOLECULE_INVENTORY=$(CURDIR)/inventories/local BADSUM_MOLECULE_TOPOLOGY=$$t \
+			MOLECULE_EPHEMERAL_DIRECTORY=$$state $(BIN)/molecule test -s topology; \
+		rc=$$?; rm -rf $$state; [ $$rc = 0 ] || exit $$rc; \
 	done
 
 lab-up: venv

@@ -6,8 +6,11 @@ tie several together, and so is the inventory's shape: groups, pairing,
 per-host variables. Every problem is reported at once, each naming the
 variable, the value given and what is allowed.
 
-The defaults themselves live in the roles' defaults/main.yml: this module
-sees the values Ansible resolved (defaults, then inventory, then extra vars).
+The defaults themselves live in the roles' defaults/main.yml, and the
+choices in their meta/argument_specs.yml (read through badsum.specs): this
+module sees the values Ansible resolved (defaults, then inventory, then
+extra vars). A badsum_* name that no role, inventory or playbook of badsum's
+reads is refused too, naming the closest one that is (badsum.specs.unknown).
 
 The plan says which server runs which cells with which client and corruptor;
 the experiment role follows it, and the run's record (run.json) keeps it, so
@@ -20,35 +23,19 @@ import ipaddress
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from badsum.host.framing import HEADER_LEN, MAX_PAYLOAD
-from badsum.host.topology import TOPOLOGIES
+from badsum import specs, topologies
+from badsum.host.shared.framing import HEADER_LEN, MAX_PAYLOAD
+from badsum.lab.spec import LAB_ID_RE, LAB_V4, LAB_V6, MAX_HOSTS
 
-CONDITIONS = ("vulnerable", "workaround", "patched")
-LAB_V4 = ipaddress.ip_network("198.18.0.0/15")
-LAB_V6 = ipaddress.ip_network("fd00::/8")
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-LAB_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 MAX_TRAFFIC_SECONDS = 600
-# evidence: the window closes once min_corrupted + margin segments were
-# damaged (or at its longest); fixed: it lasts its duration (the article's).
-WINDOWS = ("evidence", "fixed")
 MAX_STREAM_BYTES = 64 * 2**20
 SSH_PORT = 22
-
-# The inventory variables each topology's role reads on the server (see the
-# roles' defaults; a unit test keeps the two in step).
-TOPOLOGY_INVENTORY = {
-    "bare": ("badsum_data_ipv4",),
-    "mesos": ("badsum_data_iface", "badsum_data_ipv4"),
-    "kubernetes": ("badsum_data_ipv4", "badsum_pod_cidr"),
-    "docker-ipv6": ("badsum_data_ipv4", "badsum_data_ipv6", "badsum_docker_bip", "badsum_docker_ipv6_cidr"),
-    "docker-nat": ("badsum_data_ipv4", "badsum_data_ipv6", "badsum_docker_bip", "badsum_docker_ipv6_cidr"),
-}
 
 
 class Invalid(ValueError):
@@ -155,7 +142,7 @@ def as_interface(name: str, value: Any) -> str:
     if iface.version != 4 or "/" not in str(value):
         raise Invalid(name, value, "must be an IPv4 address with its prefix, like 198.18.128.1/28")
     if iface.network.overlaps(ipaddress.ip_network("172.16.0.0/12")):
-        raise Invalid(name, value, "is in 172.16.0.0/12, docker's defaults: pick a prefix from 198.18.0.0/15")
+        raise Invalid(name, value, f"is in 172.16.0.0/12, docker's defaults: pick a prefix from {LAB_V4}")
     return str(value)
 
 
@@ -178,17 +165,22 @@ class Checked:
         return self.values.get(name)
 
 
-def experiment_settings(raw: Mapping[str, Any]) -> Checked:
-    """The experiment's own settings (badsum_experiment_*) and the corruption pattern's."""
+def experiment_settings(raw: Mapping[str, Any], names: Iterable[str] | None = None) -> Checked:
+    """The experiment's own settings (badsum_experiment_*) and the corruption pattern's.
+
+    `names`: every badsum_* variable the run was given (default: raw's), each
+    of which must be one badsum knows.
+    """
     c = Checked()
+    c.problems += specs.unknown(raw if names is None else names)
     p = "badsum_experiment_"
-    c.take(p + "topologies", raw, lambda n, v: as_list(n, v, tuple(TOPOLOGIES)))
-    c.take(p + "conditions", raw, lambda n, v: as_list(n, v, CONDITIONS))
+    c.take(p + "topologies", raw, lambda n, v: as_list(n, v, topologies.names()))
+    c.take(p + "conditions", raw, lambda n, v: as_list(n, v, specs.choices(n)))
     c.take(p + "spread", raw, as_bool)
     c.take(p + "servers", raw, _host_list)
-    c.take(p + "backend", raw, lambda n, v: as_choice(n, v, ("ebpf", "netem"), "the corruption injector"))
+    c.take(p + "backend", raw, lambda n, v: as_choice(n, v, specs.choices(n), "the corruption injector"))
     c.take(p + "rate", raw, lambda n, v: as_number(n, v, 0, 100, "percent of experiment segments corrupted"))
-    c.take(p + "pattern", raw, lambda n, v: as_choice(n, v, ("random", "stuck-bit")))
+    c.take(p + "pattern", raw, lambda n, v: as_choice(n, v, specs.choices(n)))
     c.take(
         p + "corruption_start_in",
         raw,
@@ -197,7 +189,9 @@ def experiment_settings(raw: Mapping[str, Any]) -> Checked:
     c.take(
         p + "corruption_window",
         raw,
-        lambda n, v: as_choice(n, v, WINDOWS, "evidence: close once enough segments were damaged; fixed: a set length"),
+        lambda n, v: as_choice(
+            n, v, specs.choices(n), "evidence: close once enough segments were damaged; fixed: a set length"
+        ),
     )
     c.take(
         p + "corruption_duration",
@@ -223,7 +217,7 @@ def experiment_settings(raw: Mapping[str, Any]) -> Checked:
         lambda n, v: as_int(n, v, 0, 1_000_000, "fewer corrupted packets make a clean cell inconclusive"),
     )
     c.take(p + "capture", raw, as_bool)
-    c.take(p + "conntrack_checksum", raw, lambda n, v: as_choice(n, "" if v is None else str(v), ("", "0", "1")))
+    c.take(p + "conntrack_checksum", raw, lambda n, v: as_choice(n, "" if v is None else str(v), specs.choices(n)))
     c.take(p + "kernel_fixed", raw, _kernel_fixed)
     c.take(
         p + "run_id",
@@ -240,9 +234,9 @@ def experiment_settings(raw: Mapping[str, Any]) -> Checked:
     # The corruption role's own settings: its defaults are not loaded here, so
     # only what the user gave is checked (the role checks the rest itself).
     for name, check in (
-        ("badsum_corruption_direction", lambda n, v: as_choice(n, v, ("to-server", "to-client", "both"))),
-        ("badsum_corruption_stuck_bit", lambda n, v: as_int(n, v, 0, 7, "the stuck bit (0 = lowest)")),
-        ("badsum_corruption_stuck_value", lambda n, v: as_int(n, v, 0, 1, "the value it is stuck at")),
+        ("badsum_corruption_direction", lambda n, v: as_choice(n, v, specs.choices(n))),
+        ("badsum_corruption_stuck_bit", lambda n, v: _int_choice(n, v, "the stuck bit (0 = lowest)")),
+        ("badsum_corruption_stuck_value", lambda n, v: _int_choice(n, v, "the value it is stuck at")),
         ("badsum_corruption_stuck_offset", lambda n, v: as_int(n, v, 0, 31, "its byte offset mod 32 of the stream")),
     ):
         if name in raw:
@@ -262,7 +256,13 @@ def _host_list(name: str, value: Any) -> list[str]:
 def _kernel_fixed(name: str, value: Any) -> str:
     if isinstance(value, bool):  # YAML's yes/no
         return "yes" if value else "no"
-    return as_choice(name, value, ("auto", "yes", "no"), "does host B's kernel have the fix; auto: from its release")
+    return as_choice(name, value, specs.choices(name), "does host B's kernel have the fix; auto: from its release")
+
+
+def _int_choice(name: str, value: Any, what: str) -> int:
+    """A whole number in the range its spec's choices span."""
+    allowed = specs.choices(name)
+    return as_int(name, value, min(allowed), max(allowed), what)
 
 
 def _matching(name: str, value: Any, pattern: re.Pattern, allowed: str) -> str:
@@ -302,7 +302,7 @@ def _cross_checks(c: Checked) -> None:
 
 
 def corruption_window(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The window every cell's injector is armed with (see badsum/host/window.py).
+    """The window every cell's injector is armed with (see badsum/host/experiment/window.py).
 
     An evidence window closes once `target` segments were damaged: what a
     verdict needs (min_corrupted) plus the margin, or after `duration` at
@@ -319,6 +319,7 @@ def corruption_window(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lab_settings(raw: Mapping[str, Any]) -> Checked:
+    """The embedded lab's settings, where they are given (the lab provider's defaults apply otherwise)."""
     c = Checked()
     if "badsum_lab_id" in raw:
         c.take(
@@ -327,7 +328,7 @@ def lab_settings(raw: Mapping[str, Any]) -> Checked:
             lambda n, v: _matching(n, v, LAB_ID_RE, "1-6 lowercase letters or digits, starting with a letter"),
         )
     if "badsum_lab_hosts" in raw:
-        hosts = c.take("badsum_lab_hosts", raw, lambda n, v: as_int(n, v, 2, 200, "emulated hosts"))
+        hosts = c.take("badsum_lab_hosts", raw, lambda n, v: as_int(n, v, 2, MAX_HOSTS, "emulated hosts"))
         if hosts and hosts % 2:
             c.problems.append(f"badsum_lab_hosts={hosts}: allowed: an even number (hosts pair up: client, server)")
     return c
@@ -364,7 +365,7 @@ def plan(
         return {}, [
             f"{p}servers={chosen!r}: {', '.join(strangers)} not in group servers (it has: {', '.join(servers)})"
         ]
-    topologies = settings.get(p + "topologies") or []
+    wanted = settings.get(p + "topologies") or []
     pairs: dict[str, dict] = {}
     # Without badsum_experiment_client, a server's client is the client at its own position.
     for index, server in ((servers.index(s), s) for s in chosen or servers):
@@ -395,8 +396,9 @@ def plan(
         hook = _host_var(hostvars, server, p + "corruption_hook", raw)
         if not iface:
             problems.append(f"{p}corruption_iface is not set for {server}: the interface on {corruptor} to corrupt")
-        if hook not in ("egress", "ingress"):
-            problems.append(f"{p}corruption_hook={hook!r} (for {server}): allowed: 'egress', 'ingress'")
+        hooks = specs.choices(p + "corruption_hook")
+        if hook not in hooks:
+            problems.append(f"{p}corruption_hook={hook!r} (for {server}): allowed: {', '.join(repr(h) for h in hooks)}")
         elif settings.get(p + "backend") == "netem" and hook != "egress":
             problems.append(
                 f"{p}corruption_hook='ingress' with {p}backend=netem (for {server}): netem corrupts on egress only; "
@@ -409,13 +411,13 @@ def plan(
             "corruption_hook": hook,
             "cells": [],
         }
-        problems += _host_problems(hostvars, server, "server", topologies, settings)
+        problems += _host_problems(hostvars, server, "server", wanted, settings)
         problems += _host_problems(hostvars, client, "client", [], settings)
     if problems:
         return {}, problems
     cells = [
         {"topology": t, "condition": c, "name": f"{t}-{c}"}
-        for t in topologies
+        for t in wanted
         for c in settings.get(p + "conditions") or []
     ]
     order = list(pairs)
@@ -427,12 +429,12 @@ def plan(
     return {"cells": cells, "servers": pairs, "hosts": sorted(hosts)}, []
 
 
-def _host_problems(hostvars, host: str, part: str, topologies, settings) -> list[str]:
+def _host_problems(hostvars, host: str, part: str, cells_topologies, settings) -> list[str]:
     problems = []
     embedded = bool(hostvars.get(host, {}).get("badsum_embedded_lab"))
     needed = {"badsum_data_iface", "badsum_data_ipv4", "badsum_data_ipv6"}
-    for topology in topologies:
-        needed.update(TOPOLOGY_INVENTORY[topology])
+    for topology in cells_topologies:
+        needed.update(topologies.get(topology).inventory)  # what its catalogue record says it reads
     checks = {
         "badsum_data_iface": lambda n, v: _matching(n, v, re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$"), "an interface name"),
         "badsum_data_ipv4": lambda n, v: as_address(n, v, 4),

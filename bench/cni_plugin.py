@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests" / "faults"))
 
 import cnichain  # noqa: E402
 
-from badsum.host import cni  # noqa: E402
+from badsum.host.fleet import cni  # noqa: E402
 
 BAR = 1.0
 

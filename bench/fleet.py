@@ -63,7 +63,17 @@ def bench_size(size: int, runs: int, work: Path) -> dict[str, list[float]]:
     (inventory / "group_vars" / "all.yml").write_text((ROOT / "inventories/local/group_vars/all.yml").read_text())
     sh(sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB)
     up = sh(
-        sys.executable, "-m", "badsum", "lab", "up", "--lab", LAB, "--hosts", str(size), "--inventory", str(inventory)
+        sys.executable,
+        "-m",
+        "badsum",
+        "lab",
+        "up",
+        "--lab",
+        LAB,
+        "--hosts",
+        str(size),
+        "--write-inventory",
+        str(inventory),
     )
     if up.returncode != 0:
         raise SystemExit(f"lab up failed: {up.stderr}")

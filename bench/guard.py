@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from badsum import hostkit  # noqa: E402
-from badsum.host import netlink  # noqa: E402
+from badsum.host.shared import netlink  # noqa: E402
 from badsum.lab import enter  # noqa: E402
 from badsum.lab.spec import STATE_ROOT, validate_lab_id  # noqa: E402
 
@@ -117,7 +117,7 @@ def one_run(lab: str, veths: int, seconds: float) -> dict:
     """A lab of one host, the storm inside it, the lab gone."""
     badsum("lab", "down", "--lab", lab)
     with tempfile.TemporaryDirectory(prefix="badsum-bench-guard-") as inventory:
-        badsum("lab", "up", "--lab", lab, "--hosts", "1", "--inventory", inventory)
+        badsum("lab", "up", "--lab", lab, "--hosts", "1", "--write-inventory", inventory)
         try:
             kit = STATE_ROOT / lab / "lib" / "bin" / "badsum-host.pyz"
             kit.parent.mkdir(parents=True, exist_ok=True)

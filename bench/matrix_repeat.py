@@ -85,7 +85,7 @@ def main() -> int:
         lab("down", "--lab", LAB)
         try:
             if args.lab_up:
-                lab("up", "--lab", LAB, "--hosts", str(args.hosts), "--inventory", str(inv))
+                lab("up", "--lab", LAB, "--hosts", str(args.hosts), "--write-inventory", str(inv))
             for i in range(args.runs):
                 if not args.lab_up:
                     lab("down", "--lab", LAB)

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from badsum.lab.spec import LabError, validate_lab_id  # noqa: E402
-from badsum.vm import provider  # noqa: E402
+from badsum.vm import boot, provider  # noqa: E402
 from badsum.vm.spec import VmLabSpec  # noqa: E402
 
 # The two mechanisms as the facts give them: the file on the guest, its content.
@@ -116,14 +116,14 @@ def main() -> int:
         inventory = Path(tmp) / "inventory"
         try:
             provider.up(args.lab, args.kernel, inventory)
-            state = provider.load_state(args.lab)
+            state = provider.store().load(args.lab)
             assert state, "the VM lab left no state"
             node = VmLabSpec(args.lab, state["hosts"], state["slot"]).host(1)
             rows = []
             for mechanism, (path, content) in MECHANISMS.items():
                 command = ["python3", "-", path, shlex.quote(content), str(args.trials)]
                 proc = subprocess.run(
-                    provider.ssh_argv(inventory, node.mgmt_v4, *command),
+                    boot.ssh_argv(inventory, node.mgmt_v4, *command),
                     input=GUEST,
                     capture_output=True,
                     text=True,

@@ -66,11 +66,11 @@ def main() -> int:
                     args.init,
                     "--lab",
                     args.lab,
-                    "--inventory",
+                    "--write-inventory",
                     str(Path(tmp) / "inventory"),
                 )
             )
-            state = provider.load_state(args.lab) or {}
+            state = provider.store().load(args.lab) or {}
             boot = {name: node["boot_seconds"] for name, node in state.get("nodes", {}).items()}
             guests.append(max(boot.values()))
             downs.append(badsum("lab", "down", "--lab", args.lab))

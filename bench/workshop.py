@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from badsum.analysis.incident import expected  # noqa: E402
 from badsum.lab import cgroups  # noqa: E402
-from badsum.settings import CONDITIONS  # noqa: E402
+from badsum.specs import choices  # noqa: E402
 from badsum.workshop import room  # noqa: E402
 
 PORT_BASE, DASHBOARD = 43200, 48082  # out of the way of a real workshop's defaults
 TOPOLOGIES = ("bare", "mesos", "kubernetes", "docker-ipv6", "docker-nat")
-ALL_CELLS = [(t, c) for t in TOPOLOGIES for c in CONDITIONS]
+ALL_CELLS = [(t, c) for t in TOPOLOGIES for c in choices("badsum_experiment_conditions")]
 
 
 def badsum(*args: str) -> float:

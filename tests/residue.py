@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from badsum.host.common import identity, present
+from badsum.host.shared.common import identity, present
 from badsum.lab import cgroups
 from badsum.lab.spec import NS_ROOT, STATE_ROOT
 
@@ -62,7 +62,7 @@ def leftovers(
 
 def controller_files() -> list[str]:
     """Scratch directories of killed runs on the controller (ansible-runner's, Ansible's): none may stay."""
-    from badsum.runner import stale_controller_files
+    from badsum.ansible import stale_controller_files
 
     return [f"controller file {p}" for p in stale_controller_files()]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from badsum.analysis import results
-from badsum.host import framing
+from badsum.host.shared import framing
 
 SETTINGS = {
     "badsum_experiment_topologies": ["bare", "mesos"],

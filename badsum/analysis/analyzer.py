@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from badsum.host import framing
+from badsum.host.shared import framing
 
 
 @dataclass

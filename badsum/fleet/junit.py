@@ -15,7 +15,7 @@ A check-mode run is marked in the suite's name, its properties and each test
 case's class name; an exposed host that check mode would remediate passes.
 
 Host names and reasons are untrusted text (an interface name can be any
-bytes): every string goes through badsum.host.metrics.printable, so the
+bytes): every string goes through badsum.host.shared.metrics.printable, so the
 document is well-formed XML 1.0 whatever they hold.
 """
 
@@ -26,7 +26,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
-from badsum.host.metrics import printable
+from badsum.host.shared.metrics import printable
 
 MAX_MESSAGE = 1000  # the message attribute (one line in a CI's list); the element's text has it all
 MAX_CHANGES = 200

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from badsum.files import atomic_write
 from badsum.fleet import PHASES
+from badsum.version import version
 
 
 def _dict(value: object) -> dict:
@@ -38,11 +39,11 @@ def record(
         raise ValueError(f"phase must be one of {', '.join(PHASES)} (got {phase!r})")
     result = _dict(result)
     why = problem(result, error)
-    rec: dict = {"host": host, "phase": phase}
+    rec: dict = {"host": host, "phase": phase, "badsum_version": version()}  # which badsum wrote it
     if phase != "audit":
         rec["check_mode"] = check_mode
     rec |= {"status": "failed" if why else "ok", "error": why, "changed": bool(result.get("changed"))}
-    # When the call ended (the metrics' timestamp), and the host's own textfile (badsum.host.metrics), if any.
+    # When the call ended (the metrics' timestamp), and the host's own textfile (badsum.host.shared.metrics), if any.
     rec |= {"finished_at": round(time.time(), 3), "seconds": round(seconds, 3)}
     rec["textfile"] = _dict(result.get("textfile"))
     if phase == "audit":

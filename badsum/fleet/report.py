@@ -21,7 +21,8 @@ import jinja2
 
 from badsum.files import atomic_write
 from badsum.fleet import junit, stats, textfiles
-from badsum.host import metrics
+from badsum.host.shared import metrics
+from badsum.version import version
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The audit's classes, worst first: the host kit's list (its textfile has a gauge for each).
@@ -140,6 +141,7 @@ def write(run_dir: Path) -> dict:
     summary = {
         "run_id": plan["run_id"],
         "playbook": plan["playbook"],
+        "badsum_version": plan.get("badsum_version") or version(),
         "hosts": len(rows),
         "status": counts(rows, "status"),
         "risk": counts(rows, "risk"),
@@ -163,7 +165,8 @@ def write(run_dir: Path) -> dict:
         "canary": plan.get("canary", ""),
     }
     atomic_write(run_dir / "report.html", env.get_template("fleet.html.j2").render(context))
-    md = ["# badsum fleet " + plan["playbook"] + " " + plan["run_id"], "", "```", table(plan, rows, 200), "```"]
+    md = ["# badsum fleet " + plan["playbook"] + " " + plan["run_id"], "", f"badsum {summary['badsum_version']}", ""]
+    md += ["```", table(plan, rows, 200), "```"]
     md += ["", "## Problems", ""] + [f"- {p}" for p in summary["problems"]] if summary["problems"] else []
     atomic_write(run_dir / "report.md", "\n".join(md) + "\n")
     return {

@@ -1,27 +1,35 @@
 """The fleet playbooks' settings and inventory, checked before any host is touched; the fleet run's plan.
 
 Like badsum.settings for the experiment: every badsum_fleet_* variable is
-checked for type, range and choices, and the inventory for its shape (a
-group `fleet`; a canary that can run the experiment's vulnerable cell).
-The defaults live in roles/badsum_fleet/defaults/main.yml only.
+checked for type, range and choices, every badsum_* name must be one badsum
+knows, and the inventory is checked for its shape (a group `fleet`; a canary
+that can run the experiment's vulnerable cell). The defaults live in
+roles/badsum_fleet/defaults/main.yml only, the choices in the role's
+meta/argument_specs.yml (read through badsum.specs).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from badsum import settings as experiment
-from badsum.fleet import TRANSPORTS, stats
+from badsum import specs, topologies
+from badsum.fleet import stats
 from badsum.settings import Checked, Invalid, as_bool, as_choice, as_int, as_number
 
 P = "badsum_fleet_"
 GROUP = "fleet"
-# The canary cell must be one that delivers corrupt data when unprotected.
-CANARY_TOPOLOGIES = ("mesos", "kubernetes", "docker-ipv6")
+
+
+def canary_topologies() -> tuple[str, ...]:
+    """The canary cell must be one that delivers corrupt data into a container when unprotected."""
+    return tuple(t.name for t in topologies.catalogue().values() if t.exposed == "always" and t.container != "none")
+
+
 BATCH_RE = re.compile(r"^([1-9]\d{0,5})$|^([1-9]\d?|100)%$")
 
 
@@ -51,7 +59,7 @@ def _abs_paths(name: str, value: Any) -> list[str]:
 
 
 def _textfile_dir(name: str, value: Any) -> str:
-    # Checked again on each host (badsum.host.metrics: it must exist there, root's alone).
+    # Checked again on each host (badsum.host.shared.metrics: it must exist there, root's alone).
     if value == "":
         return ""
     if not isinstance(value, str) or not value.startswith("/") or "\n" in value:
@@ -86,16 +94,16 @@ CHECKS = {
     "cni_bin_dir": _abs_path,
     "batches": _batches,
     "max_fail_percentage": lambda n, v: as_int(n, v, 0, 100, "failed hosts a batch may have"),
-    "guard": lambda n, v: as_choice(n, v, ("auto", "daemon", "systemd", "none")),
+    "guard": lambda n, v: as_choice(n, v, specs.choices(n)),
     "guard_interval": lambda n, v: as_number(n, v, 0, 3600, "seconds", lo_open=True),
     "verify_new_container": as_bool,
     "verify_wait": lambda n, v: as_number(n, v, 0, 60, "seconds", lo_open=True),
     "canary_cell": as_bool,
     "canary_cell_waiver": _waiver,
     "canary": _host,
-    "canary_topology": lambda n, v: as_choice(n, v, CANARY_TOPOLOGIES, "a routed container path"),
+    "canary_topology": lambda n, v: as_choice(n, v, canary_topologies(), "a routed container path"),
     "retire": as_bool,
-    "transport": lambda n, v: as_choice(n, v, TRANSPORTS),
+    "transport": lambda n, v: as_choice(n, v, specs.choices("badsum_fleet_transport")),
     "python": _abs_path,
     "results_dir": _abs_path,
     "run_id": _run_id,
@@ -103,12 +111,12 @@ CHECKS = {
 }
 # Settings a host of the fleet may have its own value of (inventory host or group variables).
 PER_HOST = ("transport", "python")
-# Facts the playbooks set, and the run's counts (set_stats: AWX passes them on to a workflow's next job): not settings.
-OUTPUTS = {P + "plan", *stats.KEYS}
 
 
-def fleet_settings(raw: Mapping[str, Any]) -> Checked:
+def fleet_settings(raw: Mapping[str, Any], names: Iterable[str] | None = None) -> Checked:
+    """The fleet's settings; `names`: every badsum_* variable the run was given (default: raw's)."""
     c = Checked()
+    c.problems += specs.unknown(raw if names is None else names, also=stats.KEYS)
     for name, check in CHECKS.items():
         c.take(P + name, raw, check)
     if c.values.get(P + "canary_cell") is False and not c.values.get(P + "canary_cell_waiver"):
@@ -116,10 +124,6 @@ def fleet_settings(raw: Mapping[str, Any]) -> Checked:
             f"{P}canary_cell=false: a rollout without its proof on the canary needs a second, explicit setting - "
             f'{P}canary_cell_waiver="why" (recorded in the run\'s plan and report)'
         )
-    for name in sorted(set(raw) - {P + n for n in CHECKS} - OUTPUTS):
-        close = [P + n for n in CHECKS if n[:4] in name]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        c.problems.append(f"{name}: not a fleet setting{hint}; see roles/badsum_fleet/defaults/main.yml")
     return c
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from badsum.fleet.records import state
-from badsum.host.metrics import RISKS, UNKNOWN
+from badsum.host.shared.metrics import RISKS, UNKNOWN
 
 P = "badsum_fleet_"
 RUN = P + "run"  # which run the counts are of: run_id, phase, check_mode, run_dir

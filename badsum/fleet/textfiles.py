@@ -1,7 +1,7 @@
 """A fleet run's Prometheus textfiles on the controller: metrics/<host>.prom per host of the plan, and fleet.prom.
 
 <host>.prom is the text the host writes itself when badsum_fleet_textfile_dir
-is set (badsum.host.metrics.render, from the same record, with the host's own
+is set (badsum.host.shared.metrics.render, from the same record, with the host's own
 timestamp), so it can be shipped to that host's node_exporter textfile
 directory. fleet.prom holds every host's series with a `host` label: one
 file for one textfile collector (or a Pushgateway) that serves the fleet.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from badsum.files import atomic_write
 from badsum.fleet.records import state
-from badsum.host import metrics
+from badsum.host.shared import metrics
 
 FLEET_FILE = "fleet.prom"
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")

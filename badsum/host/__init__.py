@@ -20,8 +20,8 @@ writable by root alone. Otherwise nothing runs.
 import importlib
 from typing import Dict, Sequence
 
-from . import hostns
-from .common import HostError, Parser, kit_path, lib_dir, require_trusted
+from .shared import hostns
+from .shared.common import HostError, Parser, kit_path, lib_dir, require_trusted
 
 __all__ = ["TOOLS", "HostError", "Tool", "call"]
 
@@ -38,29 +38,35 @@ class Tool:
         self.read_only, self.checkable = tuple(read_only), tuple(checkable)
 
 
+E, F = "experiment.", "fleet."  # where a tool's module is: badsum/host/experiment/, badsum/host/fleet/
 TOOLS: Dict[str, Tool] = {
-    "facts": Tool("facts", "what this host is and can do: kernel, commands, interfaces, netem", ("show",)),
-    "state": Tool("state", "what badsum could have left behind: namespaces, links, filters, rules", ("show",)),
-    "bpf": Tool("bpf", "compile badsum's eBPF programs for this kernel (once per source and kernel)"),
-    "topology": Tool("topology", "wire (up) or unwire (down) a container topology"),
-    "condition": Tool("condition", "a cell's kernel condition: the veth-bug emulator on container veths", ("stats",)),
-    "offload": Tool("offload", "RX checksum offload of container veths (the workaround)", ("show",), ("set",)),
-    "sysctl": Tool("sysctl", "set a sysctl for an experiment and put it back", ("show",)),
-    "counters": Tool("counters", "checksum-error and conntrack counters per network namespace", ("read",)),
-    "recorder": Tool("recorder", "run the server (nc -l) and record what it prints", ("wait",)),
-    "client": Tool("client", "send framed messages and keep the exact stream sent"),
-    "corruptor": Tool("corruptor", "arm, read and disarm the corruption injector", ("stats",)),
-    "capture": Tool("capture", "bounded tcpdump of the experiment port"),
-    # The fleet: audit, probe, remediation and its guard.
-    "audit": Tool("audit", "read-only audit: kernel, active probe, runtimes, every veth, risk class", ("show",)),
-    "probe": Tool("probe", "does this kernel have the veth bug? one bad datagram through a throw-away veth", ("run",)),
+    # The experiment's: what a reproduction runs on its hosts.
+    "facts": Tool(E + "facts", "what this host is and can do: kernel, commands, interfaces, netem", ("show",)),
+    "state": Tool(E + "state", "what badsum could have left behind: namespaces, links, filters, rules", ("show",)),
+    "bpf": Tool("shared.bpf", "compile badsum's eBPF programs for this kernel (once per source and kernel)"),
+    "topology": Tool(E + "topology", "wire (up) or unwire (down) a container topology"),
+    "condition": Tool(
+        E + "condition", "a cell's kernel condition: the veth-bug emulator on container veths", ("stats",)
+    ),
+    "offload": Tool(E + "offload", "RX checksum offload of container veths (the workaround)", ("show",), ("set",)),
+    "sysctl": Tool(E + "sysctl", "set a sysctl for an experiment and put it back", ("show",)),
+    "counters": Tool(E + "counters", "checksum-error and conntrack counters per network namespace", ("read",)),
+    "recorder": Tool(E + "recorder", "run the server (nc -l) and record what it prints", ("wait",)),
+    "client": Tool(E + "client", "send framed messages and keep the exact stream sent"),
+    "corruptor": Tool(E + "corruptor", "arm, read and disarm the corruption injector", ("stats",)),
+    "capture": Tool(E + "capture", "bounded tcpdump of the experiment port"),
+    # The fleet's: audit, probe, remediation and its guard.
+    "audit": Tool(F + "audit", "read-only audit: kernel, active probe, runtimes, every veth, risk class", ("show",)),
+    "probe": Tool(
+        F + "probe", "does this kernel have the veth bug? a bad datagram through a throw-away veth", ("run",)
+    ),
     "remediate": Tool(
-        "remediate",
+        F + "remediate",
         "rx off on container veths, kept for new ones; verify; roll back",
         ("show", "verify"),
         ("rollout", "apply", "rollback"),
     ),
-    "guard": Tool("guard", "keeps rx-checksumming off on every container veth", ("status",), ("sweep",)),
+    "guard": Tool(F + "guard", "keeps rx-checksumming off on every container veth", ("status",), ("sweep",)),
 }
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from badsum.host.common import alive, identity, present
+from badsum.host.shared.common import alive, identity, present
 
 TOP = "badsum"
 # v1 hierarchies a node joins: freezer to stop a lab at once, memory, pids

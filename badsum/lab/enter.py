@@ -3,7 +3,7 @@
 What `ssh` to the node gives a process, without the SSH: the node's network,
 mount, UTS (and, where the node has one, PID and IPC) namespaces, entered
 through its first process, and the node's cgroups, so the host kit there
-sees exactly the emulated host (badsum.host.hostns) and teardown finds
+sees exactly the emulated host (badsum.host.shared.hostns) and teardown finds
 whatever it starts. For tests and benchmarks that act on an emulated host
 from this machine.
 """

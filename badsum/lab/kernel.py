@@ -4,7 +4,7 @@ A 200-host lab used to run some thirty commands per node (mount, hostname,
 ethtool, `ip -n`...): at ~2 ms per exec on 2 cores that alone costs seconds,
 and every `ip -n`/`ip netns exec` copied the whole mount table of the machine.
 os.setns and os.unshare only arrived in Python 3.12, hence ctypes (as in
-badsum.host.netlink). Each call raises OSError with the kernel's errno.
+badsum.host.shared.netlink). Each call raises OSError with the kernel's errno.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from badsum.host import hostns
+from badsum.host.shared import hostns
 from badsum.lab import kernel
 from badsum.lab.kernel import CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS
 from badsum.lab.spec import NS_ROOT, LabError
@@ -151,7 +151,7 @@ class NodePlan:
     ports: tuple[str, ...]  # its interfaces that stand for hardware: checksum offloads off
     sshd_options: tuple[str, ...]  # sshd -o ..., after the lab's config
     cgroup_procs: tuple[Path, ...]
-    lab_id: str  # named in the node's mark (badsum.host.hostns.MARKER)
+    lab_id: str  # named in the node's mark (badsum.host.shared.hostns.MARKER)
 
 
 def _unescape(field: str) -> str:
@@ -292,7 +292,7 @@ def _mark(plan: NodePlan) -> None:
 
     In the node's private /run, root's and read-only to others, naming the
     node's network namespace: a process of the node that moved to another
-    namespace (`unshare --net`) is not taken for the host (badsum.host.hostns).
+    namespace (`unshare --net`) is not taken for the host (badsum.host.shared.hostns).
     """
     mark = {"lab": plan.lab_id, "node": plan.name, "netns": os.stat("/proc/self/ns/net").st_ino}
     fd = os.open(str(hostns.MARKER), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)

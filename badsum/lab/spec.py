@@ -163,17 +163,3 @@ def validate_lab_id(lab_id: str) -> None:
             f"lab id {lab_id!r} is not valid: use 1-6 lowercase letters or digits, "
             "starting with a letter (it prefixes interface names, which are limited to 15 characters)"
         )
-
-
-def validate_in_lab_range(address: str) -> None:
-    """Refuse any address outside the lab's ranges (198.18.0.0/15, fd00::/8)."""
-    try:
-        ip = ipaddress.ip_address(address.split("/")[0])
-    except ValueError as exc:
-        raise LabError(f"{address!r} is not an IP address") from exc
-    allowed = LAB_V4 if ip.version == 4 else LAB_V6
-    if ip not in allowed:
-        raise LabError(
-            f"address {address} is outside the embedded lab's ranges "
-            f"({LAB_V4} and {LAB_V6}); the lab never uses other addresses"
-        )

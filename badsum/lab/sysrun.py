@@ -6,6 +6,9 @@ import os
 import subprocess
 from collections.abc import Sequence
 
+# Commands run side by side (key generation, teardown queries): a few per core keep both busy.
+WORKERS = 2 * (os.cpu_count() or 1)
+
 
 class CommandError(RuntimeError):
     pass

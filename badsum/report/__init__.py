@@ -19,6 +19,7 @@ import jinja2
 
 from badsum.analysis import incident, results, summary
 from badsum.report import plots
+from badsum.version import version
 
 # What a cell needs for its detail section; an error cell needs only the first three.
 REQUIRED = ("topology", "condition", "verdict")
@@ -133,6 +134,7 @@ def context(run_dir: Path, compare: Path | None = None) -> dict:
         "compare_id": compare.name if compare else None,
         "comparison": comparison(cells, other) if other is not None else None,
         "built": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "badsum_version": version(),
     }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from badsum import paths as project
+
 # Kernels and root filesystems take minutes to build and are shared by every
 # checkout and lab on the machine; BADSUM_VM_CACHE moves them (tests use it).
 CACHE = Path(os.environ.get("BADSUM_VM_CACHE", "/var/cache/badsum"))
@@ -15,5 +17,4 @@ ROOTFS = CACHE / "rootfs"
 # provider mistakes the other's labs for its own.
 STATE_ROOT = Path("/var/lib/badsum/vmlabs")
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL_DIR = REPO / "kernel"
+KERNEL_DIR = project.KERNEL  # the lab kernels' configuration and patches, in the checkout

@@ -18,27 +18,23 @@ overlays that vanish with the process. `down` leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import ClassVar
 
-from badsum.host.common import alive
+from badsum.host.shared.common import alive
 from badsum.lab import cgroups
-from badsum.lab.spec import STATE_ROOT as EMBEDDED_STATE_ROOT
+from badsum.lab.interface import UpRequest
 from badsum.lab.spec import LabError, Node
+from badsum.lab.state import EMBEDDED, StateStore
 from badsum.lab.sysrun import run
 from badsum.vm import guest, kernel, network, paths, qemu, rootfs
+from badsum.vm.boot import port_open, wait_for_ssh
 from badsum.vm.inventory import remove_inventory, write_inventory
 from badsum.vm.spec import DEFAULT_VM_HOSTS, MAX_VM_SLOT, VmLabSpec, node_index
 
-BOOT_TIMEOUT = float(os.environ.get("BADSUM_VM_BOOT_TIMEOUT", "300"))
 # Under TCG a server guest compiles BPF and runs dockerd: it gets the most.
 MEMORY_MB = {"server": 2048, "client": 1024, "switch": 1024}
 CPUS = {"server": 2, "client": 1, "switch": 1}
@@ -47,51 +43,13 @@ CPUS = {"server": 2, "client": 1, "switch": 1}
 # -- state ------------------------------------------------------------------------
 
 
-def _state_file(lab_id: str) -> Path:
-    return paths.STATE_ROOT / lab_id / "lab.json"
-
-
-def load_state(lab_id: str) -> dict | None:
-    with contextlib.suppress(OSError, ValueError):
-        return json.loads(_state_file(lab_id).read_text())
-    return None
-
-
-def _save_state(state: dict) -> None:
-    path = _state_file(state["lab_id"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.rename(path)
-
-
-def all_states() -> dict[str, dict]:
-    found = {}
-    if paths.STATE_ROOT.is_dir():
-        for d in sorted(paths.STATE_ROOT.iterdir()):
-            if d.is_dir() and (st := load_state(d.name)):
-                found[d.name] = st
-    return found
+def store() -> StateStore:
+    """The VM labs' records: apart from the embedded labs', so that neither provider takes the other's labs."""
+    return StateStore(paths.STATE_ROOT, paths.STATE_ROOT / ".lock")
 
 
 def is_vm_lab(lab_id: str) -> bool:
-    return (paths.STATE_ROOT / lab_id).exists()
-
-
-@contextlib.contextmanager
-def _allocation_lock() -> Iterator[None]:
-    paths.STATE_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(paths.STATE_ROOT / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-def _free_slot(lab_id: str) -> int:
-    used = {st["slot"] for lid, st in all_states().items() if lid != lab_id}
-    for slot in range(MAX_VM_SLOT + 1):
-        if slot not in used:
-            return slot
-    raise LabError("every VM lab slot is in use: take a VM lab down first (`badsum lab down --lab ID`)")
+    return store().exists(lab_id)
 
 
 def _role(spec: VmLabSpec, node: Node) -> str:
@@ -108,14 +66,14 @@ def up(
 ) -> str:
     if init not in guest.INITS:
         raise LabError(f"--init {init!r}: allowed: {', '.join(guest.INITS)}")
-    if (EMBEDDED_STATE_ROOT / lab_id).exists():
+    if EMBEDDED.exists(lab_id):
         raise LabError(f"{lab_id} is an embedded lab on this machine: pick another id for the VM lab")
     image = kernel.image(variant)
     kernel_rec = kernel.record(variant) or {}
     disk = rootfs.image()
     accel = qemu.accelerator()
-    with _allocation_lock():
-        state = load_state(lab_id)
+    with store().locked():
+        state = store().load(lab_id)
         if state:
             same = state["kernel"] == variant and state.get("init", guest.DEFAULT_INIT) == init
             if state.get("complete") and same and healthy(state):
@@ -126,7 +84,7 @@ def up(
             )
         if cgroups.leftovers(lab_id) or network.lab_links(VmLabSpec(lab_id, DEFAULT_VM_HOSTS, 0)):
             down(lab_id)  # what a killed `up` of this lab left
-        spec = VmLabSpec(lab_id, hosts, _free_slot(lab_id))
+        spec = VmLabSpec(lab_id, hosts, store().free_slot(lab_id, MAX_VM_SLOT))
         state = {
             "lab_id": lab_id,
             "provider": "qemu",
@@ -144,7 +102,7 @@ def up(
         }
         # Written first: it reserves the slot, and tells `down` where the
         # inventory is if this run is interrupted.
-        _save_state(state)
+        store().save(state)
     try:
         _prepare_files(spec, inventory_dir)
         network.create_bridge(spec)
@@ -154,14 +112,14 @@ def up(
             machine = _machine(spec, node, image, disk, init)
             started[node.name] = (qemu.start(machine, lab_id, accel), time.monotonic())
         write_inventory(spec, inventory_dir, kernel_rec, accel, init)
-        boot = _wait_for_ssh(spec, inventory_dir, kernel_rec["release"], {n: t for n, (_, t) in started.items()})
+        boot = wait_for_ssh(spec, inventory_dir, kernel_rec["release"], {n: t for n, (_, t) in started.items()})
     except BaseException:
         with contextlib.suppress(Exception):
             down(lab_id)
         raise
     state["nodes"] = {name: {"pid": pid, "boot_seconds": boot[name]} for name, (pid, _) in started.items()}
     state["complete"] = True
-    _save_state(state)
+    store().save(state)
     slowest = max(boot.values())
     return (
         f"lab {lab_id} is up: {hosts} hosts + switch as QEMU guests ({accel}, {init} init), "
@@ -242,81 +200,6 @@ def _machine(spec: VmLabSpec, node: Node, image: Path, disk: Path, init: str) ->
     )
 
 
-def ssh_argv(inventory_dir: Path, address: str, *command: str, timeout: int = 5) -> list[str]:
-    ssh = inventory_dir / ".ssh"
-    return [
-        "ssh",
-        "-i",
-        str(ssh / "id_ed25519"),
-        "-o",
-        f"UserKnownHostsFile={ssh / 'known_hosts'}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "KexAlgorithms=curve25519-sha256",  # as the inventory's (badsum.lab.inventory): cheap under TCG
-        "-o",
-        f"ConnectTimeout={timeout}",
-        f"root@{address}",
-        *command,
-    ]
-
-
-def _port_open(address: str, port: int = 22, timeout: float = 1.0) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=timeout):
-        return True
-    return False
-
-
-def _wait_for_ssh(spec: VmLabSpec, inventory_dir: Path, release: str, started: dict[str, float]) -> dict[str, float]:
-    """Seconds from each QEMU start to a root login over SSH into the expected kernel."""
-    deadline = time.monotonic() + BOOT_TIMEOUT
-
-    def wait(node: Node) -> float:
-        pidfile = spec.state_dir / node.name / "qemu.pid"
-        while time.monotonic() < deadline:
-            pid = int(pidfile.read_text())
-            if not alive(pid):
-                raise LabError(f"{node.name}'s QEMU exited while booting:\n{_console_tail(spec, node)}")
-            if _panicked(spec, node):  # panic=0: the guest halts, QEMU stays
-                raise LabError(f"{node.name}'s kernel panicked while booting:\n{_console_tail(spec, node, 40)}")
-            if _port_open(node.mgmt_v4):
-                proc = subprocess.run(
-                    ssh_argv(inventory_dir, node.mgmt_v4, "uname", "-r"),
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-                if proc.returncode == 0:
-                    if proc.stdout.strip() != release:
-                        raise LabError(f"{node.name} runs {proc.stdout.strip()!r}, expected {release!r}")
-                    return round(time.monotonic() - started[node.name], 1)
-            time.sleep(0.5)
-        raise LabError(
-            f"{node.name} did not answer SSH within {BOOT_TIMEOUT:.0f} s "
-            f"(BADSUM_VM_BOOT_TIMEOUT); its console:\n{_console_tail(spec, node)}"
-        )
-
-    nodes = spec.nodes()
-    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-        return dict(zip((n.name for n in nodes), pool.map(wait, nodes), strict=True))
-
-
-def _panicked(spec: VmLabSpec, node: Node) -> bool:
-    with contextlib.suppress(OSError):
-        return qemu.PANIC in (spec.state_dir / node.name / "console.log").read_text(errors="replace")
-    return False
-
-
-def _console_tail(spec: VmLabSpec, node: Node, lines: int = 15) -> str:
-    with contextlib.suppress(OSError):
-        text = (spec.state_dir / node.name / "console.log").read_text(errors="replace")
-        return "".join(text.splitlines(keepends=True)[-lines:])
-    return "(no console output)"
-
-
 # -- down ---------------------------------------------------------------------
 
 
@@ -336,7 +219,7 @@ def _stray_qemus(lab_id: str) -> list[int]:
 
 
 def down(lab_id: str) -> str:
-    state = load_state(lab_id)
+    state = store().load(lab_id)
     spec = VmLabSpec(lab_id, state["hosts"] if state else DEFAULT_VM_HOSTS, state["slot"] if state else 0)
     present = state or is_vm_lab(lab_id) or cgroups.leftovers(lab_id) or network.lab_links(spec)
     if not present:
@@ -377,13 +260,13 @@ def _node_status(spec: VmLabSpec, state: dict, node: Node) -> dict:
     return {
         "name": node.name,
         "qemu": running,
-        "ssh": running and _port_open(node.mgmt_v4, timeout=0.5),
+        "ssh": running and port_open(node.mgmt_v4, timeout=0.5),
         "boot_seconds": state.get("nodes", {}).get(node.name, {}).get("boot_seconds"),
     }
 
 
 def status(lab_id: str | None = None) -> list[dict]:
-    states = all_states()
+    states = store().all()
     ids = set(states) if lab_id is None else {lab_id} & (set(states) | ({lab_id} if is_vm_lab(lab_id) else set()))
     report = []
     for lid in sorted(ids):
@@ -415,3 +298,33 @@ def status(lab_id: str | None = None) -> list[dict]:
             entry["healthy"] = False
         report.append(entry)
     return report
+
+
+class QemuProvider:
+    """VM labs behind badsum.lab.interface.LabProvider: two hosts and a switch, booting a lab kernel."""
+
+    name: ClassVar[str] = "qemu"
+    takes: ClassVar[frozenset[str]] = frozenset({"kernel", "init"})
+    requires: ClassVar[frozenset[str]] = frozenset({"kernel"})
+
+    def owns(self, lab_id: str) -> bool:
+        return is_vm_lab(lab_id)
+
+    def labs(self) -> list[str]:
+        return sorted(store().all())
+
+    def up(self, request: UpRequest) -> str:
+        return up(request.lab_id, request.kernel, request.inventory, init=request.init or guest.DEFAULT_INIT)
+
+    def down(self, lab_id: str) -> str:
+        return down(lab_id)
+
+    def status(self, lab_id: str | None = None) -> list[dict]:
+        return status(lab_id)
+
+    def inventory(self, lab_id: str) -> Path | None:
+        record = store().load(lab_id)
+        return Path(record["inventory"]) if record else None
+
+
+PROVIDER = QemuProvider()

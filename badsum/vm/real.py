@@ -7,13 +7,12 @@ unchanged, on a VM lab's inventory; the two runs' cells are then put
 together in one run directory (its report compares it with an emulated run
 and marks every cell where they differ).
 
-    badsum reproduce-real [--compare RUN | --no-compare] [--backend ebpf|netem] [--topologies ...]
+    badsum reproduce-real [--compare RUN | --no-compare] [--backend ebpf|netem] [--topologies ...] [--json]
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,51 +20,29 @@ import tempfile
 import time
 from pathlib import Path
 
+from badsum import ansible, paths, topologies
 from badsum.analysis import incident, results
+from badsum.exitcodes import Exit
+from badsum.version import version
 
-PROJECT = Path(__file__).resolve().parents[2]
-TOPOLOGIES = ["bare", "mesos", "kubernetes", "docker-ipv6", "docker-nat"]
+TOPOLOGIES = list(topologies.names())  # the topology catalogue's, in the table's order
 # Which kernel measures which condition for real (see kernel/README.md, "Real or emulated").
 PARTS = {"unfixed": ["vulnerable", "workaround"], "fixed": ["patched"]}
 LABS = {"unfixed": "vmru", "fixed": "vmrf"}
 RUN_TIMEOUT = 3600  # a VM cell takes ~50 s under TCG: 10 cells, with room
 
 
-def _env() -> dict[str, str]:
-    bin_dir = Path(sys.executable).parent
-    return dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"))
-
-
 def _badsum(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    """A `badsum lab` command in a process of its own: a VM lab's QEMUs outlive it in the lab's cgroups."""
     return subprocess.run(
         [sys.executable, "-m", "badsum", *args],
-        cwd=PROJECT,
-        env=_env(),
+        cwd=paths.PROJECT,
+        env=ansible.environment(),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
-
-
-def _playbook(inventory: Path, extra: dict, log: Path) -> int:
-    with log.open("w") as out:
-        return subprocess.run(
-            [
-                str(Path(sys.executable).parent / "ansible-playbook"),
-                "-i",
-                str(inventory),
-                "reproduce.yml",
-                "-e",
-                json.dumps(extra),
-            ],
-            cwd=PROJECT,
-            env=_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=RUN_TIMEOUT,
-            check=False,
-        ).returncode
 
 
 def measure(variant: str, out: Path, topologies: list[str], backend: str | None, extra_vars: dict) -> dict:
@@ -74,7 +51,9 @@ def measure(variant: str, out: Path, topologies: list[str], backend: str | None,
     _badsum("lab", "down", "--lab", lab)
     with tempfile.TemporaryDirectory(prefix=f"badsum-{lab}-") as inventory:
         started = time.monotonic()
-        up = _badsum("lab", "up", "--provider", "qemu", "--kernel", variant, "--lab", lab, "--inventory", inventory)
+        up = _badsum(
+            "lab", "up", "--provider", "qemu", "--kernel", variant, "--lab", lab, "--write-inventory", inventory
+        )
         booted = time.monotonic() - started
         if up.returncode != 0:
             raise RuntimeError(f"the {variant} VM lab did not come up: {(up.stderr or up.stdout).strip()[-800:]}")
@@ -89,7 +68,8 @@ def measure(variant: str, out: Path, topologies: list[str], backend: str | None,
             if backend:
                 extra["badsum_experiment_backend"] = backend
             started = time.monotonic()
-            rc = _playbook(Path(inventory), extra, out / "parts" / f"{variant}.log")
+            log = out / "parts" / f"{variant}.log"
+            rc = ansible.playbook("reproduce.yml", Path(inventory), extra, timeout=RUN_TIMEOUT, log=log).returncode
             return {
                 "lab_up_seconds": round(booted, 1),
                 "run_seconds": round(time.monotonic() - started, 1),
@@ -135,6 +115,7 @@ def merge(out: Path, parts: dict[str, dict], topologies: list[str]) -> list[dict
     }
     record = {
         **base,
+        "badsum_version": version(),
         "hosts": hosts,
         "kind": "real kernels",
         "parts": parts,
@@ -150,31 +131,38 @@ def merge(out: Path, parts: dict[str, dict], topologies: list[str]) -> list[dict
     return cells
 
 
-def problems_of(cells: list[dict], topologies: list[str]) -> list[str]:
-    """Every way the real table falls short: a cell missing, not measured for real, or off the incident's table."""
+def problems_of(cells: list[dict], topologies: list[str]) -> tuple[list[str], list[str]]:
+    """Every way the real table falls short: cells missing or not measured for real (the run failed), and
+    cells off the incident's table (a finding)."""
     found = {(c["topology"], c["condition"]): c for c in cells}
-    problems = []
+    failed, differ = [], []
     for topology in topologies:
         for condition in ("vulnerable", "workaround", "patched"):
             cell = found.get((topology, condition))
             if cell is None:
-                problems.append(f"{topology}/{condition}: no result")
+                failed.append(f"{topology}/{condition}: no result")
             elif cell.get("condition_kind") != "real":
-                problems.append(f"{topology}/{condition}: {cell.get('condition_kind')}, not real")
+                failed.append(f"{topology}/{condition}: {cell.get('condition_kind')}, not real")
             elif cell["verdict"] != incident.expected(topology, condition):
-                problems.append(
+                differ.append(
                     f"{topology}/{condition}: {cell['verdict']}, the incident says "
                     f"{incident.expected(topology, condition)}"
                 )
-    return problems
+    return failed, differ
 
 
 def reproduce_real(
-    results_dir: Path, topologies: list[str], backend: str | None, compare: Path | None, extra_vars: dict | None = None
-) -> int:
+    results_dir: Path,
+    topologies: list[str],
+    backend: str | None,
+    compare: Path | None,
+    extra_vars: dict | None = None,
+    as_json: bool = False,
+) -> Exit:
     from badsum import report
     from badsum.analysis import summary
 
+    say = sys.stderr if as_json else sys.stdout  # with --json, stdout is the summary alone
     out = results_dir / time.strftime("real-%Y%m%d-%H%M%S")
     (out / "parts").mkdir(parents=True)
     started = time.monotonic()
@@ -183,15 +171,38 @@ def reproduce_real(
         print(
             f"{variant} kernel: VM lab {LABS[variant]} up, then {', '.join(PARTS[variant])} x "
             f"{len(topologies)} topologies (log: {out / 'parts' / (variant + '.log')})",
+            file=say,
             flush=True,
         )
         parts[variant] = measure(variant, out, topologies, backend, extra_vars or {})
-        print(f"  booted in {parts[variant]['lab_up_seconds']} s, ran in {parts[variant]['run_seconds']} s", flush=True)
+        print(
+            f"  booted in {parts[variant]['lab_up_seconds']} s, ran in {parts[variant]['run_seconds']} s",
+            file=say,
+            flush=True,
+        )
     cells = merge(out, parts, topologies)
     built = report.build(out, compare)
-    problems = problems_of(cells, topologies)
+    failed, differ = problems_of(cells, topologies)
+    status = Exit.FAILURE if failed else Exit.FINDING if differ else Exit.OK
+    if as_json:
+        keys = ("topology", "condition", "condition_kind", "verdict", "verdict_reason", "kernel")
+        summary_ = {
+            "run_dir": str(out),
+            "report": built["html"],
+            "parts": parts,
+            "cells": [{k: c.get(k) for k in keys} for c in cells],
+            "failed": failed,
+            "differs": differ,
+            "elapsed": round(time.monotonic() - started, 1),
+            "exit_status": int(status),
+            "badsum_version": version(),
+        }
+        print(json.dumps(summary_, indent=1, default=str))
+        return status
     print(summary.table(cells, results.planned_cells(out)))
     print(f"real table: {out} ({time.monotonic() - started:.0f} s); report {built['html']}")
-    for problem in problems:
+    for problem in failed:
+        print(f"  FAILED: {problem}")
+    for problem in differ:
         print(f"  DIFFERS: {problem}")
-    return 1 if problems else 0
+    return status

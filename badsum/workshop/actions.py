@@ -16,21 +16,17 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import yaml
 
+from badsum import ansible, paths, specs, topologies
 from badsum.analysis import results, signature
-from badsum.host.topology import TOPOLOGIES
-from badsum.settings import CONDITIONS
 from badsum.workshop import runs
 from badsum.workshop.room import Room, Seat
 
-PROJECT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 # The other playbooks (containers, the fleet's) side by side on 2 cores: more would only slow each one down.
 # Runs (`lab run`) go to the room's batches instead (badsum.workshop.runs).
 PLAYBOOKS_AT_ONCE = threading.BoundedSemaphore(int(os.environ.get("BADSUM_WORKSHOP_PLAYBOOKS_AT_ONCE", "4")))
@@ -52,40 +48,17 @@ class Refused(ValueError):
     """A request the service will not carry out, with the reason for the student."""
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"))
-
-
-def _playbook(seat: Seat, playbook: str, extra: dict, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def _playbook(seat: Seat, playbook: str, extra: dict, *options: str, timeout: int = 600) -> subprocess.CompletedProcess:
     with PLAYBOOKS_AT_ONCE:
-        return subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(seat.inventory), playbook, "-e", json.dumps(extra), *args],
-            cwd=PROJECT,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        return ansible.playbook(playbook, seat.inventory, extra, options=options, timeout=timeout)
 
 
 def _kit(seat: Seat, host: str, tool: str, action: str, args: dict) -> dict:
     """One host-kit call on one host of the student's lab (ansible's ad-hoc mode, the badsum.kit.run module)."""
-    module_args = json.dumps({"tool": tool, "action": action, "args": args})
-    proc = subprocess.run(
-        [str(BIN / "ansible"), "-i", str(seat.inventory), host, "-m", "badsum.kit.run", "-a", module_args],
-        cwd=PROJECT,
-        env=dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
     try:
-        out = json.loads(proc.stdout)
-        result = out["plays"][0]["tasks"][0]["hosts"][host]
-    except (ValueError, KeyError, IndexError):
-        raise Refused(f"the lab did not answer ({(proc.stderr or proc.stdout).strip()[-300:]})") from None
+        result = ansible.module(seat.inventory, host, "badsum.kit.run", {"tool": tool, "action": action, "args": args})
+    except ansible.ModuleError as exc:
+        raise Refused(f"the lab did not answer ({exc})") from None
     if result.get("failed") or result.get("unreachable"):
         raise Refused(result.get("msg", "failed"))
     return result
@@ -122,8 +95,8 @@ def _run_id(seat: Seat, topology: str, condition: str) -> str:
 
 def run(seat: Seat, args: dict) -> dict:
     """One cell on the student's lab, in the room's next batch (badsum.workshop.runs)."""
-    topology = _choice(args.get("topology"), tuple(TOPOLOGIES), "topology")
-    condition = _choice(args.get("condition"), CONDITIONS, "condition")
+    topology = _choice(args.get("topology"), topologies.names(), "topology")
+    condition = _choice(args.get("condition"), specs.choices("badsum_experiment_conditions"), "condition")
     extra: dict = {
         "badsum_experiment_topologies": [topology],
         "badsum_experiment_conditions": [condition],
@@ -132,12 +105,14 @@ def run(seat: Seat, args: dict) -> dict:
     }
     if args.get("preset"):
         _choice(args["preset"], ("article",), "preset")
-        extra.update(yaml.safe_load((PROJECT / "presets" / "article.yml").read_text()))
+        extra.update(yaml.safe_load((paths.PRESETS / "article.yml").read_text()))
     if args.get("pattern"):
-        extra["badsum_experiment_pattern"] = _choice(args["pattern"], ("random", "stuck-bit"), "pattern")
+        patterns = specs.choices("badsum_experiment_pattern")
+        extra["badsum_experiment_pattern"] = _choice(args["pattern"], patterns, "pattern")
     if args.get("conntrack_checksum") is not None:
+        knob = tuple(v for v in specs.choices("badsum_experiment_conntrack_checksum") if v)  # "" is "leave it"
         extra["badsum_experiment_conntrack_checksum"] = _choice(
-            str(args["conntrack_checksum"]), ("0", "1"), "conntrack checksum"
+            str(args["conntrack_checksum"]), knob, "conntrack checksum"
         )
     run_id = extra["badsum_experiment_run_id"] = _run_id(seat, topology, condition)
     run_dir = seat.results / run_id
@@ -245,7 +220,7 @@ def container(seat: Seat, args: dict) -> dict:
     state = _choice(args.get("state"), ("up", "down"), "state")
     was = standing(seat)
     if state == "up":
-        topology = _choice(args.get("topology"), tuple(t for t in TOPOLOGIES if t != "bare"), "topology")
+        topology = _choice(args.get("topology"), topologies.with_containers(), "topology")
         if was and was["topology"] != topology:
             raise Refused(f"a {was['topology']} container stands already: `lab container {was['topology']} down`")
         result = _container_playbook(seat, topology, "up")

@@ -8,7 +8,6 @@ yet (no run, no answer) skips itself: `not-tried`.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -16,11 +15,11 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from badsum import ansible, paths
 from badsum.workshop import status
 from badsum.workshop.room import Room, Seat
 
-PROJECT = Path(__file__).resolve().parents[2]
-SUITE = PROJECT / "exercises" / "checks"
+SUITE = paths.EXERCISES / "checks"
 
 
 def run_checks(room: Room, seat: Seat, exercises: list[str] | None = None) -> dict[str, dict]:
@@ -32,11 +31,7 @@ def run_checks(room: Room, seat: Seat, exercises: list[str] | None = None) -> di
     with tempfile.TemporaryDirectory(prefix="badsum-checks-") as tmp:
         report = Path(tmp) / "junit.xml"
         selector = " or ".join(f"test_exercise_{e}" for e in wanted)
-        env = dict(
-            os.environ,
-            PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"),
-        )
+        # pytest here, not Ansible; but testinfra's ansible backend runs Ansible's libraries: its environment.
         subprocess.run(
             [
                 sys.executable,
@@ -52,8 +47,8 @@ def run_checks(room: Room, seat: Seat, exercises: list[str] | None = None) -> di
                 f"--ansible-inventory={seat.inventory}",
                 f"--badsum-seat={seat.dir}",
             ],
-            cwd=PROJECT,
-            env=env,
+            cwd=paths.PROJECT,
+            env=ansible.environment(),
             capture_output=True,
             text=True,
             timeout=300,

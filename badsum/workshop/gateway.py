@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from badsum.lab import cgroups
-from badsum.lab.provider import lab_uid
+from badsum.lab.accounts import lab_uid
 from badsum.lab.spec import LabSpec
 from badsum.workshop.room import LAB_HOSTS, Room, Seat
 

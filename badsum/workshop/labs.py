@@ -17,20 +17,19 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from badsum import paths, topologies
 from badsum.files import private_dir, write_private
-from badsum.lab import provider
+from badsum.lab import state
 from badsum.lab.cgroups import Limits
 from badsum.lab.spec import MAX_SLOT, LabError
 from badsum.workshop import limits as seat_limits
 from badsum.workshop.room import API_PORT, STUDENT, Room, Seat
 
-PROJECT = Path(__file__).resolve().parents[2]
-EXERCISES = PROJECT / "exercises"
 UP_AT_ONCE = 8  # lab up is mostly waiting (sshd start, netlink): more than the cores
 
 
 def free_slots() -> list[int]:
-    used = {state["slot"] for state in provider.all_states().values()}
+    used = {state["slot"] for state in state.EMBEDDED.all().values()}
     return [slot for slot in range(MAX_SLOT + 1) if slot not in used]
 
 
@@ -48,11 +47,12 @@ def make_home(seat: Seat) -> Path:
         shutil.rmtree(home)
     (home / "bin").mkdir(parents=True)
     (home / "answers").mkdir()
-    shutil.copy(PROJECT / "badsum/workshop/student_lab.py", home / "bin" / "lab")
+    shutil.copy(Path(__file__).with_name("student_lab.py"), home / "bin" / "lab")
     (home / "bin" / "lab").chmod(0o755)
     write_private(home / ".lab-token", seat.token + "\n")  # the node gives it to the student, still 0600
     (home / ".lab-service").write_text(f"{seat.service_address}:{API_PORT}\n")
-    shutil.copytree(EXERCISES, home / "exercises", ignore=shutil.ignore_patterns("checks", "__pycache__"))
+    (home / ".lab-topologies").write_text(" ".join(topologies.names()) + "\n")  # what `lab help` lists
+    shutil.copytree(paths.EXERCISES, home / "exercises", ignore=shutil.ignore_patterns("checks", "__pycache__"))
     (home / ".profile").write_text('PATH="$HOME/bin:$PATH"\ncat "$HOME/WELCOME" 2>/dev/null\n')
     (home / "WELCOME").write_text(
         f"badsum workshop, {seat.student}: this is host A of your own lab. `lab help` says what you can do;\n"
@@ -77,7 +77,7 @@ def account(seat: Seat) -> Path:
 def _lab(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "badsum", "lab", *args],
-        cwd=PROJECT,
+        cwd=paths.PROJECT,
         capture_output=True,
         text=True,
         timeout=300,
@@ -89,7 +89,7 @@ def up_one(seat: Seat, limits: Limits | None = None) -> str:
     seat.inventory.mkdir(parents=True, exist_ok=True)
     group_vars = seat.inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
-    shutil.copy(PROJECT / "inventories/local/group_vars/all.yml", group_vars / "all.yml")
+    shutil.copy(paths.LAB_SETTINGS, group_vars / "all.yml")
     proc = _lab(
         "up",
         "--lab",
@@ -98,7 +98,7 @@ def up_one(seat: Seat, limits: Limits | None = None) -> str:
         "2",
         "--slot",
         str(seat.slot),
-        "--inventory",
+        "--write-inventory",
         str(seat.inventory),
         "--student",
         str(account(seat)),

@@ -19,10 +19,7 @@ batch starts, so a batch never mixes one seat's results with another's.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,17 +28,18 @@ from pathlib import Path
 
 import yaml
 
+from badsum import ansible, paths
 from badsum import settings as experiment
-from badsum.commands import host_record
+from badsum.analysis.records import host_record
 from badsum.files import atomic_write, write_private
 from badsum.lab import cgroups
-from badsum.lab.inventory import LAB_SETTINGS, inventory_data
+from badsum.lab.inventory import inventory_data
 from badsum.lab.spec import LabError
+from badsum.paths import LAB_SETTINGS
+from badsum.version import version
 from badsum.workshop.room import ROOT, Seat
 
-PROJECT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-DEFAULTS = PROJECT / "roles" / "badsum_experiment" / "defaults" / "main.yml"
+DEFAULTS = paths.role_defaults("badsum_experiment")
 RUNS = "playbooks/workshop_runs.yml"
 PREPARE = "playbooks/workshop_prepare.yml"
 BATCHES = ROOT / "batches"
@@ -57,10 +55,6 @@ OWN = "badsum_experiment_"  # the experiment's settings: in the plan, each seat'
 
 class RunRefused(ValueError):
     """A run the service will not start, with the reason for the student."""
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"))
 
 
 # -- the combined inventory -------------------------------------------------------------
@@ -137,6 +131,7 @@ def record(seat: Seat, plan: dict, facts: dict) -> None:
         "embedded_lab": True,
         "hosts": {h: host_record(hosts[h].get("badsum_common_facts"), member[h]) for h in plan["hosts"]},
         "command_line": ["badsum", "workshop", "serve", "(a student's `lab run`)"],
+        "badsum_version": version(),
         "started": time.time(),
     }
     run_dir = Path(plan["run_dir"])
@@ -173,14 +168,11 @@ def prepare(seats: list[Seat], timeout: int = BATCH_TIMEOUT, cgroup: list[Path] 
     try:
         inventory = write_inventory(work / "inventory", [(s, {}) for s in seats], {})
         out = work / "facts.json"
-        proc = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(inventory), PREPARE, "-e", f"workshop_facts_file={out}"],
-            cwd=PROJECT,
-            env=_env(),
-            capture_output=True,
-            text=True,
+        proc = ansible.playbook(
+            PREPARE,
+            inventory,
+            {"workshop_facts_file": str(out)},
             timeout=timeout,
-            check=False,
             preexec_fn=cgroups.contained(cgroup) if cgroup else None,
         )
         if proc.returncode != 0 or not out.exists():
@@ -347,15 +339,8 @@ def run_batch(batch: list[Request]) -> None:
         }
         plan_file = work / "plan.json"
         write_private(plan_file, json.dumps({"workshop_plan": whole}))
-        proc = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(inventory), RUNS, "-e", f"@{plan_file}"],
-            cwd=PROJECT,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=BATCH_TIMEOUT,
-            check=False,
-        )
+        # The plan from a private file (it names the seats' inventories), not the command line.
+        proc = ansible.playbook(RUNS, inventory, options=["-e", f"@{plan_file}"], timeout=BATCH_TIMEOUT)
         for request, plan in planned:
             if not any(Path(plan["run_dir"]).glob("*-*.json")):
                 tail = "\n".join(proc.stdout.splitlines()[-12:])

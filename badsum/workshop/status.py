@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from badsum import paths
 from badsum.workshop.room import Room, Seat
 
-EXERCISES = Path(__file__).resolve().parents[2] / "exercises"
+EXERCISES = paths.EXERCISES
 
 
 def exercises() -> list[dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 HOME = Path.home()
 USAGE = """\
 lab run TOPOLOGY CONDITION [--capture] [--preset article] [--pattern stuck-bit] [--conntrack-checksum 0|1]
-        one experiment cell. TOPOLOGY: bare mesos kubernetes docker-ipv6 docker-nat
+        one experiment cell. TOPOLOGY: {topologies}
         CONDITION: vulnerable (emulated on this machine) workaround patched
 lab results [RUN]            your runs, or one run's details
 lab counters                 checksum-error counters on host B (and in a standing container)
@@ -50,7 +50,8 @@ def request(body: dict) -> dict:
 
 def parse(argv: list[str]) -> dict:
     if not argv or argv[0] in ("help", "-h", "--help"):
-        raise SystemExit(USAGE)
+        known = HOME / ".lab-topologies"  # the workshop writes the topology catalogue's names there
+        raise SystemExit(USAGE.format(topologies=known.read_text().strip() if known.exists() else "see the exercises"))
     action, rest = argv[0], argv[1:]
     flags = {}
     words = []

@@ -29,6 +29,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from badsum import paths
 from badsum.workshop import status
 
 with warnings.catch_warnings():
@@ -38,7 +39,7 @@ from badsum.workshop.gateway import LOGIN_GRACE, Sessions
 from badsum.workshop.room import STUDENT, Room, Seat
 
 TEMPLATES = Path(__file__).parent / "templates"
-XTERM = Path(__file__).resolve().parents[2] / "node_modules" / "@xterm" / "xterm"
+XTERM = paths.NODE_MODULES / "@xterm" / "xterm"
 STATIC = {
     "/static/xterm.js": (XTERM / "lib" / "xterm.js", "text/javascript; charset=utf-8"),
     "/static/xterm.css": (XTERM / "css" / "xterm.css", "text/css; charset=utf-8"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import cnichain
 import pytest
 
-from badsum.host import cni
+from badsum.host.fleet import cni
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import cnichain
 import pytest
 
-from badsum.host import cni
+from badsum.host.fleet import cni
 
 BOUND = 1.0  # seconds: the bar for one ADD, whatever the fault
 BRIDGE = "bsbr0"

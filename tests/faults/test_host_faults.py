@@ -26,9 +26,13 @@ import pytest
 from hostlab import Host, badsum
 
 LAB = "icat"
+# What the fleet role passes on every call (the host kit has no defaults of its own for them).
 CNI = ["--cni-conf-dir", "/run/cat/net.d", "--cni-bin-dir", "/run/cat/bin"]
+NO_TEXTFILE = ["--textfile-dir", ""]
+AUDIT = ["audit", "show", "--no-probe", *CNI, *NO_TEXTFILE]
 APPLY = ["remediate", "apply", "--guard", "daemon", "--interval", "60", *CNI]
-ROLLBACK = ["remediate", "rollback", *CNI]
+ROLLOUT = ["remediate", "rollout", "--interval", "60", "--wait", "2", *CNI, *NO_TEXTFILE]
+ROLLBACK = ["remediate", "rollback", *CNI, *NO_TEXTFILE]
 CONFLIST = {
     "cniVersion": "1.0.0",
     "name": "pods",
@@ -42,7 +46,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="roo
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     inventory = tmp_path_factory.mktemp("icat-inventory")
     badsum("lab", "down", "--lab", LAB)
-    badsum("lab", "up", "--lab", LAB, "--hosts", "2", "--inventory", str(inventory))
+    badsum("lab", "up", "--lab", LAB, "--hosts", "2", "--write-inventory", str(inventory))
     h = Host(inventory, "host1")
     h.install_kit()
     yield h
@@ -94,14 +98,14 @@ def guard_sweep_from_a_scratch_namespace_turns_the_host_veths_off(host: Host) ->
 def audit_from_ip_netns_exec_misjudges_the_host(host: Host) -> None:
     """The audit from inside another namespace called the host's veths containers': refused, with the reason."""
     tenant_namespace(host, "cat-a")
-    code, answer = host.kit("audit", "show", "--no-probe", prefix="ip netns exec cat-a")
+    code, answer = host.kit(*AUDIT, prefix="ip netns exec cat-a")
     assert code == 2 and "acts only from the host's own" in answer["msg"]
 
 
 def a_non_utf8_interface_name_stops_the_audit(host: Host) -> None:
     """`ip link add $'\\xff' ...` in a tenant's namespace: the audit died with UnicodeDecodeError."""
     tenant_namespace(host, "cat-a", ifname="$'\\xff'")
-    answer = host.ok("audit", "show", "--no-probe")
+    answer = host.ok(*AUDIT)
     assert {(v["ifname"], v["role"], v["rx"]) for v in answer["veths"] if v["owner"].startswith("netns cat-a")} == {
         ("\\xff", "container", "on")
     }
@@ -120,7 +124,7 @@ def a_non_utf8_interface_name_stops_the_guard(host: Host) -> None:
 def terminal_escapes_in_a_name_reach_the_operators_screen(host: Host) -> None:
     """Names and process names are printed in reports and tables: escaped, nothing of them runs in a terminal."""
     tenant_namespace(host, "cat-a", ifname="$'e\\x1b[2J'")
-    text = json.dumps(host.ok("audit", "show", "--no-probe"))
+    text = json.dumps(host.ok(*AUDIT))
     assert "\x1b" not in text and "e\\\\x1b[2J" in text
 
 
@@ -131,7 +135,7 @@ def a_process_with_a_non_utf8_name_stops_the_audit(host: Host) -> None:
         "(setsid unshare --net /run/$'\\xff\\xfe' 30 >/dev/null 2>&1 & echo $! > /run/cat-pid)"
     )
     time.sleep(0.3)
-    answer = host.ok("audit", "show", "--no-probe")
+    answer = host.ok(*AUDIT)
     assert any(ns["owner"].startswith("process ") and "\\xff\\xfe" in ns["owner"] for ns in answer["namespaces"])
     host.sh("kill $(cat /run/cat-pid); rm -f /run/$'\\xff\\xfe' /run/cat-pid", check=False)
 
@@ -143,7 +147,7 @@ def thousands_of_namespaces_overflow_the_audit(host: Host) -> None:
         "for i in $(seq 1 1100); do ip link add cat$i type veth peer name eth0 netns cat-n$i; done",
         timeout=300,
     )
-    answer = host.ok("audit", "show", "--no-probe")
+    answer = host.ok(*AUDIT)
     assert answer["namespaces_total"] >= 1100 and answer["container_veths"] >= 1100
     assert answer["container_veths_rx_on"] >= 1100 and len(answer["veths"]) <= 2000
     assert answer["risk"] == "patched"  # this kernel; the counts are what matter here
@@ -184,21 +188,21 @@ def an_event_storm_makes_the_guard_spin(host: Host) -> None:
 def a_lib_dir_another_user_owns_runs_code_as_root(host: Host) -> None:
     """badsum_lib_dir was trusted whoever owned it: the root guard ran code from it. Nothing runs now."""
     host.sh(f"chown nobody {host.lib_dir}")
-    code, answer = host.kit("audit", "show", "--no-probe")
+    code, answer = host.kit(*AUDIT)
     assert code == 2 and "cannot be trusted" in answer["msg"] and "uid 65534" in answer["msg"], answer
 
 
 def a_lib_dir_writable_by_others_runs_code_as_root(host: Host) -> None:
     """A lib dir (or a parent of it) others can write lets them swap the kit or the records."""
     host.sh(f"chmod o+w {host.lib_dir}")
-    code, answer = host.kit("audit", "show", "--no-probe")
+    code, answer = host.kit(*AUDIT)
     assert code == 2 and "writable by others" in answer["msg"], answer
 
 
 def a_kit_file_writable_by_others_runs_as_root(host: Host) -> None:
     """The kit itself writable by others: refused before a line of it acts."""
     host.sh(f"chmod o+w {host.kit_path}")
-    code, answer = host.kit("audit", "show", "--no-probe")
+    code, answer = host.kit(*AUDIT)
     assert code == 2 and str(host.kit_path) in answer["msg"], answer
 
 
@@ -353,9 +357,7 @@ def a_failed_verification_leaves_the_host_half_remediated(host: Host) -> None:
     """A rollout whose verification failed left its changes: its own call puts the host back now, and fails."""
     tenant_namespace(host, "cat-a")
     host.sh("mkdir -p /run/cat/net.d /run/cat/bin")
-    code, answer = host.kit(
-        "remediate", "rollout", "--emulate-bug", "--guard", "none", "--interval", "60", *CNI, timeout=300
-    )
+    code, answer = host.kit(*ROLLOUT, "--emulate-bug", "--guard", "none", timeout=300)
     assert code == 2 and "put back as it was" in answer["msg"], json.dumps(answer)[-3000:]
     assert host.rx("cat-a", "eth0") == "on"
     assert not record(host)["recorded"]
@@ -366,8 +368,8 @@ def a_patched_kernel_keeps_the_workaround_forever(host: Host) -> None:
     and a rollout with --retire takes it away."""
     tenant_namespace(host, "cat-a")
     host.ok(*APPLY)
-    assert host.ok("audit", "show", *CNI)["risk"] == "obsolete-workaround"
-    answer = host.ok("remediate", "rollout", "--retire", "--guard", "auto", "--interval", "60", *CNI)
+    assert host.ok("audit", "show", *CNI, *NO_TEXTFILE)["risk"] == "obsolete-workaround"
+    answer = host.ok(*ROLLOUT, "--retire", "--guard", "auto")
     assert answer["action"].startswith("retired the workaround"), answer
     assert answer["after"]["risk"] == "patched" and host.rx("cat-a", "eth0") == "on"
 
@@ -384,7 +386,7 @@ def the_guard_changes_list_grows_for_the_whole_boot(host: Host) -> None:
     lines = int(host.sh(f"wc -l < {state}/guard-changes.jsonl").stdout)
     assert lines >= 60
     script = (
-        "import json,sys; sys.path.insert(0, sys.argv[1]); from badsum.host import guard; "
+        "import json,sys; sys.path.insert(0, sys.argv[1]); from badsum.host.fleet import guard; "
         "guard.CHANGES_LIMIT = 0; s = guard.Sweeper(guard.containers.own_cgroup(), check=True); s.full(); "
         "f = guard.Files(sys.argv[2]); "
         "f.record_changes([{'netns': 1, 'ifindex': 2, 'ifname': 'x', 'owner': 'y', 'rx': 'on'}], s)"
@@ -395,7 +397,7 @@ def the_guard_changes_list_grows_for_the_whole_boot(host: Host) -> None:
 
 def a_guard_unit_without_limits_can_take_the_host_down(host: Host) -> None:
     """The unit had no CPU, memory or task bound: it has them now (systemd checks each in test_persistence)."""
-    script = "import sys; sys.path.insert(0, sys.argv[1]); from badsum.host import persistence; "
+    script = "import sys; sys.path.insert(0, sys.argv[1]); from badsum.host.fleet import persistence; "
     script += "print(persistence.unit_text(60))"
     unit = host.sh(f"python3 -c {json.dumps(script)} {host.kit_path}").stdout
     assert "MemoryMax=" in unit and "TasksMax=" in unit and "CPUQuota=" in unit

@@ -75,6 +75,7 @@ def now(inventory: AnsibleRunner, baseline: dict[str, dict]) -> dict[str, dict]:
         args = ["--emulate-bug"] if probe.get("kind") == "emulated" else [] if probe else ["--no-probe"]
         args.append(f"--cni-bin-dir={before['cni']['plugin'].rsplit('/', 1)[0]}")
         args += [f"--cni-conf-dir={d}" for d in before["cni"]["conf_dirs"]]
+        args.append("--textfile-dir=")  # off: the fleet's default; this call only reads
         cmd = host.run(f"/usr/bin/python3 {lib}/bin/badsum-host.pyz audit show {shlex.join(args)}")
         assert cmd.rc == 0, f"{name}: {cmd.stderr or cmd.stdout}"
         found[name] = json.loads(cmd.stdout)

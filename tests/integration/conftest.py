@@ -53,7 +53,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One lab (the default size: the lab reproduce.yml uses) for the session; removed at the end."""
     inventory = embedded_inventory(tmp_path_factory.mktemp("inventory"))
     badsum("lab", "down", "--lab", LAB)
-    badsum("lab", "up", "--lab", LAB, "--inventory", str(inventory))
+    badsum("lab", "up", "--lab", LAB, "--write-inventory", str(inventory))
     yield inventory
     badsum("lab", "down", "--lab", LAB)
 

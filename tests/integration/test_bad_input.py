@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from badsum.lab.spec import STATE_ROOT
-from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, playbook, real_hosts_inventory
+from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, embedded_inventory, playbook, real_hosts_inventory
 
 # (extra var, value as passed to -e, what the message must say)
 VARIABLES = [
@@ -54,16 +55,23 @@ VARIABLES = [
     ("badsum_lab_hosts", "3", "badsum_lab_hosts=3: allowed: an even number"),
     ("badsum_lab_hosts", "500", "badsum_lab_hosts='500'"),
     ("badsum_lab_id", "Bad-Id", "badsum_lab_id='Bad-Id'"),
+    ("badsum_lab_hots", "4", "badsum_lab_hots: not a variable badsum knows; did you mean badsum_lab_hosts?"),
+    ("badsum_corruption_stuck_bits", "3", "did you mean badsum_corruption_stuck_bit?"),
 ]
 
+# Every one exits 64 (usage), before anything changes.
 CLI = [
-    (["lab", "up", "--hosts", "0"], "--hosts must be between 1 and 200"),
-    (["lab", "up", "--hosts", "500"], "--hosts must be between 1 and 200"),
-    (["lab", "up", "--hosts", "-1"], "-1 is negative"),
-    (["lab", "up", "--hosts", "two"], "'two' is not a whole number"),
+    (["lab", "up", "--hosts", "0"], "argument --hosts: '0': allowed: a whole number from 1 to 200"),
+    (["lab", "up", "--hosts", "500"], "argument --hosts: '500': allowed: a whole number from 1 to 200"),
+    (["lab", "up", "--hosts", "-1"], "argument --hosts: '-1': allowed: a whole number from 1 to 200"),
+    (["lab", "up", "--hosts", "two"], "argument --hosts: 'two' is not a whole number"),
     (["lab", "up", "--lab", "Bad-Id"], "lab id 'Bad-Id' is not valid"),
     (["lab", "up", "--lab", "toolongid"], "lab id 'toolongid' is not valid"),
-    (["lab", "up", "--slot", "99"], "--slot must be between 0 and 31"),
+    (["lab", "up", "--slot", "99"], "argument --slot: '99': allowed: a whole number from 0 to 31"),
+    (["lab", "up", "--kernel", "fixed"], "--kernel: not an option of a embedded lab"),
+    (["lab", "up", "--provider", "qemu"], "--provider qemu needs --kernel"),
+    (["lab", "up", "--remake"], "--remake: only with --hosts N"),
+    (["lab", "status", "--hosts", "3", "--kernel", "fixed"], "unrecognized arguments: --hosts 3 --kernel fixed"),
     (["lab", "sideways"], "invalid choice: 'sideways'"),
     (["lab", "up", "--memory-max", "1x"], "argument --memory-max: '1x' is not a size (e.g. 512M, 2G)"),
     (["lab", "up", "--pids-max", "3"], "argument --pids-max: '3': allowed: a whole number, at least 64"),
@@ -71,13 +79,15 @@ CLI = [
     (["workshop", "up", "--students", "3", "--lab-memory", "100G"], "--lab-memory 100G: allowed: 256 MiB to "),
     (["workshop", "up", "--students", "3", "--lab-pids", "5"], "--lab-pids 5: allowed: a whole number from 64 to "),
     (["workshop", "up", "--students", "3", "--lab-cpu-weight", "0"], "--lab-cpu-weight 0: allowed: a whole number"),
-    (["summary", "no-such-run"], "no run no-such-run"),
-    (["report", "no-such-run"], "no run no-such-run"),
+    (["workshop", "up", "--students", "0"], "argument --students: '0': allowed: a whole number from 1 to"),
+    (["summary", "no-such-run"], "RUN no-such-run: no"),
+    (["report", "no-such-run"], "RUN no-such-run: no"),
     (["analyze", "/no/such/raw"], "/no/such/raw/cell.json: missing"),
-    (["reproduce", "-e", "nonsense"], "want KEY=VALUE, a JSON object or @FILE"),
-    (["reproduce", "-e", "@/no/such/preset.yml"], "-e @/no/such/preset.yml: cannot read it"),
-    (["reproduce", "-e", "{broken"], "not a JSON object"),
-    (["reproduce", "--project", "/tmp"], "/tmp has no reproduce.yml"),
+    (["reproduce", "-e", "nonsense"], "-e 'nonsense': 'nonsense' is not KEY=VALUE"),
+    (["reproduce", "-e", "@/no/such/preset.yml"], "Could not find or access '/no/such/preset.yml'"),
+    (["reproduce", "-e", "{broken"], "-e '{broken': YAML parsing failed"),
+    (["reproduce", "-i", "/no/such/inventory"], "'/no/such/inventory': no such inventory"),
+    (["fleet", "audit", "--check"], "unrecognized arguments: --check"),
 ]
 
 
@@ -110,7 +120,7 @@ def test_a_bad_command_line_is_a_clear_one_line_error(tmp_path: Path, argv: list
         if argv[0] in ("summary", "report")
         else badsum(*argv, check=False)
     )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 64, proc.stdout + proc.stderr
     assert message in proc.stderr, proc.stderr
     no_traceback(proc.stderr)
     assert not list(tmp_path.iterdir())
@@ -152,7 +162,30 @@ INVENTORIES = [
         lambda i: i["all"]["vars"].update(badsum_experiment_corruption_hook="sideways"),
         "badsum_experiment_corruption_hook='sideways' (for host2): allowed: 'egress', 'ingress'",
     ),
+    (
+        lambda i: i["all"]["children"]["servers"]["hosts"]["host2"].update(badsum_pod_cdr="198.18.128.0/28"),
+        "badsum_pod_cdr (on host2): not a variable badsum knows; did you mean badsum_pod_cidr?",
+    ),
 ]
+
+
+def test_a_misspelt_variable_is_refused_in_seconds_naming_the_right_one_and_no_lab_is_made(tmp_path: Path) -> None:
+    """The README's own command with a typo: refused by its first play, before the lab exists."""
+    inventory = embedded_inventory(tmp_path / "inventory")
+    lab_id = "ityp"  # a lab id of this test's own, never brought up
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), "reproduce.yml"]
+    cmd += ["-e", f"badsum_lab_id={lab_id}", "-e", "badsum_experiment_rat=20"]
+    started = time.monotonic()
+    run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60, check=False)
+    seconds = time.monotonic() - started
+    assert run.returncode != 0, run.stdout[-2000:]
+    assert seconds < 3, f"refused after {seconds:.1f} s"
+    assert "badsum_experiment_rat: not a variable badsum knows; did you mean badsum_experiment_rate?" in run.stdout
+    no_traceback(run.stdout + run.stderr)
+    assert recap_hosts(run.stdout) == {"localhost"}
+    assert not (STATE_ROOT / lab_id).exists(), "a lab was made"
+    assert not (inventory / "hosts.yml").exists(), "a lab inventory was written"
+    assert "Bring up the embedded lab" not in run.stdout
 
 
 @pytest.mark.parametrize(("change", "message"), INVENTORIES, ids=[m[:40] for _, m in INVENTORIES])
@@ -216,7 +249,7 @@ def test_badsum_reproduce_refuses_a_bad_value_through_the_same_check(lab: Path, 
         timeout=120,
         check=False,
     )
-    assert run.returncode == 2
+    assert run.returncode == 64  # refused by the playbook's checks, before anything changed: a usage error
     summary = json.loads(run.stdout)
-    assert "badsum_experiment_rate='500'" in summary["failure"]
+    assert "badsum_experiment_rate='500'" in summary["failure"] and summary["exit_status"] == 64
     no_traceback(run.stdout + run.stderr)

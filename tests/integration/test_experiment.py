@@ -50,7 +50,7 @@ def test_a_control_run_without_corruption_is_spotless(lab: Path, tmp_path: Path)
     summary = subprocess.run(
         [str(VENV_BIN / "badsum"), "summary", "--results", str(tmp_path)], capture_output=True, text=True, env=ENV
     )
-    assert summary.returncode == 1 and "PROBLEM: bare/patched: inconclusive - missing measurement" in summary.stderr
+    assert summary.returncode == 2 and "PROBLEM: bare/patched: inconclusive - missing measurement" in summary.stderr
 
 
 def test_total_corruption_stalls_tcp_which_recovers_after_the_window(lab: Path, tmp_path: Path) -> None:

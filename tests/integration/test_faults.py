@@ -66,7 +66,7 @@ COMMANDS = {
         "up",
         "--lab",
         LAB,
-        "--inventory",
+        "--write-inventory",
         str(inv),
     ],
 }

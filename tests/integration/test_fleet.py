@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from badsum.host.common import alive, identity
+from badsum.host.shared.common import alive, identity
 from badsum.lab import cgroups
 from badsum.lab.spec import STATE_ROOT
 from conftest import ENV, ROOT, VENV_BIN, badsum, embedded_inventory
@@ -90,7 +90,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     inventory = embedded_inventory(tmp_path_factory.mktemp("fleet-inventory"))
     badsum("lab", "down", "--lab", FLEET_LAB)
     programs = badsum_programs()
-    badsum("lab", "up", "--lab", FLEET_LAB, "--hosts", "10", "--inventory", str(inventory))
+    badsum("lab", "up", "--lab", FLEET_LAB, "--hosts", "10", "--write-inventory", str(inventory))
     yield inventory
     # Whatever the fleet still runs - guards, dockerd, containers - is the lab's, and goes with it.
     seen = lab_processes_all()

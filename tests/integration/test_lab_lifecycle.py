@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from badsum.host.common import identity
+from badsum.host.shared.common import identity
 from conftest import ENV, LAB, ROOT, VENV_BIN, badsum, embedded_inventory
 from residue import leftovers
 
@@ -18,17 +18,19 @@ LIFE = "ilife"
 
 def test_up_twice_is_a_no_op_and_down_removes_everything(tmp_path: Path) -> None:
     badsum("lab", "down", "--lab", LIFE)
-    first = badsum("lab", "up", "--lab", LIFE, "--hosts", "3", "--inventory", str(tmp_path))
+    first = badsum("lab", "up", "--lab", LIFE, "--hosts", "3", "--write-inventory", str(tmp_path))
     assert "is up" in first.stdout
-    second = badsum("lab", "up", "--lab", LIFE, "--hosts", "3", "--inventory", str(tmp_path))
+    second = badsum("lab", "up", "--lab", LIFE, "--hosts", "3", "--write-inventory", str(tmp_path))
     assert "already up" in second.stdout
     status = json.loads(badsum("lab", "status", "--lab", LIFE, "--json").stdout)
     assert status[0]["healthy"] and len(status[0]["nodes"]) == 4
     assert (tmp_path / "hosts.yml").exists() and (tmp_path / ".ssh" / "known_hosts").exists()
 
-    other = badsum("lab", "up", "--lab", LIFE, "--hosts", "2", "--inventory", str(tmp_path), check=False)
+    other = badsum("lab", "up", "--lab", LIFE, "--hosts", "2", "--write-inventory", str(tmp_path), check=False)
     assert other.returncode == 2 and "badsum lab down --lab ilife" in other.stderr
-    elsewhere = badsum("lab", "up", "--lab", LIFE, "--hosts", "3", "--inventory", str(tmp_path / "x"), check=False)
+    elsewhere = badsum(
+        "lab", "up", "--lab", LIFE, "--hosts", "3", "--write-inventory", str(tmp_path / "x"), check=False
+    )
     assert elsewhere.returncode == 2 and f"with its inventory in {tmp_path}" in elsewhere.stderr
 
     assert "is down" in badsum("lab", "down", "--lab", LIFE).stdout
@@ -74,7 +76,7 @@ def test_ssh_reaches_each_host_with_checked_host_keys(lab: Path) -> None:
 def test_reproduce_uses_a_lab_of_another_size_or_remakes_it_as_asked(tmp_path: Path) -> None:
     inv, lab_id = embedded_inventory(tmp_path / "inv"), "ifit"
     badsum("lab", "down", "--lab", lab_id)
-    badsum("lab", "up", "--lab", lab_id, "--hosts", "4", "--inventory", str(inv))
+    badsum("lab", "up", "--lab", lab_id, "--hosts", "4", "--write-inventory", str(inv))
     try:
         one = ["-e", '{"badsum_experiment_topologies": ["bare"], "badsum_experiment_conditions": ["patched"]}']
 
@@ -94,10 +96,14 @@ def test_reproduce_uses_a_lab_of_another_size_or_remakes_it_as_asked(tmp_path: P
         assert "remade: it was up with 4 hosts, 2 were asked for" in run.stdout
         assert json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout)[0]["hosts"] == 2
         # A bad size is refused before the lab is touched; a lab of another inventory is never remade.
-        bad = badsum("lab", "up", "--lab", lab_id, "--hosts", "500", "--remake", "--inventory", str(inv), check=False)
-        assert bad.returncode == 2 and "--hosts must be between 1 and 200" in bad.stderr
+        bad = badsum(
+            "lab", "up", "--lab", lab_id, "--hosts", "500", "--remake", "--write-inventory", str(inv), check=False
+        )
+        assert bad.returncode == 64 and "argument --hosts: '500': allowed: a whole number from 1 to 200" in bad.stderr
         other = str(tmp_path / "other")
-        elsewhere = badsum("lab", "up", "--lab", lab_id, "--hosts", "4", "--remake", "--inventory", other, check=False)
+        elsewhere = badsum(
+            "lab", "up", "--lab", lab_id, "--hosts", "4", "--remake", "--write-inventory", other, check=False
+        )
         assert elsewhere.returncode == 2 and f"with its inventory in {inv}" in elsewhere.stderr
         assert json.loads(badsum("lab", "status", "--lab", lab_id, "--json").stdout)[0]["hosts"] == 2
     finally:
@@ -108,7 +114,7 @@ def test_down_after_sigkill_mid_experiment_leaves_nothing(tmp_path: Path) -> Non
     inv = embedded_inventory(tmp_path / "inv")
     lab_id = "ikill"
     badsum("lab", "down", "--lab", lab_id)
-    badsum("lab", "up", "--lab", lab_id, "--hosts", "2", "--inventory", str(inv))
+    badsum("lab", "up", "--lab", lab_id, "--hosts", "2", "--write-inventory", str(inv))
     proc = subprocess.Popen(
         [
             str(VENV_BIN / "ansible-playbook"),

@@ -1,4 +1,5 @@
-"""Each topology's molecule scenario, against the test lab: converge, idempotence, verify, cleanup."""
+"""The topology scenario for each topology of the catalogue, against the test lab: converge, idempotence,
+verify, cleanup."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from badsum import topologies
 from conftest import ENV, ROOT, VENV_BIN, playbook
-
-SCENARIOS = ["bare", "mesos", "kubernetes", "docker-ipv6", "docker-nat"]
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +20,17 @@ def prepared(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return lab
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(prepared: Path, scenario: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("topology", topologies.names())
+def test_molecule_scenario(prepared: Path, topology: str, tmp_path: Path) -> None:
     # A fresh state: molecule skips steps an earlier run's state (in ~/.ansible/tmp) says were done.
-    env = dict(ENV, BADSUM_MOLECULE_INVENTORY=str(prepared), MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"))
+    env = dict(
+        ENV,
+        BADSUM_MOLECULE_INVENTORY=str(prepared),
+        BADSUM_MOLECULE_TOPOLOGY=topology,
+        MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"),
+    )
     run = subprocess.run(
-        [str(VENV_BIN / "molecule"), "test", "-s", scenario],
+        [str(VENV_BIN / "molecule"), "test", "-s", "topology"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -33,9 +33,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 import vmlab
-from badsum.host.persistence import RUNTIME_UNITS, UNIT
+from badsum.host.fleet.persistence import RUNTIME_UNITS, UNIT
 from conftest import ENV, ROOT, VENV_BIN, badsum
 from vmlab import MARKS
 
@@ -147,6 +148,13 @@ def fleet(info: dict, phase: str, results: Path) -> tuple[int, dict]:
     return run.returncode, json.loads(run.stdout)
 
 
+# What the fleet role passes on every call, from its defaults (the host kit has none of its own).
+FLEET = yaml.safe_load((ROOT / "roles/badsum_fleet/defaults/main.yml").read_text())
+CNI = {"cni_conf_dir": FLEET["badsum_fleet_cni_conf_dirs"], "cni_bin_dir": FLEET["badsum_fleet_cni_bin_dir"]}
+AUDIT = {**CNI, "textfile_dir": ""}
+APPLY = {**CNI, "guard": FLEET["badsum_fleet_guard"], "interval": FLEET["badsum_fleet_guard_interval"]}
+
+
 def kit_call(info: dict, host: str, tool: str, action: str, **args) -> dict:
     """One host-kit call through badsum.kit.run, as the fleet playbooks make it (the kit comes with it)."""
     module_args = json.dumps({"tool": tool, "action": action, "ephemeral": True, "args": args})
@@ -164,7 +172,7 @@ def kit_call(info: dict, host: str, tool: str, action: str, **args) -> dict:
 
 def kit_verify(info: dict, host: str) -> dict:
     """The kit's own verification, as the rollout runs it: veths made the Docker and CNI ways, now."""
-    return kit_call(info, host, "remediate", "verify", new_container=True, wait=5)
+    return kit_call(info, host, "remediate", "verify", new_container=True, wait=5, **CNI)
 
 
 def wait_for(what: str, test, timeout: float) -> None:
@@ -268,13 +276,13 @@ def test_a_disabled_unit_leaves_the_host_exposed_until_remediation_enables_it_ag
     result = kit_verify(lab, "host1")
     assert result["ok"] is False
     assert result["problems"] == [f"containers created after a reboot would come up with rx on: {why}"]
-    audit = kit_call(lab, "host1", "audit", "show")
+    audit = kit_call(lab, "host1", "audit", "show", **AUDIT)
     assert audit["risk"] == "exposed" and "after a reboot" in audit["reason"], audit["reason"]
     assert audit["guard"]["running"] is True and audit["guard"]["gap"] == why
-    applied = kit_call(lab, "host1", "remediate", "apply")
+    applied = kit_call(lab, "host1", "remediate", "apply", **APPLY)
     assert f"restart the guard (systemd unit {UNIT}): {why}" in applied["changes"]
     assert systemctl(lab, "host1", "is-enabled", UNIT).stdout.strip() == "enabled"
-    assert kit_call(lab, "host1", "audit", "show")["risk"] == "mitigated"
+    assert kit_call(lab, "host1", "audit", "show", **AUDIT)["risk"] == "mitigated"
     assert kit_verify(lab, "host1")["ok"] is True
 
 
@@ -283,13 +291,13 @@ def test_a_unit_from_another_version_is_rewritten_and_the_guard_restarted_from_i
     sh(lab, "host1", "sed", "-i", "/^Before=/d", UNIT_FILE)
     sh(lab, "host1", "systemctl", "daemon-reload")
     old_pid = unit_property(lab, "host1", "MainPID")
-    audit = kit_call(lab, "host1", "audit", "show")
+    audit = kit_call(lab, "host1", "audit", "show", **AUDIT)
     assert audit["risk"] == "exposed" and audit["reason"].startswith("containers created at boot"), audit["reason"]
-    applied = kit_call(lab, "host1", "remediate", "apply")
+    applied = kit_call(lab, "host1", "remediate", "apply", **APPLY)
     assert any(c.startswith(f"restart the guard (systemd unit {UNIT}): ") for c in applied["changes"]), applied
     assert "docker.service" in unit_property(lab, "host1", "Before")
     assert unit_property(lab, "host1", "MainPID") not in ("0", old_pid)  # running from the unit now written
-    assert kit_call(lab, "host1", "audit", "show")["risk"] == "mitigated"
+    assert kit_call(lab, "host1", "audit", "show", **AUDIT)["risk"] == "mitigated"
 
 
 def test_after_a_reboot_the_guard_is_up_before_the_runtimes_and_protects_their_containers(lab: dict) -> None:

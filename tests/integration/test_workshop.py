@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host.common import identity
+from badsum.host.shared.common import identity
 from badsum.lab import cgroups
 from badsum.workshop import firewall, room, status
 from conftest import ROOT, badsum

@@ -185,7 +185,7 @@ def room3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 def _identities(cgroup: str) -> set[tuple[int, int]]:
-    from badsum.host.common import identity
+    from badsum.host.shared.common import identity
 
     return {i for pid in cgroups.pids(cgroup) if (i := identity(pid))}
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host.common import alive
+from badsum.host.shared.common import alive
 from badsum.lab import cgroups
-from badsum.vm import kernel, network, provider, rootfs
+from badsum.vm import boot, kernel, network, provider, rootfs
 from badsum.vm.spec import VmLabSpec
 from conftest import badsum
 
@@ -52,7 +52,7 @@ def vm_lab(lab: str, variant: str, inventory: Path, init: str = "busybox") -> It
         init,
         "--lab",
         lab,
-        "--inventory",
+        "--write-inventory",
         str(inventory),
         timeout=900,
         check=False,
@@ -66,7 +66,7 @@ def vm_lab(lab: str, variant: str, inventory: Path, init: str = "busybox") -> It
 
 
 def address(info: dict, host: str) -> str:
-    state = provider.load_state(info["lab"])
+    state = provider.store().load(info["lab"])
     assert state, f"lab {info['lab']} has no state"
     spec = VmLabSpec(info["lab"], state["hosts"], state["slot"])
     return (spec.switch if host == "switch" else spec.host(int(host.removeprefix("host")))).mgmt_v4
@@ -76,7 +76,7 @@ def ssh(
     info: dict, host: str, *command: str, check: bool = True, timeout: int = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        provider.ssh_argv(info["inventory"], address(info, host), *command),
+        boot.ssh_argv(info["inventory"], address(info, host), *command),
         input=stdin,
         capture_output=True,
         text=True,
@@ -88,7 +88,7 @@ def ssh(
 def assert_down_leaves_nothing(info: dict) -> None:
     """`badsum lab down`, then: no QEMU, tap, bridge, cgroup, state or inventory of the lab is left."""
     lab = info["lab"]
-    state = provider.load_state(lab)
+    state = provider.store().load(lab)
     assert state
     spec = VmLabSpec(lab, state["hosts"], state["slot"])
     pids = [n["pid"] for n in state["nodes"].values()]

@@ -1,6 +1,6 @@
 """testinfra suite of the molecule scenarios: is the topology wired, is nc listening?
 
-Called by molecule/shared/verify.yml with the topology's name, the port, and
+Called by molecule/topology/verify.yml with the topology's name, the port, and
 the result its role returned (JSON); interfaces and prefixes come from the
 inventory.
 """

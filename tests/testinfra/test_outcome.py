@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from badsum import topologies
 from badsum.analysis import incident
 
-CONTAINER_TOPOLOGIES = {"mesos", "kubernetes", "docker-ipv6", "docker-nat"}
+CONTAINER_TOPOLOGIES = set(topologies.with_containers())  # the topology catalogue's
 FIELDS = (
     "topology",
     "condition",

@@ -45,6 +45,7 @@ def state_after(inventory: AnsibleRunner, record: dict, settings: dict) -> dict:
     the other, they were most of the suites' time.
     """
     hosts = {name: info["state_before"] for name, info in record["hosts"].items() if info.get("state_before")}
+    # A host of the plan without a state before the run is its own failure (below), not a crash here.
 
     def read(name: str) -> dict:
         host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory.inventory_file)
@@ -59,7 +60,13 @@ def state_after(inventory: AnsibleRunner, record: dict, settings: dict) -> dict:
         return dict(zip(hosts, pool.map(read, hosts), strict=True))
 
 
+def test_the_runs_record_read_every_planned_host_before_it_changed_anything(record: dict, host_name: str) -> None:
+    assert (record["hosts"].get(host_name) or {}).get("state_before"), f"{host_name}: its state before was never read"
+
+
 @pytest.mark.parametrize("aspect", ASPECTS)
 def test_the_host_is_back_as_the_run_found_it(record: dict, state_after: dict, host_name: str, aspect: str) -> None:
+    if not (record["hosts"].get(host_name) or {}).get("state_before"):
+        pytest.fail(f"{host_name}: its state before the run was never read, so nothing can say it is back")
     before = record["hosts"][host_name]["state_before"][aspect]
     assert state_after[host_name][aspect] == before, f"{host_name}: {aspect} changed during the run"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from badsum.analysis import analyzer
-from badsum.host import framing
+from badsum.host.shared import framing
 
 
 def _sent(n: int, size: int = 100) -> tuple[bytes, list[dict]]:

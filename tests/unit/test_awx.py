@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +35,48 @@ def test_the_execution_environment_has_badsum_and_the_pinned_ansible(tmp_path: P
     assert ee["dependencies"]["ansible_runner"]["package_pip"] == f"ansible-runner=={pins()['ansible-runner']}"
 
 
+PAUSE = ("pause", "ansible.builtin.pause", "ansible.legacy.pause")
+PROMPTS = ("vars_prompt",)
+
+
+def waits_for_a_person(node: object, where: str) -> list[str]:
+    """Every play with vars_prompt, and every pause task without a timeout, anywhere in a parsed YAML file."""
+    found = []
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            found += waits_for_a_person(item, f"{where}[{i}]")
+    elif isinstance(node, dict):
+        if any(k in node for k in PROMPTS):
+            found.append(f"{where}: vars_prompt")
+        for key in PAUSE:
+            if key in node:
+                args = node[key] if isinstance(node[key], dict) else {}
+                if not ({"seconds", "minutes"} & set(args)) or isinstance(node[key], str):
+                    found.append(f"{where}: {key} without seconds or minutes")
+        for key, value in node.items():
+            found += waits_for_a_person(value, f"{where}.{key}")
+    return found
+
+
 def test_no_playbook_waits_for_a_person() -> None:
-    """AWX runs jobs without a terminal: no vars_prompt, no pause without a timeout."""
-    for path in [*ROOT.glob("*.yml"), *(ROOT / "playbooks").rglob("*.yml"), *(ROOT / "roles").rglob("*.yml")]:
-        text = path.read_text()
-        assert "vars_prompt" not in text, path
-        for block in re.findall(r"ansible\.builtin\.pause:[^\n]*\n((?:\s{4,}.*\n)*)", text):
-            assert re.search(r"\b(seconds|minutes):", block), f"{path}: a pause without a timeout"
+    """AWX runs jobs without a terminal: no vars_prompt, no pause without a timeout (in any form)."""
+    paths = [*ROOT.glob("*.yml"), *(ROOT / "playbooks").rglob("*.yml"), *(ROOT / "roles").rglob("*.yml")]
+    assert len(paths) > 30  # it looked at the project's playbooks and roles
+    for path in paths:
+        assert waits_for_a_person(yaml.safe_load(path.read_text()), str(path.relative_to(ROOT))) == []
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"name": "x", "pause": None},
+        {"name": "x", "pause": ""},
+        {"name": "x", "ansible.builtin.pause": {"prompt": "go on?"}},
+        {"name": "x", "ansible.legacy.pause": {"echo": False}},
+        {"name": "x", "ansible.builtin.pause": "seconds=5"},
+    ],
+)
+def test_a_pause_without_a_timeout_is_found_in_any_form(task: dict) -> None:
+    assert waits_for_a_person([{"hosts": "all", "tasks": [task]}], "play") != []
+    assert waits_for_a_person([{"hosts": "all", "vars_prompt": [{"name": "p"}]}], "play") != []
+    assert waits_for_a_person([{"hosts": "all", "tasks": [{"ansible.builtin.pause": {"seconds": 1}}]}], "p") == []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host import capture
+from badsum.host.experiment import capture
 
 pytestmark = pytest.mark.skipif(not shutil.which("tcpdump"), reason="tcpdump is not installed")
 

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host import HostError, call, corruptor
+from badsum.host import HostError, call
+from badsum.host.experiment import corruptor
 
-C_SOURCE = Path(corruptor.__file__).parent / "bpf" / "corrupt.bpf.c"
+C_SOURCE = Path(corruptor.__file__).parents[1] / "shared" / "programs" / "corrupt.bpf.c"
 ARM = [
     "arm",
     "--backend",
@@ -99,8 +100,8 @@ def test_the_config_layout_matches_the_c_struct() -> None:
 
 
 def test_the_injector_runs_before_every_other_badsum_filter() -> None:
-    from badsum.host import condition
-    from badsum.host.topology import mesos
+    from badsum.host.experiment import condition
+    from badsum.host.experiment.topology import mesos
 
     assert min(mesos.PREF_ARP, mesos.PREF_ICMP, mesos.PREF_PORTS) > corruptor.FILTER_PREF
     assert condition.PREF != corruptor.FILTER_PREF

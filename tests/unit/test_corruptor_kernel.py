@@ -33,7 +33,8 @@ SCENARIO = textwrap.dedent(
     import json, os, socket, subprocess, sys, threading, time
     sys.path.insert(0, {root!r})
     os.environ["BADSUM_LIB_DIR"] = {lib!r}
-    from badsum.host import bpf, corruptor
+    from badsum.host.experiment import corruptor
+    from badsum.host.shared import bpf
     from pathlib import Path
     def call(tool, argv):  # the tools themselves: the dispatcher acts only from a host's own namespace
         module = {{"bpf": bpf, "corruptor": corruptor}}[tool]

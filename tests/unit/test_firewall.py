@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from badsum.host import firewall
+from badsum.host.experiment import firewall
 
 SNAPSHOT = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 WITH_DOCKER = (

@@ -16,8 +16,10 @@ import yaml
 
 from badsum.fleet import records, report
 from badsum.fleet import settings as fleet
-from badsum.host import audit, netlink, persistence, probe
-from badsum.host.common import shown
+from badsum.host.fleet import audit, persistence, probe
+from badsum.host.shared import netlink
+from badsum.host.shared.common import shown
+from badsum.version import version
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = yaml.safe_load((ROOT / "roles/badsum_fleet/defaults/main.yml").read_text())
@@ -89,8 +91,8 @@ def test_bad_fleet_settings_name_the_variable_the_value_and_what_is_allowed(name
 def test_a_misspelt_setting_is_refused_with_a_suggestion() -> None:
     problems = checked(badsum_fleet_batchs=["1"]).problems
     assert problems == [
-        "badsum_fleet_batchs: not a fleet setting (did you mean badsum_fleet_batches?); "
-        "see roles/badsum_fleet/defaults/main.yml"
+        "badsum_fleet_batchs: not a variable badsum knows; did you mean badsum_fleet_batches? "
+        "(see roles/badsum_fleet/defaults/main.yml)"
     ]
 
 
@@ -321,7 +323,7 @@ def test_the_example_fleet_inventory_plans_a_canary_with_its_cell(tmp_path: Path
 def test_a_limit_keeps_the_controller_and_every_part_of_the_pattern(limit: str) -> None:
     from ansible.inventory.manager import split_host_pattern
 
-    from badsum.fleet.cli import with_controller
+    from badsum.fleet.runner import with_controller
 
     assert split_host_pattern(with_controller(limit)) == ["localhost", *split_host_pattern(limit)]
 
@@ -330,6 +332,7 @@ def test_a_record_says_why_a_host_failed_and_keeps_what_its_call_found() -> None
     audit = {"risk": "exposed", "kernel": "3.10.0", "changed": False}
     rec = records.record("h1", "audit", audit, seconds=0.25)
     assert abs(rec.pop("finished_at") - time.time()) < 5
+    assert rec.pop("badsum_version") == version()  # an operator reading it can tell which badsum wrote it
     assert rec == {
         "host": "h1",
         "phase": "audit",
@@ -371,7 +374,7 @@ def test_records_reach_the_disk_before_the_rename_and_the_rename_after(
 ) -> None:
     """The record rollback trusts survives a power cut: file flushed, renamed, directory flushed; private from
     its first byte (the mode is the open's, not a chmod after)."""
-    from badsum.host import common
+    from badsum.host.shared import common
 
     calls: list[tuple] = []
     real_open, real_fsync, real_rename = os.open, os.fsync, os.rename
@@ -397,8 +400,8 @@ def test_records_reach_the_disk_before_the_rename_and_the_rename_after(
 def test_a_container_gone_between_rollbacks_look_and_its_change_is_counted_not_fatal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from badsum.host import containers, remediate
-    from badsum.host.common import HostError
+    from badsum.host.fleet import containers, remediate
+    from badsum.host.shared.common import HostError
 
     kept = containers.Namespace(1, "/proc/1/ns/net", "pod a", "container:a")
     gone = containers.Namespace(2, "/proc/2/ns/net", "pod b", "container:b")

@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from badsum.fleet import records, report, stats, textfiles
 from badsum.fleet import settings as fleet
-from badsum.host import HostError, call, metrics
+from badsum.host import HostError, call
+from badsum.host.shared import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 NASTY = 'n"o\\de\n\udcff\x00é'  # quote, backslash, newline, a byte that was not UTF-8, NUL, non-ASCII
@@ -175,7 +176,7 @@ def test_the_host_kit_metrics_module_runs_on_python_36() -> None:
             "--eval-annotations",
             "--no-tips",
             "-vv",
-            str(ROOT / "badsum/host/metrics.py"),
+            str(ROOT / "badsum/host/shared/metrics.py"),
         ],
         capture_output=True,
         text=True,
@@ -258,13 +259,17 @@ def test_a_sticky_parent_like_tmp_is_fine_and_a_relative_path_is_not(textfile_di
         metrics.check_dir("var/lib/node_exporter")
 
 
+# Every option the fleet passes but the textfile's: the call must stop at that one.
+CNI = ["--cni-conf-dir", "/nonexistent/net.d", "--cni-bin-dir", "/nonexistent/bin"]
+
+
 @needs_root
 @pytest.mark.parametrize(
     ("tool", "argv"),
     [
-        ("audit", ["show", "--no-probe"]),
-        ("remediate", ["rollout", "--no-probe", "--guard", "none"]),
-        ("remediate", ["rollback"]),
+        ("audit", ["show", "--no-probe", *CNI]),
+        ("remediate", ["rollout", "--no-probe", "--guard", "none", "--interval", "60", "--wait", "2", *CNI]),
+        ("remediate", ["rollback", *CNI]),
     ],
 )
 def test_a_bad_textfile_directory_stops_the_call_before_it_does_anything(tool: str, argv: list[str]) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from badsum.host import framing
+from badsum.host.shared import framing
 
 
 def test_frames_round_trip() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host import guard
+from badsum.host.fleet import guard
 from badsum.lab import enter
 from badsum.lab.spec import STATE_ROOT
 
@@ -38,7 +38,7 @@ def badsum(*args: str) -> None:
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The lab's one host; a directory both this machine and the host see (the host's /tmp is its own)."""
     badsum("lab", "down", "--lab", LAB)
-    badsum("lab", "up", "--lab", LAB, "--hosts", "1", "--inventory", str(tmp_path_factory.mktemp("inventory")))
+    badsum("lab", "up", "--lab", LAB, "--hosts", "1", "--write-inventory", str(tmp_path_factory.mktemp("inventory")))
     yield "host1"
     badsum("lab", "down", "--lab", LAB)
 

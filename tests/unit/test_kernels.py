@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from badsum.host.kernels import classify, has_fix, parse
+from badsum.host.shared.kernels import classify, has_fix, parse
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from badsum.lab import cgroups, provider
+from badsum.lab import cgroups, state
 from badsum.lab.spec import LabError, LabSpec
 
 
@@ -36,15 +36,15 @@ def _state(root: Path, lab_id: str, slot: int) -> None:
 
 
 def test_a_slot_another_lab_has_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(provider, "STATE_ROOT", tmp_path / "labs")
+    monkeypatch.setattr(state, "EMBEDDED", state.StateStore(tmp_path / "labs", tmp_path / "labs.lock"))
     _state(tmp_path / "labs", "other", 3)
     _state(tmp_path / "labs", "mine", 5)
     with pytest.raises(LabError, match="slot 3 is taken by lab other"):
-        provider._check_slot_free(LabSpec("mine", 2, 3))
-    provider._check_slot_free(LabSpec("mine", 2, 5))  # its own slot, from an earlier run
-    assert provider.allocate_slot("third") == 0
-    with provider._slot_lock():  # the lock file is no lab
-        assert set(provider.all_states()) == {"other", "mine"}
+        state.check_slot_free(LabSpec("mine", 2, 3))
+    state.check_slot_free(LabSpec("mine", 2, 5))  # its own slot, from an earlier run
+    assert state.allocate_slot("third") == 0
+    with state.EMBEDDED.locked():  # the lock file is no lab
+        assert set(state.EMBEDDED.all()) == {"other", "mine"}
 
 
 def test_named_hierarchies_are_cleaned_but_not_joined() -> None:

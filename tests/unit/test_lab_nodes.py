@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from badsum.lab import kernel, nodes
-from badsum.lab.provider import _node_network
+from badsum.lab.networks import node_network
 from badsum.lab.spec import LabSpec
 
 # A hybrid machine with two labs' namespace files under /run, and a mount point with a space.
@@ -59,11 +59,11 @@ def test_the_base_namespace_drops_run_and_sys_with_one_unmount_each(tmp_path: Pa
 
 def test_each_node_configures_its_own_side_of_the_network() -> None:
     spec = LabSpec("lab0", hosts=4, slot=2)
-    batch, ports = _node_network(spec, spec.host(3))
+    batch, ports = node_network(spec, spec.host(3))
     assert ports == ("eth0",)
     assert "addr add 198.18.2.13/24 dev mgmt0" in batch and "addr add 198.19.2.13/24 dev eth0" in batch
     assert "nodad" in batch and batch.endswith("\n")
-    batch, ports = _node_network(spec, spec.switch)
+    batch, ports = node_network(spec, spec.switch)
     assert ports == ("p1", "p2", "p3", "p4")
     assert "link add br0 type bridge stp_state 0 forward_delay 0" in batch
     assert "link set p4 master br0 up" in batch and "dev eth0" not in batch

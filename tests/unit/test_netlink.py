@@ -22,8 +22,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="root only: the steps 
 
 PRELUDE = """
 import json, os, subprocess
-from badsum.host import netlink
-from badsum.host.common import HostError
+from badsum.host.shared import netlink
+from badsum.host.shared.common import HostError
 
 def ip(*args):
     return json.loads(subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True).stdout)

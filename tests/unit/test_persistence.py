@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from badsum.host import persistence
-from badsum.host.common import HostError
+from badsum.host.fleet import persistence
+from badsum.host.shared.common import HostError
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")

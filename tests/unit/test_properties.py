@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from badsum.analysis import analyzer
-from badsum.host import framing
+from badsum.host.shared import framing
 
 SIZES = st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=6)
 

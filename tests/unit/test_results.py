@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from badsum.analysis import results, summary
-from badsum.host import framing
+from badsum.host.shared import framing
 from synthetic import make_raw, make_run, run_record
 
 

@@ -96,7 +96,15 @@ def raw_args(tmp_path: Path, *argv: str) -> dict:
     return {
         "tool": argv[0],
         "action": argv[1],
-        "args": {"no_probe": True} if argv[0] == "audit" else {},
+        # what the fleet role passes on every audit (the kit has no defaults for them)
+        "args": {
+            "no_probe": True,
+            "cni_conf_dir": [str(tmp_path / "net.d")],
+            "cni_bin_dir": str(tmp_path / "bin"),
+            "textfile_dir": "",
+        }
+        if argv[0] == "audit"
+        else {},
         "argv": [],
         "kit_content": hostkit.encoded(),
         "lib_dir": str(tmp_path / "lib"),

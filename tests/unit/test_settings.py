@@ -235,32 +235,6 @@ def test_a_run_id_is_made_when_none_is_given(tmp_path: Path) -> None:
     assert again["run_id"] != paths["run_id"] and again["run_dir"].startswith(str(tmp_path))
 
 
-def test_the_topology_roles_read_what_the_plan_checks() -> None:
-    # TOPOLOGY_INVENTORY says which inventory variables each topology's role
-    # reads; it must stay the roles' own list.
-    for topology, needed in settings.TOPOLOGY_INVENTORY.items():
-        role = ROOT / "roles" / f"badsum_topology_{topology.replace('-', '_')}" / "defaults" / "main.yml"
-        text = role.read_text()
-        known = (
-            "badsum_data_iface",
-            "badsum_data_ipv4",
-            "badsum_data_ipv6",
-            "badsum_pod_cidr",
-            "badsum_docker_bip",
-            "badsum_docker_ipv6_cidr",
-        )
-        referenced = {w for w in known if "{{ " + w + " }}" in text}
-        assert referenced == set(needed), topology
-
-
-def test_every_topology_has_its_role_and_its_host_kit_module() -> None:
-    from badsum.host.topology import TOPOLOGIES
-
-    assert set(TOPOLOGIES) == set(settings.TOPOLOGY_INVENTORY)
-    for name in TOPOLOGIES:
-        assert (ROOT / "roles" / f"badsum_topology_{name.replace('-', '_')}" / "tasks" / "main.yml").exists()
-
-
 def test_a_run_on_chosen_servers_touches_only_them_their_clients_and_corruptors() -> None:
     plan, found = make_plan(*lab(3), badsum_experiment_servers=["host4"])
     assert found == []

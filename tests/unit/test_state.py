@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-from badsum.host import state
+from badsum.host.experiment import state
 
 ROUTES = {
     "-4": [{"dst": "198.19.0.0/24", "dev": "eth0", "protocol": "kernel"}],

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_lab_spec import in_lab_range
 
 from badsum.lab import inventory as embedded_inventory
-from badsum.lab.spec import MAX_SLOT, LabError, LabSpec, validate_in_lab_range
-from badsum.vm import guest, provider, qemu
+from badsum.lab.spec import MAX_SLOT, LabError, LabSpec
+from badsum.vm import boot, guest, provider, qemu
 from badsum.vm import inventory as vm_inventory
 from badsum.vm.spec import MAX_VM_SLOT, VmLabSpec
 
@@ -32,7 +33,7 @@ def test_every_address_is_in_the_lab_ranges_and_never_private() -> None:
     spec = VmLabSpec("vm1", 2, MAX_VM_SLOT)
     for node in spec.nodes():
         for addr in (node.mgmt_v4, node.mgmt_v6, node.data_v4 or node.mgmt_v4, node.data_v6 or node.mgmt_v6):
-            validate_in_lab_range(addr)
+            in_lab_range(addr)
             assert not any(ipaddress.ip_address(addr) in p for p in PRIVATE)
 
 
@@ -123,12 +124,12 @@ def test_a_panic_while_booting_is_told_from_the_console(tmp_path: Path, monkeypa
     monkeypatch.setattr(provider.paths, "STATE_ROOT", tmp_path)
     spec = VmLabSpec("vm1", 2, 0)
     console = spec.state_dir / "host1" / "console.log"
-    assert not provider._panicked(spec, spec.host(1))  # no console yet
+    assert not boot.panicked(spec, spec.host(1))  # no console yet
     console.parent.mkdir(parents=True)
     console.write_text("badsum-boot: up as host1\n")
-    assert not provider._panicked(spec, spec.host(1))
+    assert not boot.panicked(spec, spec.host(1))
     console.write_text("Kernel panic - not syncing: No working init found.\n")
-    assert provider._panicked(spec, spec.host(1))
+    assert boot.panicked(spec, spec.host(1))
 
 
 def test_accelerator_can_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,11 +48,12 @@ def test_every_missing_not_real_or_off_table_cell_is_a_problem(tmp_path: Path) -
     out = tmp_path / "real-x"
     out.mkdir()
     cells = real.merge(out, parts(tmp_path), real.TOPOLOGIES)
-    problems = real.problems_of(cells, real.TOPOLOGIES)
-    assert len(problems) == 12  # 15 planned, 3 measured right
-    assert not [p for p in problems if p.startswith(("bare/vulnerable", "mesos/vulnerable", "bare/patched"))]
+    failed, differ = real.problems_of(cells, real.TOPOLOGIES)
+    assert len(failed) == 12 and not differ  # 15 planned, 3 measured right
+    assert not [p for p in failed if p.startswith(("bare/vulnerable", "mesos/vulnerable", "bare/patched"))]
     cells[1] = {**cells[1], "verdict": "clean"}  # mesos/vulnerable: the unfixed kernel must deliver corrupt data
     cells[0] = {**cells[0], "condition_kind": "emulated"}
-    found = real.problems_of(cells, real.TOPOLOGIES)
-    assert any(p.startswith("mesos/vulnerable: clean, the incident says corrupt-delivered") for p in found)
-    assert any(p.startswith("bare/vulnerable: emulated, not real") for p in found)
+    failed, differ = real.problems_of(cells, real.TOPOLOGIES)
+    # A cell off the incident's table is a finding (exit 1); one missing or not real, a failed run (exit 2).
+    assert [p for p in differ if p.startswith("mesos/vulnerable: clean, the incident says corrupt-delivered")]
+    assert any(p.startswith("bare/vulnerable: emulated, not real") for p in failed)

@@ -1,4 +1,4 @@
-"""The corruption window's rule (badsum/host/window.py), driven by simulated injectors.
+"""The corruption window's rule (badsum/host/experiment/window.py), driven by simulated injectors.
 
 window.run() is the netem backend's timer itself; the injector and the
 stream it sees are simulated here on a fake clock: the segments a TCP
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from badsum.host import window
+from badsum.host.experiment import window
 
 DELAY, MAX, TARGET, EXPIRE = 0.5, 2.0, 5, 60.0
 

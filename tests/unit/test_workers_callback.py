@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from badsum.host.common import alive
+from badsum.host.shared.common import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAY = """

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.badsum.kit.plugins.plugin_utils.settings import refuse, resolve
+from ansible_collections.badsum.kit.plugins.plugin_utils.settings import badsum_names, refuse, resolve
 
 # What the canary cell's plan reads: per host, and the experiment's own settings if the user gave them.
 HOST_VARS = (
@@ -35,7 +35,9 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        from badsum.fleet import PHASES, settings  # the controller's badsum package, next to Ansible
+        from badsum import specs  # the controller's badsum package, next to Ansible
+        from badsum.fleet import PHASES, settings, stats
+        from badsum.version import version
 
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
@@ -43,23 +45,26 @@ class ActionModule(ActionBase):
         if phase not in PHASES:
             return {**result, "failed": True, "msg": f"phase={phase!r}: allowed: {', '.join(PHASES)}"}
         problems: list[str] = []
-        raw = resolve(self._templar, [k for k in task_vars if k.startswith(settings.P)], task_vars, problems)
-        checked = settings.fleet_settings(raw)
+        given = badsum_names(task_vars)
+        raw = resolve(self._templar, [k for k in given if k.startswith(settings.P)], task_vars, problems)
+        checked = settings.fleet_settings(raw, names=given)
         problems += checked.problems
         plan: dict = {}
-        if not problems:
-            limit = self._task.args.get("limit_hosts")
-            groups = {
-                g: [h for h in hosts if limit is None or h in limit] for g, hosts in task_vars.get("groups", {}).items()
-            }
-            hostvars = {}
-            wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
-            for host in groups.get("all", []):
-                hostvars[host] = (
-                    resolve(self._templar, HOST_VARS, task_vars["hostvars"][host], problems, f" (on {host})")
-                    if host in wanted
-                    else {}
-                )
+        limit = self._task.args.get("limit_hosts")
+        groups = {
+            g: [h for h in hosts if limit is None or h in limit] for g, hosts in task_vars.get("groups", {}).items()
+        }
+        hostvars = {}
+        wanted = set(groups.get("fleet", [])) | set(groups.get("clients", [])) | set(groups.get("switches", []))
+        for host in groups.get("all", []):
+            if host not in wanted:
+                hostvars[host] = {}
+                continue
+            own = task_vars["hostvars"][host]
+            # A host's own misspelt name too: its inventory's, beside the play's (named once, above).
+            problems += specs.unknown(badsum_names(own) - given, f" (on {host})", also=stats.KEYS)
+            hostvars[host] = resolve(self._templar, HOST_VARS, own, problems, f" (on {host})")
+        if not problems:  # the plan needs the settings
             defaults = self._task.args.get("experiment_defaults") or {}
             play_vars = {k: v for k, v in defaults.items() if k in PLAY_VARS}
             play_vars.update(resolve(self._templar, PLAY_VARS, task_vars, problems))
@@ -69,5 +74,6 @@ class ActionModule(ActionBase):
             return refuse(result, problems, "no host was touched")
         result["changed"] = False
         # The reports mark a check-mode run as such (badsum.fleet.junit, metrics).
-        result["plan"] = {**plan, "check_mode": bool(task_vars.get("ansible_check_mode"))}
+        # Which badsum planned the run: the records and the report carry it too.
+        result["plan"] = {**plan, "check_mode": bool(task_vars.get("ansible_check_mode")), "badsum_version": version()}
         return result

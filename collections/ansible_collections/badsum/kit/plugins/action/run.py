@@ -26,9 +26,8 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.badsum.kit.plugins.modules.run import to_argv
 from ansible_collections.badsum.kit.plugins.plugin_utils.kit import kit_path, lib_dir, save_evidence, target_vars
 
-from badsum.fleet import PHASES, TRANSPORTS
+from badsum.fleet import PHASES
 
-DEFAULT_PYTHON = "/usr/bin/python3"
 # Run on the host by its own python3, the kit (base64) on stdin: written to a
 # private directory, run in this process, removed - as the module's ephemeral
 # kit is. Short, so that it fits on a command line; standard library, Python 3.6.
@@ -65,6 +64,15 @@ ARGS = {
 }
 
 
+def fleet_setting(host_vars: dict, name: str):
+    """A host's own transport or Python: its inventory's, the fleet role's, or (outside it) the role's default."""
+    if name in host_vars:
+        return host_vars[name]
+    from badsum import specs  # the controller's badsum package, next to Ansible
+
+    return specs.default(name)
+
+
 class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(ARGS)
 
@@ -87,10 +95,14 @@ class ActionModule(ActionBase):
 
             module_args["kit_content"] = hostkit.encoded()
             module_args["lib_dir"] = lib_dir(self, task_vars)
-        transport = str(self._templar.template(target_vars(self, task_vars).get("badsum_fleet_transport", "module")))
-        if transport not in TRANSPORTS:
-            allowed = ", ".join(TRANSPORTS)
-            return {**result, "failed": True, "msg": f"badsum_fleet_transport={transport!r}: allowed: {allowed}"}
+        transport = str(self._templar.template(fleet_setting(target_vars(self, task_vars), "badsum_fleet_transport")))
+        if transport != "module":  # the common case needs no look-up
+            from badsum import specs
+
+            allowed = specs.choices("badsum_fleet_transport")
+            if transport not in allowed:
+                msg = f"badsum_fleet_transport={transport!r}: allowed: {', '.join(allowed)}"
+                return {**result, "failed": True, "msg": msg}
         if transport == "raw" and (not args["ephemeral"] or args["save_to"]):
             msg = "badsum_fleet_transport=raw carries the kit with each call: only ephemeral calls without save_to"
             return {**result, "failed": True, "msg": msg}
@@ -140,9 +152,7 @@ class ActionModule(ActionBase):
 
     def _run_raw(self, module_args: dict, task_vars: dict) -> dict:
         """The kit run by the host's own Python, with no Ansible module on the host (see the docstring)."""
-        python = str(
-            self._templar.template(target_vars(self, task_vars).get("badsum_fleet_python", "/usr/bin/python3"))
-        )
+        python = str(self._templar.template(fleet_setting(target_vars(self, task_vars), "badsum_fleet_python")))
         argv = [module_args["tool"], module_args["action"], *to_argv(module_args["args"])]
         if module_args["argv"]:
             argv += ["--", *module_args["argv"]]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
-from ansible_collections.badsum.kit.plugins.plugin_utils.settings import refuse, resolve
+from ansible_collections.badsum.kit.plugins.plugin_utils.settings import badsum_names, refuse, resolve
 
 # Per-host variables the plan reads from the inventory.
 HOST_VARS = (
@@ -29,30 +29,35 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def run(self, tmp=None, task_vars=None):
-        from badsum import settings  # the controller's badsum package, next to Ansible
+        from badsum import settings, specs  # the controller's badsum package, next to Ansible
 
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         problems: list[str] = []
-        names = [k for k in task_vars if k.startswith(("badsum_experiment_", "badsum_corruption_"))]
+        given = badsum_names(task_vars)
+        names = [k for k in given if k.startswith(("badsum_experiment_", "badsum_corruption_"))]
         names += ["badsum_lab_id", "badsum_lab_hosts"]
         raw = resolve(self._templar, names, task_vars, problems)
-        checked = settings.experiment_settings(raw)
+        checked = settings.experiment_settings(raw, names=given)
         lab = settings.lab_settings(raw) if task_vars.get("badsum_embedded_lab") else settings.Checked()
         problems += checked.problems + lab.problems
         plan: dict = {}
-        if self._task.args.get("inventory", True) and not problems:
+        if self._task.args.get("inventory", True):
             groups = {g: list(task_vars.get("groups", {}).get(g, [])) for g in ("servers", "clients", "switches")}
             hostvars = {}
-            for host in set(groups["servers"]) | set(groups["clients"]) | set(groups["switches"]):
+            for host in sorted(set(groups["servers"]) | set(groups["clients"]) | set(groups["switches"])):
                 where = f" (on {host})"
-                hostvars[host] = resolve(self._templar, HOST_VARS, task_vars["hostvars"][host], problems, where)
+                own = task_vars["hostvars"][host]
+                # A host's own misspelt name too: its inventory's, beside the play's (named once, above).
+                problems += specs.unknown(badsum_names(own) - given, where)
+                hostvars[host] = resolve(self._templar, HOST_VARS, own, problems, where)
             for host in task_vars.get("groups", {}).get("all", []):
                 hostvars.setdefault(host, {})
-            plan, plan_problems = settings.plan(
-                resolve(self._templar, PLAY_VARS, task_vars, problems), groups, hostvars, checked.values
-            )
-            problems += plan_problems
+            if not problems:  # the plan needs the settings
+                plan, plan_problems = settings.plan(
+                    resolve(self._templar, PLAY_VARS, task_vars, problems), groups, hostvars, checked.values
+                )
+                problems += plan_problems
         if problems:
             return refuse(result, problems, "nothing was changed")
         result["settings"] = checked.values

@@ -21,7 +21,8 @@ short_description: The host kit built once, before Ansible forks its workers
 description:
   - Enabled in badsum's ansible.cfg. At the playbook's start, builds (or reads from the
     controller's cache) and encodes the host kit, and imports the fleet's record module,
-    in ansible-playbook itself, so that the workers forked from it have them already.
+    in ansible-playbook itself, and reads the roles' defaults and argument specs
+    (badsum.specs), so that the workers forked from it have them already.
 """
 
 
@@ -33,8 +34,10 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_start(self, playbook) -> None:
         try:
-            from badsum import hostkit
+            from badsum import hostkit, specs
             from badsum.fleet import records  # noqa: F401 - imported for the workers
         except ImportError:  # no controller package next to Ansible: the workers will say so
             return
         hostkit.encoded()
+        # The roles' defaults and specs (the settings' checks, the transport's default), read once.
+        specs.known()

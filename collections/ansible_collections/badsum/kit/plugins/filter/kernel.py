@@ -31,7 +31,7 @@ _value:
 
 
 def kernel_has_fix(release: str) -> bool:
-    from badsum.host.kernels import has_fix  # the controller's badsum package
+    from badsum.host.shared.kernels import has_fix  # the controller's badsum package
 
     return has_fix(str(release))
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 from ansible.errors import AnsibleError
 
 
+def badsum_names(source):
+    """The badsum_* variables a play (or a host) has: each must be one badsum knows (badsum.specs.unknown)."""
+    return {name for name in source if name.startswith("badsum_")}
+
+
 def resolve(templar, names, source, problems, where=""):
     """Each name that `source` defines, templated; a value that cannot be is a problem, not an exception."""
     values = {}
