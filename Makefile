@@ -72,8 +72,8 @@ FLEET_FLOOR = $(shell $(BIN)/python -c "import tomllib; print(*tomllib.load(open
 
 lint: venv
 	$(BIN)/vermin -q --no-tips --violations --eval-annotations --target=3.6- $(FLEET_FLOOR)
-	$(BIN)/ruff check badsum collections tests bench exercises
-	$(BIN)/ruff format --check badsum collections tests bench exercises
+	$(BIN)/ruff check tools collections tests bench exercises
+	$(BIN)/ruff format --check tools collections tests bench exercises
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production -q
 	$(BIN)/lint-imports --no-cache
@@ -125,7 +125,7 @@ bench: venv
 clean: lab-down
 	rm -rf results
 
-# VM labs (badsum/vm): the unfixed and fixed lab kernels from Debian's
+# VM labs (tools/badsum/vm): the unfixed and fixed lab kernels from Debian's
 # linux-source-6.1, and the guests' root filesystem, cached in
 # /var/cache/badsum. ~16 min the first time on 2 cores (at nice 19), a no-op
 # when nothing in kernel/ or the package list changed.

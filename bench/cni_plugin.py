@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the package, before any installed one
 sys.path.insert(0, str(ROOT / "tests" / "faults"))
 
 import cnichain  # noqa: E402

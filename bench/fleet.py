@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the package, before any installed one
 
 from badsum.lab.spec import MAX_HOSTS  # noqa: E402
 

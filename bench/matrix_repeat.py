@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the package, before any installed one
 
 from badsum.analysis import incident  # noqa: E402
 from badsum.lab.spec import DEFAULT_HOSTS, MAX_HOSTS  # noqa: E402

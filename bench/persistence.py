@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the package, before any installed one
 
 from badsum.lab.spec import LabError, validate_lab_id  # noqa: E402
 from badsum.vm import boot, provider  # noqa: E402

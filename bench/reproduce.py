@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the package, before any installed one
 
 from badsum.analysis import incident, results  # noqa: E402
 from badsum.lab.spec import DEFAULT_HOSTS  # noqa: E402

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the package, before any installed one
 
 from badsum.lab.spec import LabError  # noqa: E402
 from badsum.vm import guest, provider  # noqa: E402

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))  # the package, before any installed one
 
 from badsum.analysis.incident import expected  # noqa: E402
 from badsum.lab import cgroups  # noqa: E402

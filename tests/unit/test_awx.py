@@ -28,7 +28,7 @@ def test_the_execution_environment_has_badsum_and_the_pinned_ansible(tmp_path: P
     )
     assert run.returncode == 0, run.stdout + run.stderr
     built = tmp_path / "_build" / "badsum"
-    assert (built / "pyproject.toml").exists() and (built / "badsum" / "fleet" / "report.py").exists()
+    assert (built / "pyproject.toml").exists() and (built / "tools" / "badsum" / "fleet" / "report.py").exists()
     assert "pip install --no-cache-dir /tmp/badsum-src" in (tmp_path / "Dockerfile").read_text()
     ee = yaml.safe_load((ROOT / "execution-environment.yml").read_text())
     assert ee["dependencies"]["ansible_core"]["package_pip"] == f"ansible-core=={pins()['ansible-core']}"

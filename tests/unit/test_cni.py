@@ -258,7 +258,7 @@ def test_what_an_earlier_badsum_installed_is_recognised_and_removed(tmp_path: Pa
 
 
 def test_the_installed_plugin_is_this_file_and_carries_its_marker(tmp_path: Path) -> None:
-    source = (ROOT / "badsum/host/fleet/cni_plugin.py").read_bytes()
+    source = (ROOT / "tools/badsum/host/fleet/cni_plugin.py").read_bytes()
     assert cni.plugin_source() == source and cni.is_badsum_plugin(source)
     assert source.startswith(b"#!/bin/sh\n") and not cni.is_badsum_plugin(b"#!/bin/sh\n")
 
@@ -395,7 +395,7 @@ def test_the_python_part_runs_on_python_3_6(tmp_path: Path) -> None:
     if not python36.exists():
         pytest.skip("no Python 3.6 on this machine (pyenv 3.6.15)")
     conf = {"cniVersion": "1.0.0", "name": "n", "badsumLog": str(tmp_path / "l.jsonl"), "prevResult": {"ips": []}}
-    plugin = ROOT / "badsum/host/fleet/cni_plugin.py"
+    plugin = ROOT / "tools/badsum/host/fleet/cni_plugin.py"
     out = subprocess.run(
         [str(python36), "-I", str(plugin), "tok"],
         input=json.dumps(conf).encode(),

@@ -74,7 +74,7 @@ SCENARIO = textwrap.dedent(
 def scenario(tmp_path: Path, *, rate: str, target: int, duration: float, gap: float | None, seconds: float,
              expire: float = 30) -> dict:  # fmt: skip
     script = SCENARIO.format(
-        root=str(ROOT),
+        root=str(ROOT / "tools"),
         lib=str(tmp_path / "lib"),
         state=str(tmp_path / "state"),
         rate=rate,

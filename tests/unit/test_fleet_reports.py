@@ -176,7 +176,7 @@ def test_the_host_kit_metrics_module_runs_on_python_36() -> None:
             "--eval-annotations",
             "--no-tips",
             "-vv",
-            str(ROOT / "badsum/host/shared/metrics.py"),
+            str(ROOT / "tools/badsum/host/shared/metrics.py"),
         ],
         capture_output=True,
         text=True,

@@ -29,7 +29,7 @@ def test_every_package_is_one_the_graph_sees() -> None:
     """A directory without __init__.py is a namespace package: grimp leaves it out of the graph, unchecked."""
     missing = [
         str(d.relative_to(paths.PROJECT))
-        for d in (paths.PROJECT / "badsum").rglob("*")
+        for d in (paths.PROJECT / "tools" / "badsum").rglob("*")
         if d.is_dir() and any(d.glob("*.py")) and not (d / "__init__.py").exists()
     ]
     assert missing == []
@@ -39,7 +39,7 @@ def test_the_contracts_name_every_controller_module() -> None:
     """A new controller module that the contracts do not name would escape them."""
     top = {
         f"badsum.{p.stem}"
-        for p in (paths.PROJECT / "badsum").iterdir()
+        for p in (paths.PROJECT / "tools" / "badsum").iterdir()
         if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
     } - {"badsum.host"}
     by_name = {c["name"]: c for c in CONTRACTS}

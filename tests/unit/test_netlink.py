@@ -41,7 +41,7 @@ def in_new_netns(script: str) -> dict:
         text=True,
         timeout=30,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT / "tools")},
         check=False,
     )
     assert proc.returncode == 0, proc.stderr

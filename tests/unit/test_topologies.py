@@ -153,17 +153,17 @@ def test_adding_a_topology_touches_only_the_checklists_files(tmp_path: Path) -> 
         (ROOT / "roles/badsum_topology_bare/meta/main.yml").read_text()
     )
     (copy / "roles/badsum_topology_tunnel/README.md").write_text("# badsum_topology_tunnel\n")
-    (copy / "badsum/host/experiment/topology/tunnel.py").write_text(TUNNEL_MODULE)
+    (copy / "tools/badsum/host/experiment/topology/tunnel.py").write_text(TUNNEL_MODULE)
     changed = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all"], cwd=copy, capture_output=True, text=True
     ).stdout.split("\n")
     assert sorted(line[3:] for line in changed if line) == [
-        "badsum/host/experiment/topology/tunnel.py",
         "roles/badsum_topology_tunnel/README.md",
         "roles/badsum_topology_tunnel/meta/main.yml",
         "roles/badsum_topology_tunnel/meta/topology.yml",
+        "tools/badsum/host/experiment/topology/tunnel.py",
     ]
-    env = {**os.environ, "PYTHONPATH": str(copy)}
+    env = {**os.environ, "PYTHONPATH": str(copy / "tools")}
     raw = resolved()  # the experiment's defaults, as test_settings resolves them
     run = subprocess.run(
         [sys.executable, "-c", LAYERS, json.dumps(raw)], cwd=copy, env=env, capture_output=True, text=True, check=False

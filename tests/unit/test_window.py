@@ -1,4 +1,4 @@
-"""The corruption window's rule (badsum/host/experiment/window.py), driven by simulated injectors.
+"""The corruption window's rule (tools/badsum/host/experiment/window.py), driven by simulated injectors.
 
 window.run() is the netem backend's timer itself; the injector and the
 stream it sees are simulated here on a fake clock: the segments a TCP

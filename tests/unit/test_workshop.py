@@ -72,7 +72,7 @@ def test_the_firewall_lets_a_lab_reach_only_the_service_and_forwards_nothing() -
 
 
 def load_student_lab():
-    spec = importlib.util.spec_from_file_location("student_lab", ROOT / "badsum/workshop/student_lab.py")
+    spec = importlib.util.spec_from_file_location("student_lab", ROOT / "tools/badsum/workshop/student_lab.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

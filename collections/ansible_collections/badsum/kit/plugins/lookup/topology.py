@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-only
-"""badsum.kit.topology: the topology catalogue's records (badsum/topologies.py), for playbooks and roles."""
+"""badsum.kit.topology: the topology catalogue's records (tools/badsum/topologies.py), for playbooks and roles."""
 
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ from typing import Any
 
 import yaml
 
+from badsum import paths
+
 PREFIX = "badsum_"
 
 # The variables an inventory gives a host (or the lab writes into the one it
@@ -87,7 +89,7 @@ def roles_dir() -> Path:
     its playbooks come from; there Ansible's roles_path (the project's
     ansible.cfg) names the roles.
     """
-    here = Path(__file__).resolve().parents[1] / "roles"
+    here = paths.ROLES
     if (here / "badsum_experiment").is_dir():
         return here
     from ansible import constants as C

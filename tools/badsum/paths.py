@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]  # tools/badsum/paths.py
 ANSIBLE_CFG = PROJECT / "ansible.cfg"
 REPRODUCE = PROJECT / "reproduce.yml"
 PLAYBOOKS = PROJECT / "playbooks"

@@ -4,7 +4,7 @@ Everything the host kit needs on a lab host is installed here once, so the
 guests never reach a package mirror (the lab has no route off the machine;
 the inventory turns the kit's apt step off). The image is cached under
 ROOTFS/<key>/rootfs.img, the key a digest of the suite, the package list and
-the files baked in (badsum/vm/guest.py); guests boot it read-only with a
+the files baked in (tools/badsum/vm/guest.py); guests boot it read-only with a
 throw-away overlay (QEMU's snapshot=on), so one image serves every lab.
 """
 

@@ -38,7 +38,7 @@ class Tool:
         self.read_only, self.checkable = tuple(read_only), tuple(checkable)
 
 
-E, F = "experiment.", "fleet."  # where a tool's module is: badsum/host/experiment/, badsum/host/fleet/
+E, F = "experiment.", "fleet."  # where a tool's module is: tools/badsum/host/experiment/, tools/badsum/host/fleet/
 TOOLS: Dict[str, Tool] = {
     # The experiment's: what a reproduction runs on its hosts.
     "facts": Tool(E + "facts", "what this host is and can do: kernel, commands, interfaces, netem", ("show",)),

@@ -8,7 +8,7 @@ roles/badsum_topology_<name>/, whose meta/topology.yml is its one record:
     row          its row in the outcome table
     summary      one line: what it stands for (the host module says, for
                  each cell, the exact path its traffic took)
-    module       its host module, badsum/host/experiment/topology/<module>.py
+    module       its host module, tools/badsum/host/experiment/topology/<module>.py
     mode         what that module is told (one module may serve two topologies)
     options      host-module option -> the variable that gives it on the server
     inventory    the server's inventory variables it needs (checked up front)

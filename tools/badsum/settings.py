@@ -302,7 +302,7 @@ def _cross_checks(c: Checked) -> None:
 
 
 def corruption_window(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The window every cell's injector is armed with (see badsum/host/experiment/window.py).
+    """The window every cell's injector is armed with (see tools/badsum/host/experiment/window.py).
 
     An evidence window closes once `target` segments were damaged: what a
     verdict needs (min_corrupted) plus the margin, or after `duration` at

@@ -29,7 +29,7 @@ import pkgutil
 
 from ...shared.common import HostError, Parser
 
-# The host side of the topology catalogue (badsum/topologies.py on the
+# The host side of the topology catalogue (tools/badsum/topologies.py on the
 # controller, one record per topology in its role): each module here wires
 # one or more topologies (a mode tells which) and says which options it takes
 # (OPTIONS) and needs (NEEDS). The catalogue's record names the module; this

@@ -2,7 +2,7 @@
 
     python3 badsum-host.pyz TOOL ACTION [--options]
 
-Everything under badsum/host/ goes in (Python modules, their bytecode for the
+Everything under tools/badsum/host/ goes in (Python modules, their bytecode for the
 controller's Python, and the eBPF sources), so adding a tool is adding a
 module: no list to keep. The archive is byte for
 byte reproducible (fixed timestamps, sorted entries), so installing it again

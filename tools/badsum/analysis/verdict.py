@@ -25,7 +25,7 @@ class Evidence:
     missing_messages: int
     corrupted_packets: int | None  # what the injector changed (None: unknown)
     csum_errors_total: int  # checksum-error counter deltas, all namespaces
-    window_closed_by: str | None = None  # why the corruption window closed (badsum/host/experiment/window.py)
+    window_closed_by: str | None = None  # why the corruption window closed (tools/badsum/host/experiment/window.py)
 
 
 # What to change when a measurement is missing: every inconclusive reason ends with one of these.

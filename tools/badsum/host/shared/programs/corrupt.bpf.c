@@ -11,7 +11,7 @@
  * the first matching segment, so a slow SSH round trip never shifts it out of
  * the experiment. A fixed window (target 0) lasts duration_ns. An evidence
  * window closes once `target` segments were damaged (end_ns says when), or
- * after duration_ns at most: the rule of badsum/host/window.py, which the
+ * after duration_ns at most: the rule of tools/badsum/host/window.py, which the
  * unit tests drive. Past expire_ns (absolute, set when armed) the program is
  * inert whatever happened: an interrupted controller never leaves a
  * corrupting switch behind. Only TCP segments carrying payload to/from the
