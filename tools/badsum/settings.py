@@ -17,6 +17,9 @@ the experiment role follows it, and the run's record (run.json) keeps it, so
 the tests know exactly which cells were asked for.
 """
 
+# Longer than ~300 lines: each experiment setting's check is a line or two; the rules that tie
+#   several together (pairs, windows, ports) need them all in view.
+
 from __future__ import annotations
 
 import ipaddress

@@ -6,6 +6,9 @@ that owns the lab id. The command knows each provider only by that
 interface: which options it takes, and its up/down/status.
 """
 
+# Longer than ~300 lines: up, down and status share the option groups each provider declares; the
+#   file is the whole of the command's side of badsum.lab.interface.
+
 from __future__ import annotations
 
 import argparse

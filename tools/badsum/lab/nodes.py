@@ -29,6 +29,9 @@ machine's filesystem its nodes see the system (/usr, /etc...) and their own
 lab's state, never the other labs', the workshop's files or the checkout.
 """
 
+# Longer than ~300 lines: one forked process's life (namespaces, mounts, limits, sshd) in the order
+#   the kernel needs it, measured step by step (see above).
+
 from __future__ import annotations
 
 import contextlib

@@ -16,6 +16,9 @@ inventory) and recorded in that seat's run directory (run.json) before the
 batch starts, so a batch never mixes one seat's results with another's.
 """
 
+# Longer than ~300 lines: the batch planner and its fairness rule are one algorithm (who goes in the
+#   next batch, and why); split, neither half can be checked.
+
 from __future__ import annotations
 
 import json

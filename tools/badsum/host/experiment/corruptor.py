@@ -20,6 +20,9 @@ so it runs first and the redirected packets are the damaged ones, and it
 hands every packet on to the next filter.
 """
 
+# Longer than ~300 lines: two backends (eBPF, netem) behind the same four actions, with the safety
+#   rules both obey (scoped ports, self-expiry, SSH never touched) written once.
+
 from __future__ import annotations
 
 import argparse

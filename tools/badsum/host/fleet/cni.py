@@ -30,6 +30,9 @@ kind ("plugin" or "conf"): remediate.py shows them as a diff in check mode.
 Standard library only, Python 3.6 and later (fleet hosts are RHEL 7-era).
 """
 
+# Longer than ~300 lines: install and uninstall are text surgery that must be exact inverses (bytes,
+#   mode, line endings, symlinks kept); they are read side by side.
+
 import contextlib
 import errno
 import json

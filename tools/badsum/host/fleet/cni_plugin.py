@@ -1,6 +1,8 @@
 #!/bin/sh
 # badsum-rx-off: a chained CNI plugin that turns rx-checksumming off on the pod's veth.
 # badsum-cni-plugin-marker: badsum-rx-off (this line tells badsum that the file is its own)
+# Longer than ~300 lines: it is installed as one executable file (sh, Python and awk in one), so it
+#   cannot be split into modules.
 #
 # Installed by `remediate apply` as <cni bin dir>/badsum-rx-off, this file whole,
 # and chained after the main plugin (bridge, ptp...) of each CNI configuration

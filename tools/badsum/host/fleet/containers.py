@@ -30,6 +30,9 @@ namespace's life: the container that owns it, the process that holds it
 (PID and start time), or the bind mount that keeps it.
 """
 
+# Longer than ~300 lines: both ways a namespace is kept alive (a process, a bind mount), its owner
+#   and its veths are found in one bounded pass; the identity rules rollback relies on sit beside it.
+
 import contextlib
 import os
 import re

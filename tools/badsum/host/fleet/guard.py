@@ -36,6 +36,9 @@ and starts the container runtimes after it at boot); elsewhere as a daemon
 in the caller's session and cgroup, with a pidfile in DIR.
 """
 
+# Longer than ~300 lines: the daemon's loop, its incremental sweeper and its bounded files share the
+#   sweeper's state; the limits that make it safe are read with the loop they bound.
+
 import argparse
 import contextlib
 import errno

@@ -13,6 +13,10 @@ plugin's entry and file - so rollback finds it all even when the record is
 gone (lib dir wiped, an empty or corrupt file).
 """
 
+# Longer than ~300 lines: the record rollback trusts (its format, its durable atomic writing, its
+#   reading back) and the unit that runs the guard from it are one contract; read together, or not
+#   trusted.
+
 import contextlib
 import json
 import os

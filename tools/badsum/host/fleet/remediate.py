@@ -41,6 +41,9 @@ With --check both say what they would change, as a diff, and change
 nothing. Physical NICs, bridges and host-only veths are never changed.
 """
 
+# Longer than ~300 lines: apply, verify and rollback are one transaction: exact undo is checked by
+#   reading it beside what it undoes.
+
 import argparse
 import json
 import os

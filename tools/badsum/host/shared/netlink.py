@@ -26,6 +26,9 @@ The fleet's tools run here on kernels from 3.10 on: /proc/thread-self
 (3.17) and SO_NETNS_COOKIE (5.14) have fallbacks.
 """
 
+# Longer than ~300 lines: one protocol: the message packing and parsing every query shares, beside
+#   the queries; shipped to hosts, standard library only.
+
 import contextlib
 import ctypes
 import errno
