@@ -428,3 +428,77 @@ def test_a_container_gone_between_rollbacks_look_and_its_change_is_counted_not_f
     remediate._restore(plan)
     assert turned_on == ["eth0"]
     assert [v["ifname"] for v, _, _ in plan.on] == ["eth0"] and [v["ifname"] for v in plan.gone] == ["eth1"]
+
+
+class Killed(BaseException):
+    """The guard's process ended (SIGKILL) in the middle of a pass."""
+
+
+def test_a_guard_killed_mid_pass_has_recorded_every_veth_it_touched(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Write-ahead: a namespace's veths are in guard-changes.jsonl before the first of them changes.
+
+    Killed after the first veth of a pass (stop_guard's SIGKILL after 3 s, on a loaded host), a guard
+    that recorded at the end of its pass left that veth off with no record: rollback never turned it on.
+    """
+    from contextlib import nullcontext
+
+    from badsum.host.fleet import containers, guard
+
+    ns = containers.Namespace(7, "/proc/7/ns/net", "pod a", "container:a")
+    veths = [
+        containers.Veth(7, 99, "container:a", ns.ref, "pod a", name, index, 2, -1, True, True)
+        for name, index in (("eth0", 3), ("eth1", 4))
+    ]
+    files = guard.Files(str(tmp_path))
+    turned_off: list[str] = []
+
+    def set_rx(name: str, on: bool) -> None:
+        recorded = [v["ifname"] for v in files.changed()]
+        assert name in recorded, f"{name} changed before it was recorded ({recorded})"
+        turned_off.append(name)
+        raise Killed
+
+    monkeypatch.setattr(containers, "entered", lambda ns: nullcontext())
+    monkeypatch.setattr(containers, "veths_here", lambda ns, depth: veths)
+    monkeypatch.setattr(guard.netlink, "set_rx_checksumming", set_rx)
+    monkeypatch.setattr(guard.Sweeper, "_learn_nsid", lambda self, ns: None)
+    sweeper = guard.Sweeper(None, record=lambda items: files.record_changes(items, sweeper))
+    with pytest.raises(Killed):
+        sweeper._visit(ns)
+    assert turned_off == ["eth0"]
+    assert [v["ifname"] for v in files.changed()] == ["eth0", "eth1"]  # eth1 still on: rollback leaves it
+
+
+def test_rollback_reads_the_guards_changes_again_once_the_guard_has_stopped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The guard may turn a veth off between rollback's first look and its stop: that veth is restored too."""
+    import argparse
+
+    from badsum.host.fleet import remediate
+
+    late = {"boot": "b", "netns": 7, "netns_cookie": 99, "ifindex": 3, "ifname": "eth0", "owner": "pod a", "rx": "on"}
+    files = remediate.guard.Files(str(tmp_path))
+    planned: list[list[str]] = []
+
+    def plan_restore(recorded: list[dict]) -> remediate.Restore:
+        planned.append([v["ifname"] for v in recorded])
+        return remediate.Restore()
+
+    def stop_guard(mode: str) -> None:
+        files.record_changes([late])  # its last pass, finished on SIGTERM
+
+    monkeypatch.setattr(
+        remediate, "read_record", lambda: ({"veths": [], "guard": {"mode": "daemon"}}, None, tmp_path / "r")
+    )
+    monkeypatch.setattr(remediate, "state_dir", lambda: tmp_path)
+    monkeypatch.setattr(remediate, "_plan_restore", plan_restore)
+    monkeypatch.setattr(remediate, "_cni_undo", lambda args, only, state: [])
+    monkeypatch.setattr(remediate, "unit_is_ours", lambda: False)
+    monkeypatch.setattr(remediate, "stray_guards", lambda: [])
+    monkeypatch.setattr(remediate, "stop_guard", stop_guard)
+    monkeypatch.setattr(remediate, "remove_state_dir", lambda directory=None: [])
+    remediate.rollback(argparse.Namespace(check=False))
+    assert planned[-1] == ["eth0"], planned

@@ -50,7 +50,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..shared import netlink
 from ..shared.common import HostError, Parser, alive, atomic_write, boot_id, read_pid, read_text, unlink
@@ -91,9 +91,14 @@ def change(veth: containers.Veth, boot: str) -> dict:
 class Sweeper:
     """Turns rx-checksumming off on container veths; remembers, between passes, what it has looked at."""
 
-    def __init__(self, scope: Optional[str], check: bool = False) -> None:
+    def __init__(
+        self, scope: Optional[str], check: bool = False, record: Optional[Callable[[List[dict]], None]] = None
+    ) -> None:
         self.discovery = containers.Discovery(scope)
         self.check = check
+        # Told what a namespace's veths are about to become, before they change (a write-ahead record):
+        # a guard killed mid-pass leaves no veth off that rollback does not know of.
+        self.record = record
         self.boot = boot_id()
         self.seen: Dict[int, str] = {}  # netns inode -> witness, of the namespaces looked at
         self.nsids: Dict[int, int] = {}  # the host's id of a namespace -> its inode
@@ -137,14 +142,15 @@ class Sweeper:
 
     def _visit(self, ns: containers.Namespace) -> List[dict]:
         self._learn_nsid(ns)
-        done = []
         with containers.entered(ns):
-            for veth in containers.veths_here(ns, 0):
-                if not veth.rx:
-                    continue
-                if not self.check:
-                    netlink.set_rx_checksumming(veth.name, False)
-                done.append(change(veth, self.boot))
+            todo = [veth for veth in containers.veths_here(ns, 0) if veth.rx]
+            done = [change(veth, self.boot) for veth in todo]
+            if self.check or not todo:
+                return done
+            if self.record is not None:
+                self.record(done)  # one still on at rollback is left as it is: the record says "was on"
+            for veth in todo:
+                netlink.set_rx_checksumming(veth.name, False)
         return done
 
     def _learn_nsid(self, ns: containers.Namespace) -> None:
@@ -298,7 +304,7 @@ def run_daemon(files: Files, interval: float) -> None:
     signal.set_wakeup_fd(wake_w)
     files.dir.mkdir(parents=True, exist_ok=True)
     files.forget_earlier_boots()  # a node with pod churn would grow the list boot after boot
-    sweeper = Sweeper(scope)
+    sweeper = Sweeper(scope, record=lambda items: files.record_changes(items, sweeper))
     passes = changes = 0
     announced = False
     last = 0.0
@@ -336,8 +342,7 @@ def run_daemon(files: Files, interval: float) -> None:
                 next_full = now + interval
             burst, named, lost = None, set(), False
             passes += 1
-            changes += len(done)
-            files.record_changes(done, sweeper)
+            changes += len(done)  # each namespace's recorded by the sweeper before it changed them
             for item in done[:100]:
                 files.write_log(f"rx off: {item['ifname']} in {item['owner']}")
             if len(done) > 100:

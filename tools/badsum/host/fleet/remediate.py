@@ -312,6 +312,9 @@ def rollback(args: argparse.Namespace, only: Optional[Applied] = None) -> dict:
         stop_guard("systemd")
     if stop_daemon:
         stop_guard("daemon")
+    if only is None and (stop_unit or stop_daemon):
+        # What the guard turned off until it stopped: the list read above may be a pass behind.
+        plan = _plan_restore(list((state or {}).get("veths", [])) + guard.Files(str(state_dir())).changed())
     cni.apply(cni_items)
     _restore(plan)
     if only is None:
