@@ -113,7 +113,7 @@ def test_a_request_outside_the_list_is_refused_with_the_choices(tmp_path: Path, 
     answer = actions.carry_out(r, seat, {"action": "run", "args": {"topology": "mesos; reboot", "condition": "x"}})
     assert answer == {
         "ok": False,
-        "text": "topology 'mesos; reboot': choose one of bare, mesos, kubernetes, docker-ipv6, docker-nat",
+        "text": "topology 'mesos; reboot': choose one of bare, mesos, kubernetes, docker-ipv6, docker-nat, vxlan-nat",
     }
     logged = [json.loads(line) for line in (tmp_path / "st01" / "activity.jsonl").read_text().splitlines()]
     assert [entry["ok"] for entry in logged] == [False]  # the refused run is on record; an unknown action is not
