@@ -57,7 +57,14 @@ def plant(tmp: Path, condition: str, m: dict, *, flip: bool = False, missing: st
     (raw / "client.json").write_text(json.dumps(client))
     if missing != "nat":
         (raw / "emulator.json").write_text(
-            json.dumps({"bug": "vxlan-nat", "outer_flows": 2, "outer_flows_natted": m["natted"]})
+            json.dumps(
+                {
+                    "bug": "vxlan-nat",
+                    "outer_flows": 2,
+                    "outer_flows_natted": m["natted"],
+                    "counts": {"partial": 3, "natted": m["natted"], "rewritten": m["bad_outer"]},
+                }
+            )
         )
     return raw
 
@@ -134,3 +141,30 @@ def test_a_2016_cell_is_still_judged_by_the_2016_rule(tmp_path: Path) -> None:
     """UdpInCsumErrors and a slow connect are no 2016 evidence: mesos keeps its own verdict."""
     cell = results.build_cell_result(make_raw(tmp_path, "mesos", "patched"))
     assert cell["bug"] == "veth" and cell["verdict"] == verdict.CLEAN and cell["overlay"] is None
+
+
+def test_the_report_shows_the_2020_incidents_table_and_the_connection_times(tmp_path: Path) -> None:
+    from badsum import report
+    from synthetic import run_record
+
+    run = tmp_path / "run"
+    for condition, m in (("vulnerable", VULNERABLE), ("patched", PATCHED)):
+        results.write_result(results.build_cell_result(plant(tmp_path, condition, m)), run)
+    (run / "run.json").write_text(json.dumps(run_record(run, [("vxlan-nat", "vulnerable"), ("vxlan-nat", "patched")])))
+    built = report.build(run)
+    md = built["md"].read_text()
+    assert "kubernetes#88986" in md and "Pandurangan" not in md and "2016 incident" not in md
+    assert "every cell matches" in md
+    assert "## Connection times" in md and "| vxlan-nat/vulnerable | 1.021 |" in md
+    assert "host B counted UdpInCsumErrors +1" in md and "rewritten 1" in md and "bad udp cksum 0xffff" in md
+    assert (run / "report-plots" / "connect-times.png").read_bytes().startswith(b"\x89PNG")
+    assert "The 2020 incident" in built["html"].read_text()
+
+
+def test_a_2016_report_keeps_the_2016_incident_and_has_no_connection_times(tmp_path: Path) -> None:
+    from badsum import report
+    from synthetic import make_run
+
+    md = report.build(make_run(tmp_path))["md"].read_text()
+    assert "corrupt TCP/IP data to Mesos" in md and "kubernetes#88986" not in md
+    assert "## Connection times" not in md
