@@ -113,7 +113,7 @@ def detach(pairs: list[tuple[str, str]]) -> dict:
 VX_PREF = 17
 VX_PROGRAM = "badsum_vxlannat"
 VX_CFG = struct.Struct("<QH6x")  # struct bs_vx_cfg: expire_ns (CLOCK_MONOTONIC), port
-VX_EVENT = struct.Struct("<QIIHHH6x")  # struct bs_vx_event: ns, old/new saddr, old/new sport, written
+VX_EVENT = struct.Struct("<QIIHHH10x")  # struct bs_vx_event (32 bytes): ns, old/new saddr, old/new sport, written
 VX_STATS = ("tunnel", "zero_csum", "partial", "natted", "rewritten", "expired", "not_partial")
 VX_MAX_SECONDS = 3600
 HW_CSUM = "tx-checksum-ip-generic"
