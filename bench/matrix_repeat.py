@@ -79,6 +79,7 @@ def main() -> int:
     parser.add_argument("--lab-up", action="store_true", help="make the lab once and keep it up between runs")
     parser.add_argument("--preset", default="", help="a preset file given to every run (-e @FILE)")
     parser.add_argument("--lab", default="bmat", help="the lab's id (default bmat)")
+    parser.add_argument("--logs", default="", help="keep each failed run's ansible-playbook log in this directory")
     args = parser.parse_args()
     LAB = args.lab
     expected_cells = CELLS
@@ -136,6 +137,9 @@ def main() -> int:
                 print(f"run {i + 1}: {wall:.1f} s, {what}", flush=True)
                 if rc != 0:
                     log = (results / "ansible-playbook.log").read_text()
+                    if args.logs:
+                        Path(args.logs).mkdir(parents=True, exist_ok=True)
+                        (Path(args.logs) / f"run{i + 1}.log").write_text(log)
                     print("  " + log[-1500:].replace("\n", "\n  "))
         finally:
             down = [sys.executable, "-m", "badsum", "lab", "down", "--lab", LAB]

@@ -195,6 +195,16 @@ def up(o) -> dict:
     return up_client(o, p) if side == "client" else up_server(o, p)
 
 
+def _delete_link(name: str) -> bool:
+    """Gone afterwards, whoever removed it (a veth vanishes with its peer's namespace)."""
+    if not hn.link_exists(name):
+        return False
+    sh("ip", "link", "del", name, check=False)
+    if hn.link_exists(name):
+        raise HostError(f"could not delete {name}")
+    return True
+
+
 def down(o) -> dict:
     """Both ends' things that are on this host (each side keeps what up was told)."""
     changed = False
@@ -214,9 +224,11 @@ def down(o) -> dict:
         if sh("iptables", "-t", "nat", "-F", chain, check=False).returncode == 0:
             sh("iptables", "-t", "nat", "-X", chain, check=False)
             changed = True
-    changed |= hn.delete_netns(NETNS)
+    # The host's end of the pod's veth first (its peer goes with it): deleting the namespace
+    # first would take the pair away asynchronously, racing the deletion of this end.
     for link in (HOST_VETH, BRIDGE, DEVICE):
-        changed |= hn.delete_link(link)
+        changed |= _delete_link(link)
+    changed |= hn.delete_netns(NETNS)
     changed |= firewall.restore("vxlan-nat-client")
     changed |= firewall.restore("vxlan-nat-server")
     for path in SIDE_STATE.values():
