@@ -212,3 +212,11 @@ def test_adding_a_topology_touches_only_the_checklists_files(tmp_path: Path) -> 
     )
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
     assert "bare,mesos,kubernetes,docker-ipv6,docker-nat,vxlan-nat,tunnel" in ran.stdout
+
+
+def test_the_default_run_is_the_2016_incidents_table_and_the_preset_the_2020_row() -> None:
+    defaults = yaml.safe_load((ROOT / "roles/badsum_experiment/defaults/main.yml").read_text())
+    assert defaults["badsum_experiment_topologies"] == list(topologies.of_incident("2016"))  # 5 x 3 = 15 cells
+    preset = yaml.safe_load((ROOT / "presets/vxlan-2020.yml").read_text())
+    assert preset["badsum_experiment_topologies"] == list(topologies.of_incident("2020")) == ["vxlan-nat"]
+    assert preset["badsum_experiment_conditions"] == defaults["badsum_experiment_conditions"]
