@@ -29,7 +29,7 @@ def lab_processes(lab_id: str) -> set[tuple[int, int]]:
 def badsum_programs() -> set[int]:
     """Ids of the BPF programs badsum loads (the injector, the emulator) that exist now, in any lab."""
     progs = json.loads(_run("bpftool", "-j", "prog", "show") or "[]")
-    return {p["id"] for p in progs if p.get("name") in ("badsum_corrupt", "badsum_vethbug")}
+    return {p["id"] for p in progs if p.get("name") in ("badsum_corrupt", "badsum_vethbug", "badsum_vxlannat")}
 
 
 def leftovers(

@@ -118,3 +118,24 @@ def test_exercise_09(answer, real_cells) -> None:
     assert got.word(1) in ("yes", "no"), "line 1 is yes or no"
     truth = "yes" if real[0]["verdict"] == "corrupt-delivered" else "no"
     assert got.word(1) == truth, "look again at the mesos / vulnerable cell of the real (unfixed) table"
+
+
+def test_exercise_10(answer, cells) -> None:
+    def overlay(c) -> dict:
+        return c["overlay"] or {}
+
+    dropped = [
+        c
+        for c in cells
+        if c.is_("vxlan-nat", "vulnerable", "valid-dropped")
+        and overlay(c).get("udp_csum_errors") == overlay(c).get("bad_outer") >= 1
+    ]
+    # clean proves the fix only where host A's NAT rewrote the outer packets all the same
+    fixed = [c for c in cells if c.is_("vxlan-nat", "workaround", "clean") and overlay(c).get("natted_flows", 0) >= 1]
+    got = answer("10")
+    not_tried_unless(got, dropped, fixed)
+    assert dropped, "no vxlan-nat vulnerable run came out valid-dropped yet"
+    assert fixed, "no vxlan-nat workaround run came out clean (with its outer flows NATed) yet"
+    written = {value for c in dropped for value in (overlay(c).get("written") or {})}
+    assert got and got.word(1) in written, "line 1 is not a value host A wrote into a dropped outer checksum"
+    assert got.word(2) == "ip_summed", "line 2: the mark let NAT see the outer packet; what made it touch a 0?"

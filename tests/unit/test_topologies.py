@@ -33,11 +33,15 @@ INCIDENT = {
     "docker-ipv6": ("corrupt-delivered", "clean", "clean"),
     "docker-nat": ("clean", "clean", "clean"),
 }
+# The 2020 incident's row (kubernetes#88986, flannel#1279, calico#3145): valid data dropped.
+INCIDENT_2020 = {"vxlan-nat": ("valid-dropped", "clean", "clean")}
 
 
 def test_the_catalogue_is_the_incidents_table_in_its_order() -> None:
-    assert topologies.names() == tuple(INCIDENT)
-    for name, row in INCIDENT.items():
+    assert topologies.names() == tuple(INCIDENT) + tuple(INCIDENT_2020)
+    assert topologies.of_incident("2016") == tuple(INCIDENT)
+    assert topologies.of_incident("2020") == tuple(INCIDENT_2020)
+    for name, row in {**INCIDENT, **INCIDENT_2020}.items():
         got = tuple(incident.expected(name, c) for c in ("vulnerable", "workaround", "patched"))
         assert got == row, name
     # Beyond the article: without conntrack's checksum check, Docker's NAT delivers corrupt data too.
@@ -96,6 +100,8 @@ inventory: [badsum_data_ipv4]
 container: cni
 exposed: always
 client_route: []
+bug: veth
+client_side: false
 """
 TUNNEL_MODULE = '''\
 """A throw-away topology module, made by a test."""
@@ -205,4 +211,12 @@ def test_adding_a_topology_touches_only_the_checklists_files(tmp_path: Path) -> 
         check=False,
     )
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
-    assert "bare,mesos,kubernetes,docker-ipv6,docker-nat,tunnel" in ran.stdout
+    assert "bare,mesos,kubernetes,docker-ipv6,docker-nat,vxlan-nat,tunnel" in ran.stdout
+
+
+def test_the_default_run_is_the_2016_incidents_table_and_the_preset_the_2020_row() -> None:
+    defaults = yaml.safe_load((ROOT / "roles/badsum_experiment/defaults/main.yml").read_text())
+    assert defaults["badsum_experiment_topologies"] == list(topologies.of_incident("2016"))  # 5 x 3 = 15 cells
+    preset = yaml.safe_load((ROOT / "presets/vxlan-2020.yml").read_text())
+    assert preset["badsum_experiment_topologies"] == list(topologies.of_incident("2020")) == ["vxlan-nat"]
+    assert preset["badsum_experiment_conditions"] == defaults["badsum_experiment_conditions"]

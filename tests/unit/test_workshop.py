@@ -113,7 +113,7 @@ def test_a_request_outside_the_list_is_refused_with_the_choices(tmp_path: Path, 
     answer = actions.carry_out(r, seat, {"action": "run", "args": {"topology": "mesos; reboot", "condition": "x"}})
     assert answer == {
         "ok": False,
-        "text": "topology 'mesos; reboot': choose one of bare, mesos, kubernetes, docker-ipv6, docker-nat",
+        "text": "topology 'mesos; reboot': choose one of bare, mesos, kubernetes, docker-ipv6, docker-nat, vxlan-nat",
     }
     logged = [json.loads(line) for line in (tmp_path / "st01" / "activity.jsonl").read_text().splitlines()]
     assert [entry["ok"] for entry in logged] == [False]  # the refused run is on record; an unknown action is not
@@ -123,7 +123,7 @@ def test_a_request_outside_the_list_is_refused_with_the_choices(tmp_path: Path, 
 
 def test_every_exercise_says_what_it_checks_and_how_to_get_unstuck() -> None:
     found = status.exercises()
-    assert [e["id"] for e in found] == [f"{n:02d}" for n in range(1, 10)]
+    assert [e["id"] for e in found] == [f"{n:02d}" for n in range(1, 11)]
     for e in found:
         assert e["title"] and e["check"] and e["hint"] and e["answer"] == f"answers/{e['id']}.txt", e["id"]
     tests = (ROOT / "exercises/checks/test_exercises.py").read_text()

@@ -19,6 +19,13 @@ roles/badsum_topology_<name>/, whose meta/topology.yml is its one record:
                  path is guarded by conntrack's checksum check only)
     client_route the route host A needs to a container prefix: [prefix
                  variable, via variable], or [] (what cleanup takes away)
+    bug          which incident's bug the row shows: veth (2016: corrupt
+                 data delivered; the condition acts on host B's container
+                 veths) or vxlan-nat (2020: valid data dropped; the condition
+                 acts on host A, whose NAT rewrites the outer VXLAN packets)
+    client_side  does the topology have an end on host A too (an overlay):
+                 the same host module wires it there with side=client, and
+                 unwires it, around the server's side
 
 Every other layer reads it: the settings (names, inventory), the incident's
 table, the fleet's canary, the workshop, the VM table, molecule, the tests.
@@ -40,6 +47,9 @@ RECORD = "meta/topology.yml"
 SHARED = "badsum_topology_"  # the shared tasks' own variables (roles/badsum_topology/defaults/main.yml)
 CONTAINERS = ("none", "mesos", "cni", "docker")
 EXPOSED = ("always", "never", "without-conntrack-checksum")
+BUGS = ("veth", "vxlan-nat")
+# Each bug is its own incident, with its own outcome table (badsum/analysis/incident.py).
+INCIDENTS = {"veth": "2016", "vxlan-nat": "2020"}
 FIELDS = {
     "name": str,
     "row": int,
@@ -51,6 +61,8 @@ FIELDS = {
     "container": str,
     "exposed": str,
     "client_route": list,
+    "bug": str,
+    "client_side": bool,
 }
 
 
@@ -70,10 +82,18 @@ class Topology:
     container: str
     exposed: str
     client_route: tuple[str, ...]
+    bug: str
+    client_side: bool
     role: str
+
+    @property
+    def incident(self) -> str:
+        return INCIDENTS[self.bug]
 
     def expected(self, condition: str, conntrack_checksum: str = "") -> str:
         """The incident's verdict for this topology under a condition (never used to judge a cell)."""
+        if self.bug == "vxlan-nat":  # 2020: NAT's wrong outer checksum made host B drop valid data
+            return "valid-dropped" if condition == "vulnerable" else "clean"
         if condition != "vulnerable" or self.exposed == "never":
             return "clean"
         if self.exposed == "without-conntrack-checksum" and str(conntrack_checksum) != "0":
@@ -101,6 +121,8 @@ def _load(path: Path) -> Topology:
         raise TopologyError(f"{path}: container must be one of {', '.join(CONTAINERS)}")
     if data["exposed"] not in EXPOSED:
         raise TopologyError(f"{path}: exposed must be one of {', '.join(EXPOSED)}")
+    if data["bug"] not in BUGS:
+        raise TopologyError(f"{path}: bug must be one of {', '.join(BUGS)}")
     if len(data["client_route"]) not in (0, 2):
         raise TopologyError(f"{path}: client_route must be [] or [prefix variable, via variable]")
     # An option comes from the server's inventory, or from the shared role's defaults (roles/badsum_topology).
@@ -128,6 +150,11 @@ def get(name: str) -> Topology:
         return catalogue()[name]
     except KeyError:
         raise TopologyError(f"no topology {name!r} (topologies: {', '.join(names())})") from None
+
+
+def of_incident(incident: str) -> tuple[str, ...]:
+    """The topologies whose rows make up one incident's table (2016 or 2020)."""
+    return tuple(t.name for t in catalogue().values() if t.incident == incident)
 
 
 def with_containers() -> tuple[str, ...]:

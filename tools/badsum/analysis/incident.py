@@ -1,4 +1,4 @@
-"""The outcome table of the original incident (Pandurangan, 2016), for comparisons.
+"""The outcome tables of the incidents (2016: Pandurangan; 2020: VXLAN + NAT), for comparisons.
 
 Used by the report and by `badsum reproduce` to say whether a run matched the
 incident; never by the code that decides a cell's verdict (verdict.py). Each
@@ -11,6 +11,36 @@ from __future__ import annotations
 from badsum import topologies
 
 SOURCE = "Linux kernel bug delivers corrupt TCP/IP data to Mesos, Kubernetes, Docker containers (2016)"
+SOURCES = {
+    "2016": SOURCE,
+    "2020": (
+        "kubernetes#88986, flannel#1279, calico#3145: VXLAN + kube-proxy MASQUERADE --random-fully, NAT wrote a wrong "
+        "outer UDP checksum and the receiving node dropped valid data; fixed by ea64d8d6c675 (Linux 5.7) (2020)"
+    ),
+}
+
+
+SUMMARIES = {
+    "2016": "The 2016 incident: corrupt data delivered through mesos, kubernetes and docker-ipv6 on a vulnerable "
+    "kernel; clean everywhere else.",
+    "2020": "The 2020 incident: on a vulnerable kernel, valid data dropped through the VXLAN overlay (a wrong "
+    "outer checksum, UdpInCsumErrors at host B, connections waiting for a SYN retransmission); clean with "
+    "tx-checksum-ip-generic off and on a patched kernel.",
+}
+
+
+def incidents(topology_names: list[str]) -> list[str]:
+    known = topologies.catalogue()
+    return sorted({known[t].incident for t in topology_names if t in known}) or ["2016"]
+
+
+def summaries(topology_names: list[str]) -> str:
+    return " ".join(SUMMARIES[i] for i in incidents(topology_names))
+
+
+def sources(topology_names: list[str]) -> str:
+    """The incidents whose tables these rows belong to (the one that ran: 2016 by default, 2020 with the preset)."""
+    return "; ".join(SOURCES[i] for i in incidents(topology_names))
 
 
 def expected(topology: str, condition: str, conntrack_checksum: str = "") -> str:

@@ -9,7 +9,9 @@ Layout of a run:
         serve.json                counters read before the server started
         recv.json    recv.bin     the server's record, counters after, and what nc printed
         corruption.json           what the injector did
-        emulator.json             what the veth-bug emulator did (emulated conditions)
+        emulator.json             what the veth-bug emulator did (emulated conditions); for an
+                                  overlay (vxlan-nat), host A's NAT of the outer flows and the
+                                  2020 emulator's counts
         *.pcap                    packet captures (where asked; decoded in client.json and recv.json)
     results/<run-id>/<topology>-<condition>.json   one result per cell (this module)
     results/latest -> <run-id>
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from badsum import topologies
 from badsum.analysis import analyzer, verdict
 from badsum.files import atomic_write
 
@@ -66,11 +69,15 @@ def cell_meta(run: dict, cell_name: str, topology: dict | None, condition: dict 
     s = plan["settings"]
     p = "badsum_experiment_"
     server_info = run.get("hosts", {}).get(cell["server"], {})
+    record = topologies.catalogue().get(cell["topology"])
+    bug = record.bug if record else "veth"
     return {
         "run_id": plan["run_id"],
         "cell": cell_name,
         "topology": cell["topology"],
         "condition": cell["condition"],
+        "bug": bug,
+        "incident": topologies.INCIDENTS[bug],
         "condition_kind": (condition or {}).get("kind", "unknown"),
         "kernel": (condition or {}).get("kernel") or server_info.get("kernel", "unknown"),
         "kernel_has_fix": (condition or {}).get("kernel_has_fix"),
@@ -161,9 +168,24 @@ def build_cell_result(raw: Path) -> dict:
     counts = {s: stream.count(s) for s in ("intact", "corrupt", "missing")}
     offsets = {int(m["seq"]): int(m["offset"]) for m in messages}
     held = analyzer.held_messages(stream.messages, window_end)
-    decided, reason = verdict.decide(
-        verdict.Evidence(counts["corrupt"], counts["missing"], corrupted, csum_total, closed_by), meta["min_corrupted"]
-    )
+    overlay = None
+    if meta.get("bug") == "vxlan-nat":
+        overlay = overlay_evidence(client, captures, emulator, csum)
+        decided, reason = verdict.decide_dropped(
+            verdict.OverlayEvidence(
+                counts["corrupt"],
+                counts["missing"],
+                overlay["connect_s"],
+                overlay["udp_csum_errors"],
+                overlay["bad_outer"],
+                overlay["natted_flows"],
+            )
+        )
+    else:
+        decided, reason = verdict.decide(
+            verdict.Evidence(counts["corrupt"], counts["missing"], corrupted, csum_total, closed_by),
+            meta["min_corrupted"],
+        )
     if client.get("error"):
         reason += f" (client: {client['error']})"
     return {
@@ -185,6 +207,8 @@ def build_cell_result(raw: Path) -> dict:
             "events": stats.get("events", [])[:MAX_EVENTS],
         },
         "emulator": emulator,
+        "overlay": overlay,
+        "connect_s": client.get("connect_s"),
         "capture": _capture_summary(captures),
         "csum_errors": csum,
         "csum_errors_total": csum_total,
@@ -215,6 +239,24 @@ def build_cell_result(raw: Path) -> dict:
         "verdict": decided,
         "verdict_reason": reason,
         "cell_finished": time.time(),
+    }
+
+
+def overlay_evidence(client: dict, captures: dict | None, nat: dict | None, csum: dict) -> dict:
+    """The 2020 verdict's inputs, each None where it was not measured (never a zero)."""
+    tunnel = next((c["tunnel"] for c in (captures or {}).values() if "tunnel" in c), None)
+    udp = [d["UdpInCsumErrors"] for d in csum.values() if "UdpInCsumErrors" in d]
+    return {
+        "connect_s": client.get("connect_s"),
+        "udp_csum_errors": sum(udp) if udp else None,
+        "bad_outer": tunnel["bad_udp_cksum"] if tunnel else None,
+        "no_cksum_outer": tunnel["no_cksum"] if tunnel else None,
+        "outer_packets": tunnel["packets"] if tunnel else None,
+        "written": tunnel["written"] if tunnel else None,
+        "samples": tunnel["samples"] if tunnel else [],
+        "natted_flows": (nat or {}).get("outer_flows_natted"),
+        "outer_flows": (nat or {}).get("outer_flows"),
+        "natted_sample": (nat or {}).get("natted_sample", []),
     }
 
 

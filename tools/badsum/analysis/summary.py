@@ -14,6 +14,12 @@ def cell_text(cell: dict | None) -> str:
     n = cell.get("corrupted_packets")
     msgs = cell.get("messages") or {}
     kind = " (emulated)" if cell.get("condition_kind") == "emulated" else ""
+    if v == "valid-dropped":
+        overlay = cell.get("overlay") or {}
+        return f"DROPPED {overlay.get('udp_csum_errors', '?')} csum, connect {cell.get('connect_s', '?')} s{kind}"
+    if cell.get("bug") == "vxlan-nat":
+        errors = (cell.get("overlay") or {}).get("udp_csum_errors", "?")
+        return f"{v}: connect {cell.get('connect_s', '?')} s, {errors} csum{kind}"
     if v == "corrupt-delivered":
         return f"CORRUPT {msgs.get('corrupt', '?')}/{msgs.get('sent', '?')} msgs, {n} pkts{kind}"
     return f"{v}: {n} pkts, {cell.get('csum_errors_total', 0)} csum{kind}"

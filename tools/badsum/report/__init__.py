@@ -120,7 +120,11 @@ def context(run_dir: Path, compare: Path | None = None) -> dict:
         if k not in ("badsum_experiment_results_dir", "badsum_experiment_run_id")
     }
     other = load_cells(compare) if compare else None
+    measured = [c.data for c in cells if not c.problem and c.data.get("verdict") != "error"]
+    connect_plot = plots.connect_times_png(measured) if plots.connect_times(measured) else None
     return {
+        "connect_plot": base64.b64encode(connect_plot).decode() if connect_plot else None,
+        "connect_times": plots.connect_times(measured),
         "run_id": run_dir.name,
         "cells": cells,
         "topologies": topologies,
@@ -130,7 +134,8 @@ def context(run_dir: Path, compare: Path | None = None) -> dict:
         "settings": settings,
         "problems": [c.problem for c in cells if c.problem],
         "matches_incident": all(c.verdict == c.expected for c in cells) and bool(cells),
-        "incident_source": incident.SOURCE,
+        "incident_source": incident.sources(topologies),
+        "incident_summary": incident.summaries(topologies),
         "compare_id": compare.name if compare else None,
         "comparison": comparison(cells, other) if other is not None else None,
         "built": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -158,6 +163,8 @@ def build(run_dir: Path, compare: Path | None = None) -> dict[str, Path]:
     for cell in ctx["cells"]:
         for name, png in cell.plots.items():
             results.atomic_write(plot_dir / f"{cell.topology}-{cell.condition}-{name}.png", png)
+    if ctx["connect_plot"]:
+        results.atomic_write(plot_dir / "connect-times.png", base64.b64decode(ctx["connect_plot"]))
     md = run_dir / "report.md"
     results.atomic_write(md, env.get_template("report.md.j2").render(**ctx))
     return {"html": html, "md": md, "problems": ctx["problems"]}

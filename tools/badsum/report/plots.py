@@ -86,3 +86,27 @@ def offsets_png(cell: dict) -> bytes:
     ax.set_xticks(range(0, 32, 4))
     fig.tight_layout()
     return _png(fig)
+
+
+def connect_times(cells: list[dict]) -> list[tuple[str, float]]:
+    """(cell, seconds its connection took to open), for the cells whose client recorded it."""
+    return [
+        (f"{c['topology']}/{c['condition']}", float(c["connect_s"]))
+        for c in cells
+        if isinstance(c.get("connect_s"), (int, float))
+    ]
+
+
+def connect_times_png(cells: list[dict]) -> bytes:
+    """One bar per cell: a dropped SYN shows as a wait of TCP's first retransmission timeout (1 s)."""
+    data = connect_times(cells)
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.35 * max(1, len(data))))
+    names = [n for n, _ in data]
+    seconds = [s for _, s in data]
+    ax.barh(names, seconds, color=["#c62828" if s >= 0.8 else "#2e7d32" for s in seconds])
+    ax.axvline(1.0, color="#888888", linestyle=":", linewidth=1)
+    ax.set_xlabel("seconds to open the connection (dotted: TCP's first SYN retransmission)")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return _png(fig)

@@ -150,6 +150,8 @@ def _brief(cell: dict) -> dict:
         "emulator",
         "held_messages",
         "pattern",
+        "overlay",
+        "connect_s",
     )
     return {k: cell.get(k) for k in keys} | {"offsets_mod32": sorted(signature.bit_offsets_mod32(cell))}
 
@@ -171,6 +173,18 @@ def _describe(cell: dict, run: str) -> str:
     held = cell.get("held_messages") or {}
     if held.get("count"):
         lines.append(f"messages held back until the window closed: {held['count']}")
+    overlay = cell.get("overlay")
+    if overlay:  # the 2020 row (vxlan-nat): what host B's capture saw of the outer UDP header
+        lines.append(f"connection opened in: {cell.get('connect_s')} s")
+        lines.append(
+            f"outer packets from host A at host B: {overlay.get('outer_packets')}, bad udp cksum "
+            f"{overlay.get('bad_outer')} (values written: {overlay.get('written')}), no cksum "
+            f"{overlay.get('no_cksum_outer')}; outer flows host A's NAT rewrote: {overlay.get('natted_flows')}"
+        )
+        lines += [f"  {line}" for line in overlay.get("samples", [])[:3]]
+        counts = (cell.get("emulator") or {}).get("counts")
+        if counts:
+            lines.append("emulator on host A's NIC: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return "\n".join(lines)
 
 

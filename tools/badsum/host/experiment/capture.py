@@ -9,6 +9,12 @@ captures around the traffic themselves; this tool is for anything else.
 `stop` reports, per pcap, how many TCP segments towards the server tcpdump
 finds with an incorrect checksum, and a few of them as tcpdump prints them
 (-vv), as the article showed them.
+
+A tunnel capture (NAME:IFACE:UDPPORT:SRC, the vxlan-nat topology's) records
+the outer UDP packets from SRC to a VXLAN port instead, and `stop` reports
+how many carried a bad outer UDP checksum (tcpdump's `bad udp cksum X -> Y!`,
+X what the sender wrote, Y what it should have been), the values written, and
+how many had none (`no cksum`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from ..shared.common import HostError, Parser, in_netns, read_pid, wait_gone
 SAMPLES = 5
 
 
-def start(out: Path, name: str, iface: str, netns: str, port: int, timeout: float, max_packets: int) -> dict:
+def start(
+    out: Path, name: str, iface: str, netns: str, port: int, timeout: float, max_packets: int, what: list | None = None
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     pcap = out / f"{name}.pcap"
     # -U: packets reach the file as they come, so a stopped capture is complete;
@@ -47,9 +55,7 @@ def start(out: Path, name: str, iface: str, netns: str, port: int, timeout: floa
         str(max_packets),
         "-w",
         str(pcap),
-        "tcp",
-        "port",
-        str(port),
+        *(what or ["tcp", "port", str(port)]),
     )
     err = out / f"{name}.err"
     with open(err, "wb") as errors:  # tcpdump keeps its own copy
@@ -77,6 +83,48 @@ def start_all(out: Path, specs: list[str], port: int, timeout: float, max_packet
             raise HostError(f"bad capture {spec!r}: want NAME:IFACE[:NETNS]")
         started.append(start(out, name, iface, netns or "self", port, timeout, max_packets)["started"])
     return started
+
+
+TUNNEL_PREFIX = "tunnel-"
+BAD_UDP = re.compile(r"bad udp cksum (0x[0-9a-f]+) -> (0x[0-9a-f]+)!")
+
+
+def start_tunnel(out: Path, specs: list[str], timeout: float, max_packets: int) -> list[str]:
+    """NAME:IFACE:UDPPORT:SRC specs: the outer UDP packets from SRC to UDPPORT, in the host's namespace."""
+    started = []
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) != 4 or not all(parts) or not parts[2].isdigit():
+            raise HostError(f"bad tunnel capture {spec!r}: want NAME:IFACE:UDPPORT:SRC")
+        name, iface, udp_port, src = parts
+        what = ["udp", "dst", "port", udp_port, "and", "src", "host", src]
+        started.append(start(out, TUNNEL_PREFIX + name, iface, "self", 0, timeout, max_packets, what)["started"])
+        (out / f"{TUNNEL_PREFIX}{name}.udpport").write_text(udp_port)
+    return started
+
+
+def decode_tunnel(pcap: Path, udp_port: int) -> dict:
+    """Outer UDP checksums as tcpdump judges them: bad (with the values), none, ok."""
+    proc = subprocess.run(
+        ["tcpdump", "-r", str(pcap), "-nn", "-vv", "udp", "dst", "port", str(udp_port)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    lines = [line.strip() for line in proc.stdout.splitlines() if f".{udp_port}: " in line]
+    bad = [line for line in lines if BAD_UDP.search(line)]
+    written: dict[str, int] = {}
+    for line in bad:
+        value = BAD_UDP.search(line)[1]  # type: ignore[index]
+        written[value] = written.get(value, 0) + 1
+    return {
+        "packets": len(lines),
+        "bad_udp_cksum": len(bad),
+        "no_cksum": sum("no cksum" in line for line in lines),
+        "written": written,
+        "samples": bad[:SAMPLES],
+    }
 
 
 def _mtu(iface: str, netns: str) -> int:
@@ -140,6 +188,11 @@ def stop(out: Path, port: int) -> dict:
         pidfile.unlink()
     captures = {}
     for pcap in sorted(out.glob("*.pcap")):
+        if pcap.stem.startswith(TUNNEL_PREFIX):
+            udp_port = int(pcap.with_suffix(".udpport").read_text())
+            captures[pcap.stem] = {"file": pcap.name, "incorrect": 0, "samples": [], "mtu": 0,
+                                   "merged_not_judged": 0, "tunnel": decode_tunnel(pcap, udp_port)}  # fmt: skip
+            continue
         mtu_file = pcap.with_suffix(".mtu")
         mtu = int(mtu_file.read_text() or 0) if mtu_file.exists() else 0
         count, samples, merged = decode(pcap, port, mtu)

@@ -62,10 +62,14 @@ def unacked_bytes(sock: socket.socket) -> int:
 def send(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # How long the connection took to open: a dropped SYN shows as a wait of the
+    # initial retransmission timeout (1 s), the 2020 bug's signature.
+    connect_started = time.monotonic()
     sock = connect(args.host, args.port, args.connect_timeout, args.count * (framing.HEADER_LEN + args.size) + 65536)
     sock.settimeout(args.send_timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     connected = time.time()
+    connect_s = round(time.monotonic() - connect_started, 4)
     stream = bytearray()
     messages = []
     error = None
@@ -100,6 +104,7 @@ def send(args: argparse.Namespace) -> dict:
     record = {
         "peer": [args.host, args.port],
         "connected": connected,
+        "connect_s": connect_s,
         "sent_done": sent_done,
         "drained": drained,
         "drained_at": drained_at,

@@ -1,8 +1,12 @@
-"""A cell's kernel condition on host B, and the veth-bug emulator behind the emulated one.
+"""A cell's kernel condition, and the emulators behind the emulated ones.
 
     condition apply  --name vulnerable|workaround|patched --kernel-fixed auto|yes|no [--veth NETNS:IFNAME ...]
     condition stats  --veth NETNS:IFNAME [...]     packets the emulator saw / marked verified
     condition detach --veth NETNS:IFNAME [...]
+
+The 2020 bug (--bug vxlan-nat, on host A: the node whose NAT rewrites the
+outer VXLAN packets) takes --iface (host A's NIC), --vxlan-dev and --peer
+instead of --veth; see the end of this docstring.
 
 patched is the kernel as it is. vulnerable is the kernel itself where it
 lacks the fix ("real"); on a kernel with the fix, the two removed lines of
@@ -12,6 +16,19 @@ NETIF_F_RXCSUM those lines consulted. workaround is vulnerable, plus `rx off`
 on those veths (the badsum_workaround role, the way an operator does it).
 
 NETNS is a network namespace path (/run/netns/x or /proc/PID/ns/net).
+
+The 2020 bug (vxlan-nat topology): before ea64d8d6c675 ("netfilter: nat:
+never update the UDP checksum when it's 0", Linux 5.7; stable 5.6.13,
+5.4.41, 4.19.123, 4.14.181) NAT "updated" the zero outer UDP checksum of a
+VXLAN packet whose skb was CHECKSUM_PARTIAL (for the inner TCP), and the
+receiving node dropped it. patched is the kernel as it is; vulnerable is the
+kernel itself where it lacks the fix, else the unfixed udp_manip_pkt()
+emulated by shared/programs/vxlannat.bpf.c at tc egress of host A's NIC
+(after NAT), armed for --seconds and inert after them, touching only UDP to
+the overlay's port; workaround is vulnerable plus `ethtool -K <vxlan device>
+tx-checksum-ip-generic off`, the workaround flannel's and Calico's users
+applied. `stats` adds what A's conntrack says: how many outer flows NAT
+rewrote (the hazard exercised or not).
 """
 
 from __future__ import annotations
@@ -19,9 +36,10 @@ from __future__ import annotations
 import argparse
 import os
 import struct
+import time
 
 from ..shared import bpf, kernels, net
-from ..shared.common import HostError, Parser
+from ..shared.common import HostError, Parser, sh
 
 PREF = 7
 STATS_MAP = "bs_vb_stats"
@@ -90,6 +108,118 @@ def detach(pairs: list[tuple[str, str]]) -> dict:
     return {"changed": changed}
 
 
+# -- the 2020 bug: NAT and a zero outer UDP checksum ------------------------------------------
+
+VX_PREF = 17
+VX_PROGRAM = "badsum_vxlannat"
+VX_CFG = struct.Struct("<QH6x")  # struct bs_vx_cfg: expire_ns (CLOCK_MONOTONIC), port
+VX_EVENT = struct.Struct("<QIIHHH10x")  # struct bs_vx_event (32 bytes): ns, old/new saddr, old/new sport, written
+VX_STATS = ("tunnel", "zero_csum", "partial", "natted", "rewritten", "expired", "not_partial")
+VX_MAX_SECONDS = 3600
+HW_CSUM = "tx-checksum-ip-generic"
+
+
+def nat_fix(release: str) -> bool:
+    """Mainline 5.7 and later have ea64d8d6c675. The stable backports (5.6.13, 5.4.41, 4.19.123,
+    4.14.181) are not judged here: say badsum_experiment_kernel_fixed=yes for those."""
+    return kernels.parse(release)[:2] >= (5, 7)
+
+
+def apply_vxlannat(name: str, kernel_fixed: str, iface: str, vxlan_dev: str, port: int, seconds: float) -> dict:
+    release = os.uname().release
+    has_fix = nat_fix(release) if kernel_fixed == "auto" else kernel_fixed == "yes"
+    emulate = name in ("vulnerable", "workaround") and has_fix
+    changed = attach_vxlannat(iface, port, seconds)["changed"] if emulate else False
+    if name == "workaround":
+        # what the operators did (flannel's docs, Calico's ChecksumOffloadBroken): the stack then
+        # finishes the inner checksum before vxlan, the skb is no longer CHECKSUM_PARTIAL
+        sh("ethtool", "-K", vxlan_dev, HW_CSUM, "off")
+        changed = True
+    feature = net.features(vxlan_dev).get(HW_CSUM, {}).get("on")
+    return {
+        "changed": changed,
+        "name": name,
+        "bug": "vxlan-nat",
+        "kind": "emulated" if emulate else "real",
+        "kernel": release,
+        "kernel_has_fix": has_fix,
+        "emulated_on": iface if emulate else "",
+        "vxlan_dev": vxlan_dev,
+        HW_CSUM: "on" if feature else "off",
+    }
+
+
+def attach_vxlannat(iface: str, port: int, seconds: float) -> dict:
+    if not 0 < seconds <= VX_MAX_SECONDS:
+        raise HostError(f"--seconds must be in (0, {VX_MAX_SECONDS}], got {seconds:g}")
+    obj = bpf.object_path("vxlannat")
+    if not obj.exists():
+        raise HostError(f"the emulator {obj} is not built: run the condition role's build (prepare.yml does)")
+    net.ensure_clsact(iface)
+    net.attach_bpf(iface, "egress", VX_PREF, str(obj))
+    maps = net.attached_maps(net.filters(iface, "egress", VX_PREF))
+    if "bs_vx_cfg" not in maps:
+        net.delete_filter(iface, "egress", VX_PREF)
+        raise HostError(f"the emulator on {iface} has no configuration map: {sorted(maps)}")
+    # armed until a deadline on the program's own clock: inert after it, whatever happens to us
+    cfg = VX_CFG.pack(time.monotonic_ns() + int(seconds * 1e9), port)
+    sh("bpftool", "map", "update", "id", str(maps["bs_vx_cfg"]), "key", "hex", "00", "00", "00", "00",
+       "value", "hex", *[f"{b:02x}" for b in cfg])  # fmt: skip
+    return {"changed": True}
+
+
+def outer_flows(peer: str, port: int) -> dict:
+    """Host A's outer flows to the peer's VXLAN port, from conntrack: how many NAT rewrote."""
+    if not peer:
+        return {}
+    out = sh("conntrack", "-L", "-p", "udp", "--orig-dst", peer, "--orig-port-dst", str(port), check=False).stdout
+    flows, rewritten = 0, []
+    for line in out.splitlines():
+        words = [f.split("=", 1) for f in line.split() if "=" in f]
+        sports = [v for k, v in words if k == "sport"]
+        dports = [v for k, v in words if k == "dport"]
+        srcs = [v for k, v in words if k == "src"]
+        dsts = [v for k, v in words if k == "dst"]
+        if len(sports) < 2 or len(srcs) < 2:
+            continue
+        flows += 1
+        # reply tuple's destination is the original source after NAT
+        if (srcs[0], sports[0]) != (dsts[1], dports[1]):
+            rewritten.append(f"{srcs[0]}:{sports[0]} -> {dsts[1]}:{dports[1]}")
+    return {"outer_flows": flows, "outer_flows_natted": len(rewritten), "natted_sample": rewritten[:5]}
+
+
+def stats_vxlannat(iface: str, peer: str, port: int) -> dict:
+    result: dict = {"bug": "vxlan-nat", **outer_flows(peer, port)}
+    maps = net.attached_maps(net.filters(iface, "egress", VX_PREF)) if iface else {}
+    if not maps:
+        return {**result, "emulator_attached": False}
+    counts = [struct.unpack("<Q", v)[0] for v in net.map_values(maps["bs_vx_stats"])]
+    expire, _port = VX_CFG.unpack(net.map_values(maps["bs_vx_cfg"])[0])
+    events = []
+    for raw in net.map_values(maps["bs_vx_events"]):
+        ns, _osrc, _nsrc, osport, nsport, written = VX_EVENT.unpack(raw)
+        if ns:  # ports and checksum as on the wire (network order)
+            events.append({"ns": ns, "sport": f"{int.from_bytes(osport.to_bytes(2, 'little'), 'big')}->"
+                           f"{int.from_bytes(nsport.to_bytes(2, 'little'), 'big')}",
+                           "written": "0x" + written.to_bytes(2, "little").hex()})  # fmt: skip
+    events.sort(key=lambda e: e["ns"])
+    return {
+        **result,
+        "emulator_attached": True,
+        "armed": expire > time.monotonic_ns(),
+        "counts": dict(zip(VX_STATS, counts, strict=False)),
+        "last_rewrites": events[-5:],
+    }
+
+
+def detach_vxlannat(iface: str) -> dict:
+    changed = net.delete_filter(iface, "egress", VX_PREF)
+    if changed:
+        net.release_clsact(iface)
+    return {"changed": changed}
+
+
 def build_parser() -> Parser:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -102,14 +232,34 @@ def build_parser() -> Parser:
         help="does this kernel have the fix (auto: from its release)",
     )
     a.add_argument("--veth", action="append", default=[], help="NETNS_PATH:IFNAME (repeatable)")
+    a.add_argument("--vxlan-dev", default="", help="vxlan-nat: host A's vxlan device (the workaround's)")
+    a.add_argument("--seconds", type=float, default=120, help="vxlan-nat: the emulator's life, armed")
     for name in ("stats", "detach"):
         sub.add_parser(name, help=f"{name} the emulator").add_argument(
-            "--veth", action="append", required=True, help="NETNS_PATH:IFNAME (repeatable)"
+            "--veth", action="append", default=[], help="NETNS_PATH:IFNAME (repeatable)"
         )
+    for action in sub.choices.values():
+        action.add_argument("--bug", choices=["veth", "vxlan-nat"], default="veth", help="which incident's bug")
+        action.add_argument("--iface", default="", help="vxlan-nat: host A's NIC, where the emulator sits")
+        action.add_argument("--peer", default="", help="vxlan-nat: host B's address (its outer flows)")
+        action.add_argument("--tunnel-port", type=int, default=8472, help="vxlan-nat: the overlay's UDP port")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.bug == "vxlan-nat":
+        if not args.iface:
+            raise HostError("--bug vxlan-nat needs --iface (host A's NIC)")
+        if args.action == "apply":
+            if not args.vxlan_dev:
+                raise HostError("--bug vxlan-nat needs --vxlan-dev")
+            return apply_vxlannat(args.name, args.kernel_fixed, args.iface, args.vxlan_dev, args.tunnel_port,
+                                  args.seconds)  # fmt: skip
+        if args.action == "stats":
+            return stats_vxlannat(args.iface, args.peer, args.tunnel_port)
+        return detach_vxlannat(args.iface)
+    if args.action != "apply" and not args.veth:
+        raise HostError(f"condition {args.action} needs --veth NETNS_PATH:IFNAME")
     pairs = veths(args.veth)
     if args.action == "apply":
         return apply(args.name, args.kernel_fixed, pairs)

@@ -95,6 +95,7 @@ def start(args: argparse.Namespace) -> dict:
     for name in ("recv.bin", "recv.json", "server.pid", "server.err", "recorder.pid"):
         (out / name).unlink(missing_ok=True)
     captures = capture.start_all(out / "captures", args.capture, args.port, args.timeout, CAPTURE_MAX_PACKETS)
+    captures += capture.start_tunnel(out / "captures", args.tunnel_capture, args.timeout, CAPTURE_MAX_PACKETS)
     pid = os.fork()
     if pid == 0:  # detach from the SSH session that started us
         try:
@@ -167,6 +168,13 @@ def build_parser() -> Parser:
             counters.add_ns_option(a)
         if name == "start":
             capture.add_capture_option(a)
+            a.add_argument(
+                "--tunnel-capture",
+                action="append",
+                default=[],
+                metavar="NAME:IFACE:UDPPORT:SRC",
+                help="tcpdump the outer UDP packets from SRC to a VXLAN port (their checksums); repeatable",
+            )
             a.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the server command")
     return p
 

@@ -2,6 +2,7 @@
 
     bpf build --program corrupt    the corruption injector (tc, direct action)
     bpf build --program vethbug    the veth-bug emulator (CO-RE: needs this kernel's BTF)
+    bpf build --program vxlannat   the unfixed-NAT emulator of the 2020 vxlan bug (CO-RE too)
 
 The C sources travel inside the host kit (shared/programs/*.bpf.c). An object is named
 after its source's digest and the kernel release, so it is built once per
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from .common import HostError, Parser, atomic_write, lib_dir, package_data, sh
 
-PROGRAMS = ("corrupt", "vethbug")
+PROGRAMS = ("corrupt", "vethbug", "vxlannat")
 BTF = Path("/sys/kernel/btf/vmlinux")
 
 
@@ -34,7 +35,7 @@ def _compile(program: str, out: Path, workdir: Path) -> None:
     src = workdir / f"{program}.bpf.c"
     src.write_bytes(source(program))
     flags = ["-O2", "-g", "-mcpu=v3", "-target", "bpf", f"-I/usr/include/{os.uname().machine}-linux-gnu"]
-    if program == "vethbug":
+    if program in ("vethbug", "vxlannat"):
         # CO-RE: the header is this kernel's own type information.
         if not BTF.exists():
             raise HostError(f"{BTF} is missing: the emulator needs a kernel built with BTF (CONFIG_DEBUG_INFO_BTF)")

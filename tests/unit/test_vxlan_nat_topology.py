@@ -1,0 +1,66 @@
+"""The vxlan-nat topology's plan, from the pair's pod CIDR alone: both ends agree, lab addresses only."""
+
+from __future__ import annotations
+
+import ipaddress
+from types import SimpleNamespace
+
+import pytest
+
+from badsum.host.experiment.topology import vxlan_nat
+from badsum.host.shared.common import HostError
+
+LAB = ipaddress.ip_network("198.18.0.0/15")
+
+
+def options(**over) -> SimpleNamespace:
+    base = {"address": "198.19.0.12", "client_address": "198.19.0.11", "pod_cidr": "198.19.128.8/29", "port": 5001}
+    return SimpleNamespace(**{**base, **over})
+
+
+def test_every_address_comes_from_the_pod_cidr_and_stays_in_the_lab_range() -> None:
+    p = vxlan_nat.plan(options())
+    assert p == {
+        "server_subnet": "198.19.128.8/30",
+        "server_vtep": "198.19.128.8",
+        "gateway": "198.19.128.9",
+        "pod": "198.19.128.10",
+        "client_subnet": "198.19.128.12/30",
+        "client_vtep": "198.19.128.12",
+        "service": "198.19.128.14",
+    }
+    for value in p.values():
+        assert ipaddress.ip_network(value).subnet_of(LAB)
+    # the two ends' subnets are apart, and the ClusterIP is no pod's
+    assert not ipaddress.ip_network(p["server_subnet"]).overlaps(ipaddress.ip_network(p["client_subnet"]))
+    assert ipaddress.ip_address(p["service"]) not in ipaddress.ip_network(p["server_subnet"])
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [({"pod_cidr": "198.19.128.8/30"}, "/29 or larger"), ({"address": "fd00::1"}, "IPv4"), ({"pod_cidr": "x"}, "IPv4")],
+)
+def test_a_plan_that_cannot_hold_both_ends_is_refused(over: dict, message: str) -> None:
+    with pytest.raises(HostError, match=message):
+        vxlan_nat.plan(options(**over))
+
+
+def test_each_end_can_name_the_others_vtep_mac() -> None:
+    assert vxlan_nat.vtep_mac("198.19.0.12") == "02:b5:c6:13:00:0c"  # locally administered, from the address
+    assert vxlan_nat.vtep_mac("198.19.0.11") != vxlan_nat.vtep_mac("198.19.0.12")
+
+
+def test_the_masquerade_is_kube_proxys_shape_but_only_for_the_labs_traffic() -> None:
+    o = options()
+    rules = [" ".join(r) for r in vxlan_nat.kube_proxy_rules(vxlan_nat.plan(o), o)]
+    masq = [r for r in rules if "MASQUERADE" in r]
+    # kube-proxy before kubernetes#92035: marked packets masqueraded with --random-fully, the mark not cleared
+    assert all("-m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully" in r for r in masq)
+    assert not any("--xor-mark" in r or "0x4000/0x0" in r for r in rules)
+    # ... matching only the pod subnet (inner) and host B's VXLAN port (outer), never anything else
+    assert sorted(r.split(" -m mark")[0] for r in masq) == [
+        "BADSUM-KUBE-POSTROUTING -d 198.19.0.12/32 -p udp --dport 8472",
+        "BADSUM-KUBE-POSTROUTING -d 198.19.128.8/30",
+    ]
+    assert all(r.split()[0].startswith("BADSUM-KUBE-") for r in rules)
+    assert "BADSUM-KUBE-SERVICES -d 198.19.128.14/32 -p tcp --dport 5001 -j BADSUM-KUBE-MARK-MASQ" in rules
