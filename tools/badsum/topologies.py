@@ -48,7 +48,7 @@ SHARED = "badsum_topology_"  # the shared tasks' own variables (roles/badsum_top
 CONTAINERS = ("none", "mesos", "cni", "docker")
 EXPOSED = ("always", "never", "without-conntrack-checksum")
 BUGS = ("veth", "vxlan-nat")
-# Each bug is its own incident, with its own outcome table (badsum/analysis/incident.py).
+# Each bug is its own incident, with its own outcome table (tools/badsum/analysis/incident.py).
 INCIDENTS = {"veth": "2016", "vxlan-nat": "2020"}
 FIELDS = {
     "name": str,

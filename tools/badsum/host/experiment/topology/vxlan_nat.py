@@ -211,7 +211,7 @@ def down(o) -> dict:
     client = SIDE_STATE["client"]
     if client.exists():
         kept = json.loads(client.read_text())
-        # the 2020 condition's emulator sits on this NIC (badsum/host/experiment/condition.py): it goes too
+        # the 2020 condition's emulator sits on this NIC (tools/badsum/host/experiment/condition.py): it goes too
         from .. import condition
 
         changed |= condition.detach_vxlannat(kept["iface"])["changed"]
