@@ -297,6 +297,21 @@ def test_a_hand_written_page_names_only_what_exists(page: Path) -> None:
     assert unknown_options(text) == []
 
 
+def broken_links(readme: Path) -> list[str]:
+    """README.md's links into the checkout (the docs pages, mostly): mkdocs checks the site's, not this one's."""
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme.read_text())
+    return [link for link in links if not (paths.PROJECT / link).exists()]
+
+
+def test_the_front_page_links_to_pages_that_exist(tmp_path: Path) -> None:
+    readme = paths.PROJECT / "README.md"
+    assert broken_links(readme) == []
+    assert len(re.findall(r"\]\(docs/", readme.read_text())) >= 8
+    planted = tmp_path / "README.md"
+    planted.write_text(readme.read_text() + "\n[gone](docs/guide/gone.md)\n")
+    assert broken_links(planted) == ["docs/guide/gone.md"]
+
+
 def test_the_pages_state_defaults_the_checks_read() -> None:
     """The checks above compare something: the pages do state defaults, paths and options."""
     text = "\n".join(p.read_text() for p in HAND_WRITTEN)
