@@ -127,6 +127,21 @@ def test_the_variables_page_states_every_default_and_choice_of_the_roles() -> No
         assert f"| `{var}` |" in PAGES["reference/variables.md"]
 
 
+def test_each_variable_carries_its_comment_from_defaults_main_yml(tmp_path: Path) -> None:
+    defaults = tmp_path / "main.yml"
+    defaults.write_text("---\n# The first group:\n# two lines.\nbadsum_x_a: 1\nbadsum_x_b: [2]\n\nbadsum_x_c: 3\n")
+    assert docs.comments(defaults) == {
+        "badsum_x_a": "The first group: two lines.",
+        "badsum_x_b": "The first group: two lines.",
+        "badsum_x_c": "",
+    }
+    row = next(
+        r for r in PAGES["reference/variables.md"].splitlines() if r.startswith("| `badsum_fleet_guard_interval` |")
+    )
+    assert "every guard_interval seconds" in row  # its comment in roles/badsum_fleet/defaults/main.yml
+    assert "| float |" in row  # its type, from meta/argument_specs.yml
+
+
 def test_a_default_changed_in_a_role_is_a_mismatch(tmp_path: Path) -> None:
     shutil.copytree(paths.ROLES, tmp_path / "roles")
     defaults = tmp_path / "roles/badsum_experiment/defaults/main.yml"
