@@ -165,12 +165,16 @@ def cli_page() -> str:
             for action in rows:
                 flags = ", ".join(f"`{f}`" for f in action.option_strings) or f"`{action.metavar or action.dest}`"
                 default = action.default
+                if isinstance(default, Path) and default.is_relative_to(paths.PROJECT):
+                    default = default.relative_to(paths.PROJECT)  # the checkout's, wherever it is
                 shown = (
                     f"`{cell(default)}`"
                     if default not in (None, False, [], argparse.SUPPRESS) and action.option_strings
                     else ""
                 )
-                out.append(f"| {flags} | {cell(formatter._expand_help(action) if action.help else '')} | {shown} |")
+                said = formatter._expand_help(action) if action.help else ""
+                said = said.replace(f"{paths.PROJECT}/", "")  # the checkout's paths, wherever it is
+                out.append(f"| {flags} | {cell(said)} | {shown} |")
             out.append("")
         out += ["| exit | here |", "|---|---|"]
         out += [f"| {int(code)} | {cell(text)} |" for code, text in sorted(leaf.get_default("exits").items())]
