@@ -241,12 +241,25 @@ def tree_listing() -> str:
         elif path.parent == package and path.name != "__init__.py":
             rows.append(f"| `{path.relative_to(paths.PROJECT)}` | {_docstring(path)} |")
     rows += ["", "| plugin | kind | what |", "|---|---|---|"]
-    for path in sorted(COLLECTION.glob("*/*.py")):
-        kind = path.parent.name
-        if kind in ("plugin_utils",):
-            continue
-        rows.append(f"| `badsum.kit.{path.stem}` | {kind} | {_docstring(path)} |")
+    for name, (kinds, what) in sorted(kit_plugins().items()):
+        rows.append(f"| `badsum.kit.{name}` | {', '.join(kinds)} | {what} |")
     return "\n".join(rows)
+
+
+def kit_plugins() -> dict[str, tuple[list[str], str]]:
+    """The collection's plugins by the name a playbook uses: a filter's is its docstring's
+    (`badsum.kit.kernel_has_fix: ...`), anything else's its file's; an action and its module are one name."""
+    found: dict[str, tuple[list[str], str]] = {}
+    for path in sorted(COLLECTION.glob("*/*.py")):
+        if path.parent.name == "plugin_utils":
+            continue  # shared code of the plugins, no plugin itself
+        said = _docstring(path)
+        named = re.match(r"badsum\.kit\.(\w+): (.*)", said)
+        name, what = (named.group(1), named.group(2)) if named else (path.stem, said)
+        what = re.sub(r"^Action of badsum\.kit\.\w+: ", "", what)
+        kinds, known = found.get(name, ([], ""))
+        found[name] = ([*kinds, path.parent.name.rstrip("s")], known or what)
+    return found
 
 
 MARKERS = {"<!-- badsum:exercises -->": exercises_table, "<!-- badsum:tree -->": tree_listing}

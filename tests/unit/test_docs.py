@@ -284,8 +284,7 @@ def missing_paths(text: str, root: Path = paths.PROJECT) -> list[str]:
 
 
 def unknown_kit_plugins(text: str) -> list[str]:
-    plugins = {p.stem for p in docs.COLLECTION.glob("*/*.py")}
-    return sorted({n for n in re.findall(r"badsum\.kit\.([a-z_]+)", text) if n not in plugins})
+    return sorted({n for n in re.findall(r"badsum\.kit\.([a-z_]+)", text) if n not in docs.kit_plugins()})
 
 
 def unknown_options(text: str) -> list[str]:
@@ -342,7 +341,7 @@ def test_a_planted_mismatch_in_a_page_copy_is_found(tmp_path: Path) -> None:
     page.write_text(
         text.replace("| `badsum_experiment_rate` | `20` |", "| `badsum_experiment_rate` | `10` |")
         + "\n`badsum_lab_hosts` (default 10), `badsum_experiment_ratee`, `badsum/host/topology/`,"
-        " `badsum.kit.kernel_has_fix`, `badsum lab status --hosts 3`\n"
+        " `badsum.kit.preflight`, `badsum lab status --hosts 3`\n"
     )
     planted = page.read_text()
     assert default_mismatches(planted) == [
@@ -351,7 +350,8 @@ def test_a_planted_mismatch_in_a_page_copy_is_found(tmp_path: Path) -> None:
     ]
     assert unknown_names(planted) == ["badsum_experiment_ratee"]
     assert missing_paths(planted) == ["badsum/host/topology/"]
-    assert unknown_kit_plugins(planted) == ["kernel_has_fix"]
+    assert unknown_kit_plugins(planted) == ["preflight"]
+    assert unknown_kit_plugins("`badsum.kit.kernel_has_fix` (a filter), `badsum.kit.run` (a module)") == []
     assert unknown_options(planted) == ["badsum lab status --hosts"]
 
 
