@@ -40,6 +40,12 @@ def fresh_shell(command: str, timeout: int, cwd: Path = ROOT) -> subprocess.Comp
     )
 
 
+def why(output: str) -> str:
+    """A failed run's own words: Ansible's failed tasks and their messages, wherever they are, then the end."""
+    failed = [line for line in output.splitlines() if re.search(r"fatal:|FAILED!|\bmsg:|TASK \[", line)]
+    return "\n".join(failed[-60:]) + "\n...\n" + output[-2000:]
+
+
 def lab0_inventory() -> str | None:
     """Where lab0's inventory is, if lab0 exists (`lab status --lab ID --json`: a list, empty when it does not)."""
     proc = fresh_shell(f"{ROOT}/.venv/bin/badsum lab status --lab lab0 --json", 60)
@@ -83,7 +89,7 @@ def test_every_front_page_command_works_in_a_fresh_shell() -> None:
             continue
         # The page runs make "from the checkout", and the rest "in any root shell": from root's home.
         proc = fresh_shell(command, 900, cwd=ROOT if command.startswith("make ") else Path("/root"))
-        assert proc.returncode == 0, f"{command}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"{command}: exit {proc.returncode}\n{why(proc.stdout)}\n{proc.stderr[-3000:]}"
         ran.append((command, proc.stdout))
     said = dict(ran)
     assert os.readlink(LINK) == str(ROOT / ".venv/bin/badsum")
