@@ -233,7 +233,7 @@ def _docstring(path: Path) -> str:
 
 def tree_listing() -> str:
     """The packages of badsum/ and the collection's plugins, each with its docstring's first line."""
-    package = paths.PROJECT / "badsum"
+    package = Path(__file__).resolve().parent  # wherever the checkout keeps the package
     rows = ["| where | what |", "|---|---|"]
     for path in sorted(package.rglob("*.py")):
         if path.name == "__init__.py" and path.parent != package:

@@ -24,7 +24,7 @@ HAND_WRITTEN = [*sorted((paths.PROJECT / "docs").rglob("*.md")), paths.PROJECT /
 PAGES = docs.pages()
 # badsum_* words in the docs that are not variables: the Prometheus metrics the fleet writes, the
 # version field of every record, and the misspelling the pages show being refused.
-METRICS = set(re.findall(r"badsum_[a-z0-9_]+", (paths.PROJECT / "badsum/host/shared/metrics.py").read_text()))
+METRICS = set(re.findall(r"badsum_[a-z0-9_]+", (Path(docs.__file__).parent / "host/shared/metrics.py").read_text()))
 NOT_VARIABLES = METRICS | {"badsum_version", "badsum_experiment_rat"}
 
 
@@ -262,7 +262,7 @@ def default_mismatches(text: str) -> list[str]:
 
 # A path the pages name in backquotes, under one of the checkout's top directories (placeholders aside).
 PATH = re.compile(
-    r"`((?:badsum|roles|tests|bench|playbooks|inventories|collections|presets|exercises|kernel|molecule)/[^`\s]*)"
+    r"`((?:badsum|tools|roles|tests|bench|playbooks|inventories|collections|presets|exercises|kernel|molecule)/[^`\s]*)"
 )
 
 
