@@ -10,7 +10,7 @@ inventory `badsum lab up --provider qemu` wrote, unchanged.
              vulnerable: the eBPF emulation            mesos corrupt, as on the real kernel
 
 Runs only where `make kernels` has built both kernels and the root
-filesystem (~20 min on 2 cores); under TCG a lab boots in about 20 s and
+filesystem (13-19 min once on 2 cores); under TCG a lab boots in about 20 s and
 each run takes a few minutes. The unfixed lab also runs bare and mesos with
 the netem backend, which this machine's own kernel lacks.
 """

@@ -74,8 +74,8 @@ def test_the_settings_take_their_choices_from_the_specs_and_nowhere_else() -> No
         ("badsum_fleet_batchs", "did you mean badsum_fleet_batches? (see roles/badsum_fleet/defaults/main.yml)"),
         ("badsum_lab_host", "did you mean badsum_lab_hosts? (see roles/badsum_lab/defaults/main.yml)"),
         ("badsum_corruption_stuckbit", "did you mean badsum_corruption_stuck_bit?"),
-        ("badsum_data_ip4", "did you mean badsum_data_ipv4? (see README.md)"),
-        ("badsum_verfy", "did you mean badsum_verify?"),
+        ("badsum_data_ip4", "did you mean badsum_data_ipv4? (see docs/guide/real-hosts.md)"),
+        ("badsum_verfy", "did you mean badsum_verify? (see site/reference/variables.html, after `make docs`)"),
         ("badsum_zzzzzzzz", "badsum_zzzzzzzz: not a variable badsum knows; see the roles' defaults/main.yml"),
     ],
 )
@@ -89,7 +89,8 @@ def test_known_names_and_other_peoples_variables_pass() -> None:
     names = ["badsum_experiment_rate", "badsum_lib_dir", "badsum_fleet_plan", "capture", "ansible_port", "badsumx"]
     assert specs.unknown(names) == []
     assert specs.unknown({"badsum_data_iface": "eth0", "badsum_data_ifac": "eth0"}, " (on host2)") == [
-        "badsum_data_ifac (on host2): not a variable badsum knows; did you mean badsum_data_iface? (see README.md)"
+        "badsum_data_ifac (on host2): not a variable badsum knows; did you mean badsum_data_iface? "
+        "(see docs/guide/real-hosts.md)"
     ]
 
 

@@ -10,7 +10,7 @@ them before Ansible forks its workers, which then share them).
 
 The other half of this module is the set of every `badsum_*` variable badsum
 knows: the roles' options and defaults, the variables an inventory gives a
-host (documented below, and in README.md), the few a playbook reads, and
+host (documented below, and in docs/guide/real-hosts.md), the few a playbook reads, and
 the facts the kit sets. A name outside it is refused, with the closest one
 badsum knows (`unknown`), before anything changes.
 
@@ -39,8 +39,8 @@ from badsum import paths
 PREFIX = "badsum_"
 
 # The variables an inventory gives a host (or the lab writes into the one it
-# makes), which no role's defaults carry. README.md ("Real hosts and cloud
-# VMs", "How it works") documents them for users.
+# makes), which no role's defaults carry. docs/guide/real-hosts.md documents
+# them for users; the docs' variables reference lists these tables (badsum/docs.py).
 INVENTORY = {
     "badsum_embedded_lab": "the inventory is the embedded lab's (inventories/local): its settings apply",
     "badsum_lib_dir": "where the host kit and its programs live on the host (default /var/lib/badsum)",
@@ -181,7 +181,7 @@ def where_documented(variable: str) -> str:
     name = owner(variable)
     if name and (variable in role(name).defaults or variable in role(name).options()):
         return f"roles/{name}/defaults/main.yml"
-    return "README.md"
+    return "docs/guide/real-hosts.md" if variable in INVENTORY else "site/reference/variables.html, after `make docs`"
 
 
 def closest(variable: str) -> str | None:
@@ -204,6 +204,6 @@ def unknown(names: Iterable[str] | Mapping[str, Any], where: str = "", also: Ite
         if close:
             hint = f"did you mean {close}? (see {where_documented(close)})"
         else:
-            hint = "see the roles' defaults/main.yml and README.md for the variables badsum reads"
+            hint = "see the roles' defaults/main.yml, or site/reference/variables.html after `make docs`"
         problems.append(f"{name}{where}: not a variable badsum knows; {hint}")
     return problems

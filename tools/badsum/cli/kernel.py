@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         k,
         "build",
         cmd_build,
-        help="build what is missing or out of date (cached in /var/cache/badsum; ~16 min the first time)",
+        help="build what is missing or out of date (cached in /var/cache/badsum; 13-19 min the first time on 2 cores)",
         exits={Exit.OK: "built (or already up to date)", Exit.FAILURE: "a build failed (its log is named)"},
         reports=True,
     )

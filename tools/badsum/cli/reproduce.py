@@ -37,7 +37,7 @@ def _real(args: argparse.Namespace, results: Path, compare: Path | None, topolog
     require_root("`badsum reproduce-real`")
     for variant in kernel.VARIANTS:
         if kernel.record(variant) is None:
-            raise UsageError(f"the {variant} kernel is not built: `make kernels` first (~16 min on 2 cores)")
+            raise UsageError(f"the {variant} kernel is not built: `make kernels` first (13-19 min once on 2 cores)")
     return real.reproduce_real(results, topologies, backend, compare, extra, args.json)
 
 

@@ -7,8 +7,8 @@
 Both come from one source tree and one .config (x86_64 defconfig +
 kvm_guest.config + kernel/lab.config), and differ only in the patch and in
 the release suffix (-badsum-unfixed / -badsum-fixed), so a guest's `uname -r`
-says which one it runs. The first build takes ~20 min on 2 cores; the second
-variant reuses the tree and rebuilds veth.o and the link (~1 min).
+says which one it runs. The first build takes 12-16 min on 2 cores (701-935 s measured); the second
+variant reuses the tree and rebuilds veth.o and the link (71-85 s).
 
 A build is cached under KERNELS/<variant>-<key>/ (bzImage, config,
 build.json, build.log), the key being a digest of the source package

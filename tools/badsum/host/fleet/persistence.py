@@ -223,7 +223,7 @@ def guard_gap(mode: Optional[str]) -> Optional[Tuple[str, str]]:
     `disabled` is) and be the unit this kit writes: another version's, or an
     edited one, may lack the ordering that puts it before the runtimes at boot.
     A daemon covers the host while it runs; without systemd, nothing of
-    badsum's starts it again after a reboot (README: the guard).
+    badsum's starts it again after a reboot (docs/guide/fleet.md: the guard).
     """
     if not guard_running(mode):
         return GUARD_DOWN
