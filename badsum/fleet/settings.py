@@ -103,6 +103,7 @@ CHECKS = {
     "canary": _host,
     "canary_topology": lambda n, v: as_choice(n, v, canary_topologies(), "a routed container path"),
     "retire": as_bool,
+    "vxlan_remediation": lambda n, v: as_choice(n, v, specs.choices(n)),
     "transport": lambda n, v: as_choice(n, v, specs.choices("badsum_fleet_transport")),
     "python": _abs_path,
     "results_dir": _abs_path,

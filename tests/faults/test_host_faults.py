@@ -30,8 +30,8 @@ LAB = "icat"
 CNI = ["--cni-conf-dir", "/run/cat/net.d", "--cni-bin-dir", "/run/cat/bin"]
 NO_TEXTFILE = ["--textfile-dir", ""]
 AUDIT = ["audit", "show", "--no-probe", *CNI, *NO_TEXTFILE]
-APPLY = ["remediate", "apply", "--guard", "daemon", "--interval", "60", *CNI]
-ROLLOUT = ["remediate", "rollout", "--interval", "60", "--wait", "2", *CNI, *NO_TEXTFILE]
+APPLY = ["remediate", "apply", "--guard", "daemon", "--interval", "60", "--vxlan", "exposed", *CNI]
+ROLLOUT = ["remediate", "rollout", "--interval", "60", "--vxlan", "exposed", "--wait", "2", *CNI, *NO_TEXTFILE]
 ROLLBACK = ["remediate", "rollback", *CNI, *NO_TEXTFILE]
 CONFLIST = {
     "cniVersion": "1.0.0",
