@@ -262,3 +262,21 @@ def test_awx_stats_count_hosts_by_vxlan_class() -> None:
     assert data["badsum_fleet_vxlan_risk_exposed"] == 2
     assert data["badsum_fleet_vxlan_risk_unknown"] == 1
     assert data["badsum_fleet_vxlan_risk_not_applicable"] == 0
+
+
+def test_a_hung_rules_dump_is_killed_whole_within_the_budget(tmp_path) -> None:
+    """A wrapper whose child holds the pipe (subprocess.run's timeout kills the wrapper alone, then waits)."""
+    import shutil
+    import subprocess
+    import time
+
+    hung = tmp_path / "iptables-nft-save"
+    hung.write_text(f"#!/bin/bash\necho $$ > {tmp_path}/pid\nsleep 600\n")
+    hung.chmod(0o755)
+    started = time.monotonic()
+    text, problem = vxlan._read([str(hung)], 1.0)
+    assert time.monotonic() - started < 3 and text is None and "did not finish within 1 s" in problem
+    group = (tmp_path / "pid").read_text().strip()
+    alive = subprocess.run(["pgrep", "-g", group], capture_output=True, text=True, check=False).stdout
+    assert not alive.strip(), alive
+    assert shutil.which("pgrep")

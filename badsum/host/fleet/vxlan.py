@@ -38,19 +38,23 @@ remediation asked for it, switches it off again). Physical NICs are never
 touched: only links of kind vxlan.
 """
 
+import contextlib
 import ipaddress
 import os
 import re
 import shutil
+import signal
+import subprocess
+import time
 from typing import Dict, List, Optional, Tuple
 
 from ..shared import kernels, metrics, netlink
-from ..shared.common import HostError, boot_id, sh, shown
+from ..shared.common import HostError, boot_id, shown
 
 RISKS = metrics.VXLAN_RISKS
 # What remediation acts on (badsum_fleet_vxlan_remediation): the classes whose devices it switches off.
 MODES = {"never": (), "exposed": ("exposed",), "latent": ("exposed", "latent")}
-RULES_TIMEOUT = 10.0  # seconds for each iptables-save / nft: a hung one is "unreadable", never a hung audit
+RULES_BUDGET = 15.0  # seconds for every iptables-save and nft together
 KUBE_MARK = "0x4000"
 
 
@@ -103,26 +107,60 @@ def devices(nat_fix: str) -> List[dict]:
 # -- NAT rules that can rewrite an outer VXLAN packet -------------------------------------------------
 
 
-def rule_dumps(timeout: float = RULES_TIMEOUT) -> Tuple[Dict[str, str], List[str]]:
-    """({backend: nat table text}, problems): every iptables backend there is, and nft's ruleset; read-only."""
+def _read(argv: List[str], timeout: float) -> Tuple[Optional[str], str]:
+    """(the command's output, or None; why not): in a session of its own, killed whole when it overruns.
+
+    subprocess.run's timeout kills the command only: a wrapper script's child
+    that holds the pipe open would keep the audit waiting for it.
+    """
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return None, f"`{argv[0]}` cannot run: {exc.strerror}"
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, f"`{' '.join(argv)}` did not finish within {timeout:.0f} s"
+    if proc.returncode != 0:
+        return None, f"`{' '.join(argv)}` failed: {err.strip()[:200]}"
+    return out, ""
+
+
+def rule_dumps(budget: float = RULES_BUDGET) -> Tuple[Dict[str, str], List[str]]:
+    """({backend: nat table text}, problems): every iptables backend there is, and nft's ruleset; read-only.
+
+    All of them together within `budget` seconds: a hung one is "unreadable", never a hung audit.
+    """
+    deadline = time.monotonic() + budget
     dumps: Dict[str, str] = {}
     problems: List[str] = []
-    tools = [(f"iptables-{b}", [f"iptables-{b}-save", "-t", "nat"]) for b in ("nft", "legacy")]
+    tools = [("iptables-" + b, ["iptables-" + b + "-save", "-t", "nat"]) for b in ("nft", "legacy")]
     if not any(shutil.which(argv[0]) for _, argv in tools):
         tools.append(("iptables", ["iptables-save", "-t", "nat"]))
     tools.append(("nft", ["nft", "list", "ruleset"]))
     for backend, argv in tools:
-        if not shutil.which(argv[0]):
+        path = shutil.which(argv[0])
+        if not path:
             continue
-        try:
-            proc = sh(*argv, check=False, timeout=timeout)
-        except HostError as exc:
-            problems.append(f"{backend}: {exc}")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            problems.append(f"{backend}: not read, the {budget:g} s for reading the rules were spent")
             continue
-        if proc.returncode != 0:
-            problems.append(f"{backend}: `{' '.join(argv)}` failed: {(proc.stderr or '').strip()[:200]}")
-        elif proc.stdout.strip():
-            dumps[backend] = proc.stdout
+        text, problem = _read([path, *argv[1:]], left)
+        if problem:
+            problems.append(f"{backend}: {problem}")
+        elif text and text.strip():
+            dumps[backend] = text
     return dumps, problems
 
 
