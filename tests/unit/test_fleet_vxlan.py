@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from badsum.fleet import stats
-from badsum.host.fleet import audit, vxlan
+from badsum.host.fleet import audit, vxlan, vxlan_probe
 from badsum.host.shared import kernels, metrics, netlink
 from badsum.host.shared.common import shown
 
@@ -280,3 +280,51 @@ def test_a_hung_rules_dump_is_killed_whole_within_the_budget(tmp_path) -> None:
     alive = subprocess.run(["pgrep", "-g", group], capture_output=True, text=True, check=False).stdout
     assert not alive.strip(), alive
     assert shutil.which("pgrep")
+
+
+# -- the active probe's judgement (its datagrams run on a lab host: tests/faults) -------------------------
+
+
+def results(**over: str) -> dict:
+    base = {name: "ok" for name in vxlan_probe.CASES}
+    return {name: {"result": over.get(name.replace("-", "_").replace("+", "_"), r)} for name, r in base.items()}
+
+
+DROPPED = "dropped: bad outer UDP checksum"
+
+
+def test_the_probe_says_vulnerable_only_from_a_dropped_natted_datagram() -> None:
+    assert vxlan_probe.judge(results())["verdict"] == "fixed"
+    today = vxlan_probe.judge(results(lco=DROPPED))
+    assert (today["verdict"], today["zero_csum_fix"], today["lco_broken"]) == ("vulnerable", "present", "yes")
+    before_57 = vxlan_probe.judge(results(zero_csum=DROPPED))
+    assert (before_57["verdict"], before_57["zero_csum_fix"]) == ("vulnerable", "missing")
+    assert vxlan_probe.judge(results(control="inconclusive: x"))["verdict"] == "inconclusive"
+    assert vxlan_probe.judge(results(lco="inconclusive: not NATed"))["verdict"] == "inconclusive"
+    assert vxlan_probe.judge(results(lco_workaround=DROPPED))["workaround_effective"] is False
+
+
+@pytest.mark.parametrize(
+    ("spec", "delivered", "errors", "nat", "result"),
+    [
+        ({"nat": True}, False, 1, True, DROPPED),
+        ({"nat": True}, True, 0, True, "ok"),
+        (
+            {"nat": True},
+            False,
+            1,
+            False,
+            "inconclusive: the outer packet was not NATed (or conntrack could not be read)",
+        ),
+        ({"nat": True}, False, 0, True, "inconclusive: delivered=False, UdpInCsumErrors +0"),  # lost, not dropped
+        ({"nat": False}, True, 0, False, "ok"),
+    ],
+)
+def test_a_probe_case_is_decided_from_what_was_measured(spec, delivered, errors, nat, result) -> None:
+    assert vxlan_probe.decide(spec, delivered, errors, nat) == result
+
+
+def test_a_probe_that_saw_nat_handle_an_outer_checksum_clears_that_variant() -> None:
+    assert vxlan.affected(True, "fixed", lco_broken="no")[0] is False
+    assert vxlan.affected(True, "fixed", lco_broken="yes")[0] is True
+    assert vxlan.affected(None, "fixed", lco_broken="no")[0] is True  # unknown outer checksum: either variant

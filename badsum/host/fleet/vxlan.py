@@ -50,6 +50,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..shared import kernels, metrics, netlink
 from ..shared.common import HostError, boot_id, shown
+from . import vxlan_probe
 
 RISKS = metrics.VXLAN_RISKS
 # What remediation acts on (badsum_fleet_vxlan_remediation): the classes whose devices it switches off.
@@ -67,8 +68,13 @@ def _knob(name: str) -> Tuple[Optional[bool], bool]:
     return f["active"], f["changeable"]
 
 
-def affected(udp_csum: Optional[bool], nat_fix: str) -> Tuple[bool, str]:
-    """Whether NAT breaks this device's outer packets (the knob aside), and which variant."""
+def affected(udp_csum: Optional[bool], nat_fix: str, lco_broken: str = "yes") -> Tuple[bool, str]:
+    """Whether NAT breaks this device's outer packets (the knob aside), and which variant.
+
+    nat_fix: the release table's (or the probe's) fixed|unfixed|unknown;
+    lco_broken: the probe's answer for an outer checksum that is on (yes
+    unless the probe saw it arrive: no kernel fix is known).
+    """
     if udp_csum is False:
         if nat_fix == "fixed":
             return False, "outer checksum 0, and the kernel has ea64d8d6c675: NAT leaves the 0 alone"
@@ -76,12 +82,14 @@ def affected(udp_csum: Optional[bool], nat_fix: str) -> Tuple[bool, str]:
             True,
             f"outer checksum 0 on a kernel {'without' if nat_fix == 'unfixed' else 'maybe without'} ea64d8d6c675",
         )
+    if udp_csum is True and lco_broken == "no":
+        return False, "outer checksum on, and the probe saw NAT update it correctly on this kernel"
     if udp_csum is True:
         return True, "outer checksum on: NAT keeps the pre-NAT checksum (no kernel fix known)"
     return True, "outer checksum unknown (the kernel does not say): either variant may apply"
 
 
-def devices(nat_fix: str) -> List[dict]:
+def devices(nat_fix: str, lco_broken: str = "yes") -> List[dict]:
     """Every link of kind vxlan in this namespace: its attributes, the knob, and whether NAT would break it."""
     found = []
     for link in netlink.links():
@@ -89,7 +97,7 @@ def devices(nat_fix: str) -> List[dict]:
             continue
         info = netlink.vxlan_info(link.info_data)
         on, changeable = _knob(link.name)
-        hit, why = affected(info["udp_csum"], nat_fix)
+        hit, why = affected(info["udp_csum"], nat_fix, lco_broken)
         found.append(
             {
                 "ifindex": link.index,
@@ -324,17 +332,37 @@ def classify(found: List[dict], rules: List[dict], problems: List[str]) -> Tuple
     return "latent", f"tx-checksum-ip-generic on: {names}; no NAT rule rewrites outer VXLAN packets today"
 
 
-def audit(dumps: Optional[Dict[str, str]] = None) -> dict:
-    """This namespace's part of the audit for the VXLAN hazard (read-only)."""
+def audit(dumps: Optional[Dict[str, str]] = None, probe: bool = False) -> dict:
+    """This namespace's part of the audit for the VXLAN hazard (read-only).
 
+    With probe, on a host that has a vxlan device, the active probe
+    (vxlan_probe.py, ~2 s) decides from the kernel's behaviour: its answers
+    win over the release table, as the veth probe's do (audit.vulnerability).
+    """
     release = os.uname().release
     nat_fix = kernels.classify_nat_zero_csum(release)
-    found = devices(nat_fix["status"])
+    probed = None
+    if probe and any(x.kind == "vxlan" for x in netlink.links()):
+        try:
+            probed = vxlan_probe.run_probe()
+        except HostError as exc:
+            probed = {"verdict": "inconclusive", "kind": "real", "reason": f"the probe could not run: {exc}"}
+    status, lco, decided_by = nat_fix["status"], "yes", f"release table: {nat_fix['reason']}"
+    if probed and probed["verdict"] in ("vulnerable", "fixed"):
+        status = {"present": "fixed", "missing": "unfixed"}.get(probed["zero_csum_fix"], status)
+        lco = probed["lco_broken"] if probed["lco_broken"] in ("yes", "no") else "yes"
+        decided_by = f"probe ({probed['kind']}): {probed['reason']}"
+    found = devices(status, lco)
     rules, problems = nat_rules(found, dumps) if found else ([], [])
     klass, reason = classify(found, rules, problems)
+    if probed:
+        cases = {k: v["result"] for k, v in probed.get("cases", {}).items()}
+        probed = {**{k: v for k, v in probed.items() if k != "cases"}, "cases": cases}
     return {
         "risk": klass,
         "reason": reason,
+        "decided_by": decided_by,
+        "probe": probed,
         "kernel": nat_fix,
         "devices": found,
         "rules": [r for r in rules if r["matches"]][:20],
@@ -351,7 +379,6 @@ def switch_off(check: bool = False, nat_fix: Optional[str] = None) -> List[dict]
     A device that fails (gone, a driver that refuses) is skipped: the guard
     tries again on its next pass, remediation's verification reports it.
     """
-
     status = nat_fix or kernels.classify_nat_zero_csum(os.uname().release)["status"]
     boot = boot_id()
     done = []
