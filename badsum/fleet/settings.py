@@ -25,9 +25,24 @@ P = "badsum_fleet_"
 GROUP = "fleet"
 
 
+# The second hazard's topology record names its bug (issue 24: `bug: vxlan-nat`); the 2016 ones name none.
+VXLAN_BUG = "vxlan-nat"
+
+
+def hazard(topology: str) -> str:
+    """Which of the fleet's two hazards a topology's vulnerable cell shows: "veth" (2016) or "vxlan" (2020)."""
+    record = topologies.catalogue().get(topology)
+    return "vxlan" if getattr(record, "bug", "") == VXLAN_BUG else "veth"
+
+
 def canary_topologies() -> tuple[str, ...]:
-    """The canary cell must be one that delivers corrupt data into a container when unprotected."""
-    return tuple(t.name for t in topologies.catalogue().values() if t.exposed == "always" and t.container != "none")
+    """The canary cell must be one whose vulnerable cell goes wrong when unprotected: corrupt data delivered into a
+    container (2016), or valid data dropped by the VXLAN overlay (2020: a record whose bug is vxlan-nat)."""
+    return tuple(
+        t.name
+        for t in topologies.catalogue().values()
+        if (t.exposed == "always" and t.container != "none") or hazard(t.name) == "vxlan"
+    )
 
 
 BATCH_RE = re.compile(r"^([1-9]\d{0,5})$|^([1-9]\d?|100)%$")
@@ -172,7 +187,11 @@ def plan(
             cell_plan, cell_problems = experiment.plan(play_vars, groups, hostvars, cell_settings)
             problems += [f"the canary cell on {canary}: {p}" for p in cell_problems]
             if cell_plan:
-                out.update(canary=canary, canary_hosts=cell_plan["hosts"])
+                out.update(
+                    canary=canary,
+                    canary_hosts=cell_plan["hosts"],
+                    canary_hazard=hazard(values[P + "canary_topology"]),
+                )
     if problems:
         return {}, problems
     results = Path(values[P + "results_dir"])

@@ -328,3 +328,20 @@ def test_a_probe_that_saw_nat_handle_an_outer_checksum_clears_that_variant() -> 
     assert vxlan.affected(True, "fixed", lco_broken="no")[0] is False
     assert vxlan.affected(True, "fixed", lco_broken="yes")[0] is True
     assert vxlan.affected(None, "fixed", lco_broken="no")[0] is True  # unknown outer checksum: either variant
+
+
+def test_the_canary_accepts_the_second_hazards_topology_once_its_record_exists(monkeypatch) -> None:
+    """vxlan-nat's record (issue 24's topology) says `exposed: never`, `container: none` and `bug: vxlan-nat`."""
+    import dataclasses
+
+    from badsum import topologies
+    from badsum.fleet import settings
+
+    real = topologies.catalogue()
+    assert settings.hazard("mesos") == "veth" and "vxlan-nat" not in settings.canary_topologies()
+    mesos = real["mesos"]
+    record = dataclasses.replace(mesos, name="vxlan-nat", exposed="never", container="none")
+    object.__setattr__(record, "bug", "vxlan-nat")  # the field the topology's branch adds to the record
+    monkeypatch.setattr(topologies, "catalogue", lambda: {**real, "vxlan-nat": record})
+    assert settings.hazard("vxlan-nat") == "vxlan"
+    assert settings.canary_topologies() == ("mesos", "kubernetes", "docker-ipv6", "vxlan-nat")
