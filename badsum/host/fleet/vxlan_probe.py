@@ -29,7 +29,6 @@ from typing import Dict, List, Optional
 
 from ..shared import netlink
 from ..shared.common import HostError, in_netns, sh
-from .probe import udp_csum_errors
 
 A_WIRE, B_WIRE = "198.19.254.1", "198.19.254.2"
 A_IN, B_IN = "198.18.254.1", "198.18.254.2"
@@ -110,7 +109,7 @@ def run_case(spec: dict) -> dict:
         _build_rest(pair, spec)
         with netlink.inside(pair.path(pair.b)):
             rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            before = udp_csum_errors()
+            before = netlink.udp_csum_errors()
         with netlink.inside(pair.path(pair.a)):
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         with rx, tx:
@@ -124,7 +123,7 @@ def run_case(spec: dict) -> dict:
                 delivered = False
         time.sleep(0.02)
         with netlink.inside(pair.path(pair.b)):
-            errors = udp_csum_errors() - before
+            errors = netlink.udp_csum_errors() - before
         nat = rewritten(pair) if spec["nat"] else False
     finally:
         pair.close()

@@ -448,3 +448,13 @@ def set_feature(ifname: str, on: bool, wanted: str = HW_CSUM) -> None:
     )
     if feature(ifname, wanted)["active"] != on:
         raise HostError(f"{shown(ifname)} kept {wanted} {'off' if on else 'on'} after it was set")
+
+
+def udp_csum_errors() -> int:
+    """UdpInCsumErrors of the calling thread's current namespace (what both probes decide from)."""
+    with open(PROC_NET + "/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    counters = dict(zip(lines[0][1:], lines[1][1:]))
+    if "InCsumErrors" not in counters:
+        raise HostError("cannot probe: needs the UdpInCsumErrors counter (Linux 3.10)")
+    return int(counters["InCsumErrors"])
