@@ -63,7 +63,17 @@ def test_the_vxlan_probe_measures_this_kernel_and_leaves_nothing() -> None:
     outer checksum that is on is broken by NAT, the workaround cures both. Measured, never assumed: each NAT case
     counts only with the outer flow rewritten in conntrack, a drop only with B's UdpInCsumErrors up by one."""
     before_links, before_netns = links(), set(Path("/run/netns").iterdir()) if Path("/run/netns").exists() else set()
-    result = probe("vxlan")
+    run = subprocess.run(
+        [sys.executable, "-m", "badsum.host", "probe", "vxlan"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
     cases = result["cases"]
     assert cases["control"] == {**cases["control"], "delivered": True, "csum_errors": 0, "result": "ok"}
     assert cases["zero-csum"]["outer_nat"] is True and cases["zero-csum"]["result"] == "ok", result
