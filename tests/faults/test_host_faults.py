@@ -75,7 +75,8 @@ def overlay(host: Host, name: str = "flannel.1", knob: str = "on") -> None:
     `name` is a bash word ($'\\xff' for bytes). The device is never up: nothing is sent.
     """
     host.sh(
-        f"ip link add {name} type vxlan id 1 dstport 8472 local 198.18.200.1 nolearning && "
+        f"ip link add {name} type vxlan id {1 if name == 'flannel.1' else 2} dstport 8472 local 198.18.200.1 "
+        "nolearning && "
         f"ethtool -K {name} tx-checksum-ip-generic {knob} && "
         f"{{ iptables -t nat -C {KUBE_MASQUERADE} 2>/dev/null || iptables -t nat -A {KUBE_MASQUERADE}; }}"
     )
@@ -505,6 +506,7 @@ def a_hung_rules_dump_or_ethtool_hangs_the_audit(host: Host) -> None:
     assert found["risk"] == "exposed" and "did not finish" in found["rules_unreadable"][0], found
     host.ok(*APPLY, prefix="PATH=/run/cat/hang:$PATH", timeout=90)
     assert knob(host) == "off"
+    time.sleep(0.5)  # killed at once; the orphaned child's reaping may take a moment
     left = host.sh("for g in $(cat /run/cat/hang.pids); do pgrep -g $g; done", check=False).stdout
     assert not left.strip(), f"a hung reader was left behind: {left}"
 
