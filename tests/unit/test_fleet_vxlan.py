@@ -347,3 +347,36 @@ def test_the_canary_accepts_the_second_hazards_topology_once_its_record_exists(m
     monkeypatch.setattr(topologies, "catalogue", lambda: {**real, "vxlan-nat": record})
     assert settings.hazard("vxlan-nat") == "vxlan"
     assert settings.canary_topologies() == ("mesos", "kubernetes", "docker-ipv6", "vxlan-nat")
+
+
+# -- the guard's part: what the record asks it to look after, and its list of vxlan changes -------------
+
+
+def test_the_guard_reads_which_hazards_the_record_covers(tmp_path) -> None:
+    import json
+
+    from badsum.host.fleet import guard
+
+    files = guard.Files(str(tmp_path))
+    assert files.hazards() == (True, False)  # no record: veths as before the second hazard, no vxlan device
+    (tmp_path / "state.json").write_text(json.dumps({"veth": False, "vxlan": {"guard": True}}))
+    assert files.hazards() == (False, True)
+    (tmp_path / "state.json").write_text(json.dumps({"veths": []}))  # an older badsum's record
+    assert files.hazards() == (True, False)
+    (tmp_path / "state.json").write_text("{")
+    assert files.hazards() == (True, False)
+
+
+def test_the_guards_list_of_vxlan_changes_is_read_back_and_capped(tmp_path, monkeypatch) -> None:
+    from badsum.host.fleet import guard
+
+    files = guard.Files(str(tmp_path))
+    item = {"kind": "vxlan", "boot": "b", "ifindex": 7, "ifname": "flannel.1", "was": "on"}
+    files.record_vxlan([item])
+    with (tmp_path / "guard-vxlan.jsonl").open("a") as f:
+        f.write("not json\n{}\n")
+    assert files.changed_vxlan() == [item]  # unreadable lines skipped: those devices stay off
+    monkeypatch.setattr(guard, "VXLAN_CHANGES_LIMIT", 10)
+    files.record_vxlan([{**item, "ifindex": 8}])
+    assert files.changed_vxlan() == [item]
+    assert "full" in (tmp_path / "guard.log").read_text()
