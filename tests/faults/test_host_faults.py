@@ -482,6 +482,19 @@ def rollback_turns_on_a_vxlan_offload_the_operator_had_turned_off(host: Host) ->
     assert (knob(host), knob(host, "catvx0")) == ("off", "on")
 
 
+def retiring_the_veth_workaround_takes_the_vxlan_one_with_it(host: Host) -> None:
+    """A kernel with the veth fix made the whole workaround obsolete, and --retire rolled back the VXLAN knob too,
+    though the veth fix says nothing of the second hazard. Its part is kept now, on a record of its own."""
+    tenant_namespace(host, "cat-a")
+    overlay(host)
+    host.ok(*APPLY)
+    assert host.ok(*AUDIT)["risk"] == "obsolete-workaround"
+    answer = host.ok(*ROLLOUT, "--retire", "--guard", "auto")
+    assert answer["action"].startswith("retired the workaround") and host.rx("cat-a", "eth0") == "on", answer
+    assert knob(host) == "off" and answer["after"]["vxlan"]["risk"] == "mitigated", answer
+    assert answer["after"]["risk"] == "patched", answer  # the VXLAN record is no veth workaround
+
+
 def check_mode_turns_a_vxlan_offload_off(host: Host) -> None:
     """Check mode says what it would change on a vxlan device, and changes nothing (no record, no guard)."""
     overlay(host)
@@ -543,6 +556,7 @@ CASES: list[Callable[[Host], None]] = [
     a_non_utf8_vxlan_name_or_a_recreated_device_escapes_the_second_hazards_guard,
     rollback_turns_on_a_recreated_vxlan_device,
     rollback_turns_on_a_vxlan_offload_the_operator_had_turned_off,
+    retiring_the_veth_workaround_takes_the_vxlan_one_with_it,
     check_mode_turns_a_vxlan_offload_off,
     a_hung_rules_dump_or_ethtool_hangs_the_audit,
 ]

@@ -504,8 +504,16 @@ def rollout(args: argparse.Namespace) -> dict:
     before = result["before"]
     if before["risk"] == "obsolete-workaround" and args.retire:
         undone = rollback(args)
-        after = audit.show(args, probed=before["probe"]) if not args.check else before
         action = f"retired the workaround ({len(undone['changes'])} changes): the kernel has the fix"
+        # The veth fix says nothing of the second hazard: its part is put back at once, on its own record.
+        if (
+            not args.check
+            and (before.get("vxlan") or {}).get("risk") == "mitigated"
+            and vxlan.audit()["risk"] in vxlan.MODES[args.vxlan]
+        ):
+            result["apply"] = apply(args, veths_too=False)
+            action += "; the VXLAN workaround kept"
+        after = audit.show(args, probed=before["probe"]) if not args.check else before
         return {
             **result,
             "changed": undone["changed"],
