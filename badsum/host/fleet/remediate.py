@@ -473,14 +473,16 @@ def verify(args: argparse.Namespace) -> dict:
     if (state or {}).get("vxlan", {}).get("guard"):
         still = [d["ifname"] for d in vxlan.audit()["devices"] if d["affected"] and d["tx_csum_generic"] != "off"]
         problems += [f"{name} (vxlan) still has tx-checksum-ip-generic on" for name in still]
-    if state is not None and not state.get("veth", True):
+    veth = state is None or bool(state.get("veth", True))  # False: the second hazard's workaround only
+    if not veth:
         problems = [p for p in problems if "rx-checksumming on" not in p]
     cni_status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
-    # False: a list that can chain and does not; a string says why one cannot (left to the guard).
-    problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is False]
-    if any(ok is True for ok in cni_status["conflists"].values()) and not cni_status["plugin_installed"]:
-        problems.append(f"{cni_status['plugin']} is missing or not the kit's")
-    checks = new_containers(args) if args.new_container and (state or {}).get("veth", True) else []
+    if veth:
+        # False: a list that can chain and does not; a string says why one cannot (left to the guard).
+        problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is False]
+        if any(ok is True for ok in cni_status["conflists"].values()) and not cni_status["plugin_installed"]:
+            problems.append(f"{cni_status['plugin']} is missing or not the kit's")
+    checks = new_containers(args) if args.new_container and veth else []
     problems += [f"a new veth ({c['how']}) kept rx on for {args.wait:g} s" for c in checks if c["seconds"] is None]
     return {
         "changed": False,
