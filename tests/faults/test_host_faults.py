@@ -60,7 +60,8 @@ def clean(host: Host) -> Iterator[Host]:
     host.sh(
         "for ns in $(ip netns list | awk '{print $1}' | grep '^cat-'); do ip netns del $ns; done; "
         f"rm -rf /run/cat; chown -R root:root {host.lib_dir}; chmod -R go-w {host.lib_dir}; "
-        f"ip link del flannel.1; ip link del catvx0; ip link del $'vx\\xff'; iptables -t nat -D {KUBE_MASQUERADE}",
+        "{ ip link del flannel.1; ip link del catvx0; ip link del $'vx\\xff'; "
+        f"iptables -t nat -D {KUBE_MASQUERADE}; }} 2>/dev/null",  # their messages name the device in bytes
         check=False,
     )
 
@@ -83,7 +84,7 @@ def overlay(host: Host, name: str = "flannel.1", knob: str = "on") -> None:
 
 
 def knob(host: Host, name: str = "flannel.1") -> str:
-    return host.sh(f"ethtool -k {name} | sed -n 's/^tx-checksum-ip-generic: //p'").stdout.split()[0]
+    return host.sh(f"ethtool -k {name} | sed -n 's/^[[:space:]]*tx-checksum-ip-generic: //p'").stdout.split()[0]
 
 
 def tenant_namespace(host: Host, name: str, ifname: str = "eth0", peer: str = "") -> None:
