@@ -380,3 +380,26 @@ def test_the_guards_list_of_vxlan_changes_is_read_back_and_capped(tmp_path, monk
     files.record_vxlan([{**item, "ifindex": 8}])
     assert files.changed_vxlan() == [item]
     assert "full" in (tmp_path / "guard.log").read_text()
+
+
+def test_the_report_shows_the_vxlan_class_and_fails_a_rollout_that_left_it_exposed(tmp_path) -> None:
+    import json
+
+    from badsum.fleet import records, report
+
+    def rec(before: str, after: str) -> dict:
+        audit = {"risk": "patched", "kernel": {"release": "6.18", "status": "fixed"}, "vxlan": {"risk": before}}
+        return {"phase": "remediate", "status": "ok", "audit": audit, "after": {**audit, "vxlan": {"risk": after}}}
+
+    for mode, failing in (("exposed", ["b"]), ("never", [])):
+        run = tmp_path / mode
+        run.mkdir()
+        plan = {"playbook": "remediate", "run_id": mode, "hosts": ["a", "b"]}
+        plan["settings"] = {"badsum_fleet_vxlan_remediation": mode}
+        (run / "plan.json").write_text(json.dumps(plan))
+        records.save(run, {"a": rec("exposed", "mitigated"), "b": rec("exposed", "exposed")})
+        out = report.write(run)
+        rows = json.loads((run / "fleet.json").read_text())["rows"]
+        assert [(r["vxlan_risk"], r["vxlan_risk_after"]) for r in rows] == [("exposed", "mitigated"), ("exposed",) * 2]
+        assert [p.split(":")[0] for p in out["problems"]] == failing, mode
+        assert "vxlan risk after:  {'mitigated': 1, 'exposed': 1}" in out["table"]

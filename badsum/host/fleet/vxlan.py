@@ -54,7 +54,7 @@ from . import vxlan_probe
 
 RISKS = metrics.VXLAN_RISKS
 # What remediation acts on (badsum_fleet_vxlan_remediation): the classes whose devices it switches off.
-MODES = {"never": (), "exposed": ("exposed",), "latent": ("exposed", "latent")}
+MODES = metrics.VXLAN_REMEDIATION
 RULES_BUDGET = 15.0  # seconds for every iptables-save and nft together
 KUBE_MARK = "0x4000"
 

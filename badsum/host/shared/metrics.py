@@ -28,6 +28,8 @@ RISKS = ("exposed", "obsolete-workaround", "mitigated", "patched", "not-applicab
 UNKNOWN = "unknown"
 # The second hazard's classes (badsum.host.fleet.vxlan: NAT and a VXLAN overlay's outer checksum, 2020), worst first.
 VXLAN_RISKS = ("exposed", "latent", "mitigated", "not-affected", "not-applicable")
+# badsum_fleet_vxlan_remediation: the classes whose vxlan devices remediation switches off.
+VXLAN_REMEDIATION = {"never": (), "exposed": ("exposed",), "latent": ("exposed", "latent")}
 VULNERABLE = ("yes", "no", "unknown")
 # A leftover temporary file older than this is a killed writer's, never a running one's.
 STALE_TMP_SECONDS = 60
