@@ -362,6 +362,8 @@ def test_a_host_with_an_exposed_vxlan_overlay_is_found_remediated_and_rolled_bac
         assert made.returncode == 0, made.stderr
 
     assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0
+    for host in HOSTS:  # fleet_run writes node_exporter textfiles: their directory, as its package makes it
+        assert on_host(host, "mkdir", "-p", "-m", "0755", TEXTFILE_DIR).returncode == 0
     results = tmp_path / "results"
     try:
         overlay()
