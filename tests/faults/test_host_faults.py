@@ -30,8 +30,8 @@ LAB = "icat"
 CNI = ["--cni-conf-dir", "/run/cat/net.d", "--cni-bin-dir", "/run/cat/bin"]
 NO_TEXTFILE = ["--textfile-dir", ""]
 AUDIT = ["audit", "show", "--no-probe", *CNI, *NO_TEXTFILE]
-APPLY = ["remediate", "apply", "--guard", "daemon", "--interval", "60", *CNI]
-ROLLOUT = ["remediate", "rollout", "--interval", "60", "--wait", "2", *CNI, *NO_TEXTFILE]
+APPLY = ["remediate", "apply", "--guard", "daemon", "--interval", "60", "--vxlan", "exposed", *CNI]
+ROLLOUT = ["remediate", "rollout", "--interval", "60", "--vxlan", "exposed", "--wait", "2", *CNI, *NO_TEXTFILE]
 ROLLBACK = ["remediate", "rollback", *CNI, *NO_TEXTFILE]
 CONFLIST = {
     "cniVersion": "1.0.0",
@@ -59,9 +59,32 @@ def clean(host: Host) -> Iterator[Host]:
     host.kit(*ROLLBACK)
     host.sh(
         "for ns in $(ip netns list | awk '{print $1}' | grep '^cat-'); do ip netns del $ns; done; "
-        f"rm -rf /run/cat; chown -R root:root {host.lib_dir}; chmod -R go-w {host.lib_dir}",
+        f"rm -rf /run/cat; chown -R root:root {host.lib_dir}; chmod -R go-w {host.lib_dir}; "
+        "{ ip link del flannel.1; ip link del catvx0; ip link del $'vx\\xff'; "
+        f"iptables -t nat -D {KUBE_MASQUERADE}; }} 2>/dev/null",  # their messages name the device in bytes
         check=False,
     )
+
+
+# kube-proxy's rule before kubernetes#92035: the service packet's mark survives into the outer VXLAN packet.
+KUBE_MASQUERADE = "POSTROUTING -m mark --mark 0x4000/0x4000 -m comment --comment cat-vxlan -j MASQUERADE --random-fully"
+
+
+def overlay(host: Host, name: str = "flannel.1", knob: str = "on") -> None:
+    """A vxlan device as flannel makes it (outer checksum as the kernel defaults), and the rule that exposes it.
+
+    `name` is a bash word ($'\\xff' for bytes). The device is never up: nothing is sent.
+    """
+    host.sh(
+        f"ip link add {name} type vxlan id {1 if name == 'flannel.1' else 2} dstport 8472 local 198.18.200.1 "
+        "nolearning && "
+        f"ethtool -K {name} tx-checksum-ip-generic {knob} && "
+        f"{{ iptables -t nat -C {KUBE_MASQUERADE} 2>/dev/null || iptables -t nat -A {KUBE_MASQUERADE}; }}"
+    )
+
+
+def knob(host: Host, name: str = "flannel.1") -> str:
+    return host.sh(f"ethtool -k {name} | sed -n 's/^[[:space:]]*tx-checksum-ip-generic: //p'").stdout.split()[0]
 
 
 def tenant_namespace(host: Host, name: str, ifname: str = "eth0", peer: str = "") -> None:
@@ -417,6 +440,91 @@ def the_canary_cells_disarm_removes_someone_elses_filter(host: Host) -> None:
         host.sh("ip link del cat-f0", check=False)
 
 
+def a_non_utf8_vxlan_name_or_a_recreated_device_escapes_the_second_hazards_guard(host: Host) -> None:
+    """The audit and the guard knew veths only: a vxlan device (here named in bytes) kept tx-checksum-ip-generic
+    on behind kube-proxy's MASQUERADE, and flannel's recreated device came back with it on. Now the audit calls
+    the host exposed, remediation turns it off, the guard turns the recreated one off, rollback turns it on."""
+    overlay(host, "$'vx\\xff'")
+    found = host.ok(*AUDIT)["vxlan"]
+    assert found["risk"] == "exposed" and [d["ifname"] for d in found["devices"]] == ["vx\\xff"], found
+    host.ok(*APPLY)
+    assert knob(host, "$'vx\\xff'") == "off"
+    host.sh("ip link del $'vx\\xff'")
+    overlay(host, "$'vx\\xff'")  # flannel recreates its device on a restart, the offload on
+    deadline = time.monotonic() + 3
+    while knob(host, "$'vx\\xff'") != "off" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert knob(host, "$'vx\\xff'") == "off", "the guard left the recreated vxlan device's offload on"
+    assert host.ok(*AUDIT)["vxlan"]["risk"] == "mitigated"
+    answer = host.ok(*ROLLBACK)
+    assert knob(host, "$'vx\\xff'") == "on", answer  # the guard's change, recorded: undone
+
+
+def rollback_turns_on_a_recreated_vxlan_device(host: Host) -> None:
+    """A vxlan device deleted and made again (a new ifindex) after the rollout, its offload turned off by its
+    owner: a rollback that knew devices by name turned it on. Only the very device badsum turned off is."""
+    overlay(host)
+    host.ok(*APPLY)
+    host.sh(f"kill $(cat {record(host)['dir']}/guard.pid); sleep 0.3")  # the new one is not the guard's doing
+    host.sh("ip link del flannel.1")
+    overlay(host, knob="off")
+    answer = host.ok(*ROLLBACK)
+    assert knob(host) == "off" and answer["vxlan_gone"] == ["flannel.1"], answer
+
+
+def rollback_turns_on_a_vxlan_offload_the_operator_had_turned_off(host: Host) -> None:
+    """flannel's docs' udev rule (or an operator) had turned the offload off before the rollout: not badsum's
+    change, it stays off; the device badsum turned off goes back on."""
+    overlay(host, knob="off")
+    overlay(host, "catvx0")
+    host.ok(*APPLY)
+    assert knob(host, "catvx0") == "off"
+    host.ok(*ROLLBACK)
+    assert (knob(host), knob(host, "catvx0")) == ("off", "on")
+
+
+def retiring_the_veth_workaround_takes_the_vxlan_one_with_it(host: Host) -> None:
+    """A kernel with the veth fix made the whole workaround obsolete, and --retire rolled back the VXLAN knob too,
+    though the veth fix says nothing of the second hazard. Its part is kept now, on a record of its own."""
+    tenant_namespace(host, "cat-a")
+    overlay(host)
+    host.ok(*APPLY)
+    assert host.ok(*AUDIT)["risk"] == "obsolete-workaround"
+    answer = host.ok(*ROLLOUT, "--retire", "--guard", "auto")
+    assert answer["action"].startswith("retired the workaround") and host.rx("cat-a", "eth0") == "on", answer
+    assert knob(host) == "off" and answer["after"]["vxlan"]["risk"] == "mitigated", answer
+    assert answer["after"]["risk"] == "patched", answer  # the VXLAN record is no veth workaround
+
+
+def check_mode_turns_a_vxlan_offload_off(host: Host) -> None:
+    """Check mode says what it would change on a vxlan device, and changes nothing (no record, no guard)."""
+    overlay(host)
+    answer = host.ok(*APPLY, "--check")
+    assert "tx-checksum-ip-generic on -> off: flannel.1 (vxlan)" in answer["changes"], answer
+    rolled = host.ok(*ROLLOUT, "--check", "--guard", "daemon")
+    assert rolled["action"].startswith("would make"), rolled
+    assert knob(host) == "on" and not record(host)["recorded"] and not guards(host)
+
+
+def a_hung_rules_dump_or_ethtool_hangs_the_audit(host: Host) -> None:
+    """iptables-save (and ethtool) hung: the audit waited for them. The rules are read within one budget, a hung
+    reader killed whole (its child too), the host called exposed (fail open); ethtool is never run at all."""
+    host.sh("mkdir -p /run/cat/hang")
+    for tool in ("iptables-nft-save", "iptables-legacy-save", "iptables-save", "nft", "ethtool"):
+        host.write(f"/run/cat/hang/{tool}", "#!/bin/bash\necho $$ >> /run/cat/hang.pids\nsleep 600\n")
+    host.sh("chmod +x /run/cat/hang/*")
+    overlay(host)
+    started = time.monotonic()
+    found = host.ok(*AUDIT, prefix="PATH=/run/cat/hang:$PATH", timeout=90)["vxlan"]
+    assert time.monotonic() - started < 30, "the audit waited for the hung rules dump"
+    assert found["risk"] == "exposed" and "did not finish" in found["rules_unreadable"][0], found
+    host.ok(*APPLY, prefix="PATH=/run/cat/hang:$PATH", timeout=90)
+    assert knob(host) == "off"
+    time.sleep(0.5)  # killed at once; the orphaned child's reaping may take a moment
+    left = host.sh("for g in $(cat /run/cat/hang.pids); do pgrep -g $g; done", check=False).stdout
+    assert not left.strip(), f"a hung reader was left behind: {left}"
+
+
 CASES: list[Callable[[Host], None]] = [
     guard_sweep_from_a_scratch_namespace_turns_the_host_veths_off,
     audit_from_ip_netns_exec_misjudges_the_host,
@@ -446,6 +554,12 @@ CASES: list[Callable[[Host], None]] = [
     the_guard_changes_list_grows_for_the_whole_boot,
     a_guard_unit_without_limits_can_take_the_host_down,
     the_canary_cells_disarm_removes_someone_elses_filter,
+    a_non_utf8_vxlan_name_or_a_recreated_device_escapes_the_second_hazards_guard,
+    rollback_turns_on_a_recreated_vxlan_device,
+    rollback_turns_on_a_vxlan_offload_the_operator_had_turned_off,
+    retiring_the_veth_workaround_takes_the_vxlan_one_with_it,
+    check_mode_turns_a_vxlan_offload_off,
+    a_hung_rules_dump_or_ethtool_hangs_the_audit,
 ]
 
 

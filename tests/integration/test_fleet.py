@@ -58,6 +58,33 @@ def test_the_probe_says_fixed_on_this_kernel_and_leaves_nothing() -> None:
     assert links() == before_links and badsum_programs() == before_programs
 
 
+def test_the_vxlan_probe_measures_this_kernel_and_leaves_nothing() -> None:
+    """The second hazard's probe on this kernel (6.18 here): the zero-checksum fix (ea64d8d6c675) is present, an
+    outer checksum that is on is broken by NAT, the workaround cures both. Measured, never assumed: each NAT case
+    counts only with the outer flow rewritten in conntrack, a drop only with B's UdpInCsumErrors up by one."""
+    before_links, before_netns = links(), set(Path("/run/netns").iterdir()) if Path("/run/netns").exists() else set()
+    run = subprocess.run(
+        [sys.executable, "-m", "badsum.host", "probe", "vxlan"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    cases = result["cases"]
+    assert cases["control"] == {**cases["control"], "delivered": True, "csum_errors": 0, "result": "ok"}
+    assert cases["zero-csum"]["outer_nat"] is True and cases["zero-csum"]["result"] == "ok", result
+    assert cases["lco"] == {**cases["lco"], "delivered": False, "csum_errors": 1, "outer_nat": True}, result
+    assert all(cases[c]["result"] == "ok" for c in ("zero-csum+workaround", "lco+workaround")), result
+    assert (result["zero_csum_fix"], result["lco_broken"], result["workaround_effective"]) == ("present", "yes", True)
+    assert result["seconds"] < 10
+    after_netns = set(Path("/run/netns").iterdir()) if Path("/run/netns").exists() else set()
+    assert links() == before_links and after_netns == before_netns
+
+
 def test_the_probes_vulnerable_branch_with_the_emulator(tmp_path: Path) -> None:
     env = dict(ENV, BADSUM_LIB_DIR=str(tmp_path))  # the emulator compiled into a directory of the test's own
     build = subprocess.run(
@@ -309,6 +336,57 @@ def test_the_fleet_runs_write_node_exporter_textfiles_on_the_hosts_and_junit_on_
 
     fleet_run(fleet, "rollback", results, "rollback")
     assert check_textfiles(results, "rollback", "rollback") == found  # back as the audit found it
+
+
+# kube-proxy's rule before kubernetes#92035: its mark survives into the outer VXLAN packet.
+KUBE_MASQUERADE = ["POSTROUTING", "-m", "mark", "--mark", "0x4000/0x4000", "-j", "MASQUERADE", "--random-fully"]
+
+
+def test_a_host_with_an_exposed_vxlan_overlay_is_found_remediated_and_rolled_back(fleet: Path, tmp_path: Path) -> None:
+    """The second hazard on the emulated fleet: flannel's device and kube-proxy's pre-#92035 rule on one host. The
+    audit calls that host exposed to it (and no other), the rollout turns tx-checksum-ip-generic off there, the guard
+    switches a recreated device off again, and rollback turns it back on."""
+    netns = f"{FLEET_LAB}-h3"
+
+    def net(*cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", netns, *cmd], capture_output=True, text=True, check=False)
+
+    def knob() -> str:
+        out = net("ethtool", "-k", "flannel.1").stdout
+        return re.search(r"tx-checksum-ip-generic: (\w+)", out).group(1)
+
+    def overlay() -> None:
+        made = net(
+            "ip", "link", "add", "flannel.1", "type", "vxlan", "id", "1", "dstport", "8472", "local", "198.18.200.3"
+        )
+        assert made.returncode == 0, made.stderr
+
+    assert ansible(fleet, "playbooks/fleet_lab.yml").returncode == 0
+    for host in HOSTS:  # fleet_run writes node_exporter textfiles: their directory, as its package makes it
+        assert on_host(host, "mkdir", "-p", "-m", "0755", TEXTFILE_DIR).returncode == 0
+    results = tmp_path / "results"
+    try:
+        overlay()
+        assert net("iptables", "-t", "nat", "-A", *KUBE_MASQUERADE).returncode == 0
+        audit = {r["host"]: r["vxlan_risk"] for r in fleet_run(fleet, "audit", results, "vx-audit")["rows"]}
+        assert audit == {h: "exposed" if h == "host3" else "not-applicable" for h in HOSTS}, audit
+        remediated = fleet_run(fleet, "remediate", results, "vx-remediate")
+        after = {r["host"]: r["vxlan_risk_after"] for r in remediated["rows"]}
+        assert after["host3"] == "mitigated" and knob() == "off", after
+        assert remediated["stats"]["badsum_fleet_vxlan_risk_exposed"] == 0
+        assert remediated["stats"]["badsum_fleet_vxlan_risk_mitigated"] == 1
+        net("ip", "link", "del", "flannel.1")
+        overlay()  # flannel recreates its device on a restart, the offload on
+        deadline = time.monotonic() + 3
+        while knob() != "off" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert knob() == "off", "the guard left the recreated device's offload on"
+        rolled = fleet_run(fleet, "rollback", results, "vx-rollback")
+        assert knob() == "on"  # the guard's change, recorded, undone
+        assert {r["host"]: r["vxlan_risk_after"] for r in rolled["rows"]}["host3"] == "exposed"
+    finally:
+        net("ip", "link", "del", "flannel.1")
+        net("iptables", "-t", "nat", "-D", *KUBE_MASQUERADE)
 
 
 PYTHON36 = Path("/root/.pyenv/versions/3.6.15")  # pyenv's, on this machine: what RHEL/CentOS 7 hosts run

@@ -152,7 +152,12 @@ def fleet(info: dict, phase: str, results: Path) -> tuple[int, dict]:
 FLEET = yaml.safe_load((ROOT / "roles/badsum_fleet/defaults/main.yml").read_text())
 CNI = {"cni_conf_dir": FLEET["badsum_fleet_cni_conf_dirs"], "cni_bin_dir": FLEET["badsum_fleet_cni_bin_dir"]}
 AUDIT = {**CNI, "textfile_dir": ""}
-APPLY = {**CNI, "guard": FLEET["badsum_fleet_guard"], "interval": FLEET["badsum_fleet_guard_interval"]}
+APPLY = {
+    **CNI,
+    "guard": FLEET["badsum_fleet_guard"],
+    "interval": FLEET["badsum_fleet_guard_interval"],
+    "vxlan": FLEET["badsum_fleet_vxlan_remediation"],
+}
 
 
 def kit_call(info: dict, host: str, tool: str, action: str, **args) -> dict:

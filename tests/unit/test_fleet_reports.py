@@ -50,7 +50,12 @@ def audit_result(risk: str = "exposed", **over) -> dict:
 
 
 MITIGATED = audit_result(
-    "mitigated", container_veths_rx_on=0, guard={"running": True}, remediation={"recorded": True}, reason="all off"
+    "mitigated",
+    container_veths_rx_on=0,
+    guard={"running": True},
+    remediation={"recorded": True},
+    reason="all off",
+    vxlan={"risk": "mitigated", "devices": [{"ifname": "flannel.1", "affected": True, "tx_csum_generic": "off"}]},
 )
 
 
@@ -143,8 +148,10 @@ def test_the_kernel_state_is_one_hot(vulnerable) -> None:
 
 def test_a_host_the_run_could_not_read_has_no_made_up_state() -> None:
     back = parsed(metrics.render("remediate", None, False, 0, 5.0))
-    assert set(back) == {"badsum_host_risk", *(n for n, _ in metrics.FAMILIES if n.startswith("badsum_last_run_"))}
+    own = {"badsum_host_risk", "badsum_host_vxlan_risk"}
+    assert set(back) == {*own, *(n for n, _ in metrics.FAMILIES if n.startswith("badsum_last_run_"))}
     assert back["badsum_host_risk"][2][(("class", "unknown"),)] == 1
+    assert back["badsum_host_vxlan_risk"][2][(("class", "unknown"),)] == 1
     assert back["badsum_last_run_success"][2] == {(("phase", "remediate"),): 0}
 
 
@@ -268,7 +275,10 @@ CNI = ["--cni-conf-dir", "/nonexistent/net.d", "--cni-bin-dir", "/nonexistent/bi
     ("tool", "argv"),
     [
         ("audit", ["show", "--no-probe", *CNI]),
-        ("remediate", ["rollout", "--no-probe", "--guard", "none", "--interval", "60", "--wait", "2", *CNI]),
+        (
+            "remediate",
+            ["rollout", "--no-probe", "--guard", "none", "--interval", "60", "--vxlan", "never", "--wait", "2", *CNI],
+        ),
         ("remediate", ["rollback", *CNI]),
     ],
 )

@@ -153,6 +153,7 @@ def test_an_option_every_call_gives_has_its_default_in_the_role_not_in_the_kit()
         ("audit", "show", "textfile_dir"),
         ("remediate", "rollout", "interval"),
         ("remediate", "rollout", "wait"),
+        ("remediate", "rollout", "vxlan"),
         ("remediate", "rollback", "cni_bin_dir"),
         ("remediate", "verify", "wait"),
         ("guard", "run", "interval"),

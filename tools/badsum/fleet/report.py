@@ -32,6 +32,8 @@ COLUMNS = (
     "status",
     "risk",
     "risk_after",
+    "vxlan_risk",
+    "vxlan_risk_after",
     "kernel",
     "vulnerable",
     "container_veths",
@@ -44,11 +46,20 @@ COLUMNS = (
 
 def _audit_row(audit: dict | None) -> dict:
     if not audit:
-        return {"risk": "", "kernel": "", "vulnerable": "", "container_veths": "", "rx_on": "", "runtimes": ""}
+        return {
+            "risk": "",
+            "vxlan_risk": "",
+            "kernel": "",
+            "vulnerable": "",
+            "container_veths": "",
+            "rx_on": "",
+            "runtimes": "",
+        }
     probe = audit.get("probe") or {}
     how = f"probe: {probe['verdict']} ({probe['kind']})" if probe.get("verdict") else audit.get("decided_by", "")
     return {
         "risk": audit.get("risk", ""),
+        "vxlan_risk": (audit.get("vxlan") or {}).get("risk", ""),
         "kernel": f"{audit['kernel']['release']} ({audit['kernel']['status']})",
         "vulnerable": f"{audit.get('vulnerable', '')} - {how}",
         "container_veths": audit.get("container_veths", ""),
@@ -72,6 +83,7 @@ def row(host: str, record: dict | None) -> dict:
         "status": record.get("status", ""),
         **before,
         "risk_after": after.get("risk", ""),
+        "vxlan_risk_after": (after.get("vxlan") or {}).get("risk", ""),
         "action": record.get("action", ""),
         "reason": record.get("error") or after.get("reason") or (record.get("audit") or {}).get("reason", ""),
     }
@@ -105,13 +117,16 @@ def table(plan: dict, rows: list[dict], limit: int = 40) -> str:
     order = {r: i for i, r in enumerate(("not reached", "failed", "unusable"))}
     risk_order = {r: i for i, r in enumerate(RISKS)}
     shown = sorted(rows, key=lambda r: (order.get(r["status"], 9), risk_order.get(r["risk_after"] or r["risk"], 9)))
-    cols = ("host", "status", "risk", "risk_after", "container_veths", "rx_on", "runtimes", "action")
+    cols = ("host", "status", "risk", "risk_after", "vxlan_risk", "container_veths", "rx_on", "runtimes", "action")
     width = {c: max([len(c), *(len(str(r[c])) for r in shown[:limit])]) for c in cols}
     lines = ["  ".join(c.ljust(width[c]) for c in cols)]
     lines += ["  ".join(str(r[c]).ljust(width[c]) for c in cols) for r in shown[:limit]]
     if len(shown) > limit:
         lines.append(f"... and {len(shown) - limit} more hosts (fleet.csv has every one)")
     lines.append(f"{plan['playbook']} {plan['run_id']}: {len(rows)} hosts; status {counts(rows, 'status')}")
+    lines.append(f"vxlan risk before: {counts(rows, 'vxlan_risk')}")
+    if plan["playbook"] != "audit":
+        lines.append(f"vxlan risk after:  {counts(rows, 'vxlan_risk_after')}")
     lines.append(f"risk before: {counts(rows, 'risk')}")
     if plan["playbook"] != "audit":
         lines.append(f"risk after:  {counts(rows, 'risk_after')}")
@@ -123,6 +138,15 @@ def problems(plan: dict, rows: list[dict]) -> list[str]:
     found = [f"{r['host']}: {r['status']} - {r['reason']}" for r in rows if r["status"] != "ok"]
     if plan["playbook"] == "remediate":
         found += [f"{r['host']}: still exposed - {r['reason']}" for r in rows if r["risk_after"] == "exposed"]
+        # Only where the rollout was to act on it: badsum_fleet_vxlan_remediation (never: audit only; latent too).
+        acted = metrics.VXLAN_REMEDIATION.get(
+            str(plan.get("settings", {}).get("badsum_fleet_vxlan_remediation", "exposed")), ()
+        )
+        found += [
+            f"{r['host']}: still exposed to the VXLAN hazard"
+            for r in rows
+            if r["vxlan_risk_after"] and r["vxlan_risk_after"] in acted
+        ]
     return found
 
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from badsum.fleet.records import state
-from badsum.host.shared.metrics import RISKS, UNKNOWN
+from badsum.host.shared.metrics import RISKS, UNKNOWN, VXLAN_RISKS
 
 P = "badsum_fleet_"
 RUN = P + "run"  # which run the counts are of: run_id, phase, check_mode, run_dir
@@ -27,17 +27,33 @@ def risk_key(klass: str) -> str:
     return f"{P}risk_{klass.replace('-', '_')}"
 
 
-KEYS = (RUN, *(P + c for c in COUNTS), *(risk_key(c) for c in (*RISKS, UNKNOWN)))
+def vxlan_risk_key(klass: str) -> str:
+    """badsum_fleet_vxlan_risk_<class>: the same count for the second hazard (badsum.host.fleet.vxlan)."""
+    return f"{P}vxlan_risk_{klass.replace('-', '_')}"
+
+
+KEYS = (
+    RUN,
+    *(P + c for c in COUNTS),
+    *(risk_key(c) for c in (*RISKS, UNKNOWN)),
+    *(vxlan_risk_key(c) for c in (*VXLAN_RISKS, UNKNOWN)),
+)
 
 
 def data(plan: Mapping, records: Mapping[str, dict | None]) -> dict:
     """The artifacts: every count present (0 included), so a workflow can rely on each name."""
-    counts: Counter[str] = Counter({P + c: 0 for c in COUNTS} | {risk_key(c): 0 for c in (*RISKS, UNKNOWN)})
+    counts: Counter[str] = Counter(
+        {P + c: 0 for c in COUNTS}
+        | {risk_key(c): 0 for c in (*RISKS, UNKNOWN)}
+        | {vxlan_risk_key(c): 0 for c in (*VXLAN_RISKS, UNKNOWN)}
+    )
     for host in plan["hosts"]:
         rec = records.get(host)
         counts[P + "hosts"] += 1
         audit = state(rec) or {}
         counts[risk_key(audit["risk"] if audit.get("risk") in RISKS else UNKNOWN)] += 1
+        hazard = audit.get("vxlan") if isinstance(audit.get("vxlan"), dict) else {}
+        counts[vxlan_risk_key(hazard["risk"] if hazard.get("risk") in VXLAN_RISKS else UNKNOWN)] += 1
         if rec is None:
             counts[P + "not_reached"] += 1
             continue

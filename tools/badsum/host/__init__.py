@@ -58,7 +58,9 @@ TOOLS: Dict[str, Tool] = {
     # The fleet's: audit, probe, remediation and its guard.
     "audit": Tool(F + "audit", "read-only audit: kernel, active probe, runtimes, every veth, risk class", ("show",)),
     "probe": Tool(
-        F + "probe", "does this kernel have the veth bug? a bad datagram through a throw-away veth", ("run",)
+        F + "probe",
+        "does this kernel have the veth bug (run), or break NATed VXLAN checksums (vxlan)? throw-away namespaces",
+        ("run", "vxlan"),
     ),
     "remediate": Tool(
         F + "remediate",

@@ -19,6 +19,11 @@ with it). The risk class, with its reason:
                          table, when the probe could not run)
     not-applicable       the kernel lacks it (or may), but nothing receives through
                          a container veth: no runtime and no container namespace
+
+The second hazard, NAT and a VXLAN overlay's outer UDP checksum (2020), has
+a class of its own beside this one: `vxlan.risk` (vxlan.py: exposed, latent,
+mitigated, not-affected, not-applicable). The two are independent: a host
+may be patched for the first and exposed to the second.
 """
 
 import argparse
@@ -28,7 +33,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..shared import kernels, metrics
 from ..shared.common import HostError, Parser, shown
-from . import cni, containers, persistence, probe
+from . import cni, containers, persistence, probe, vxlan
 from .guard import Files, status
 
 RISKS = ("exposed", "obsolete-workaround", "mitigated", "patched", "not-applicable")
@@ -91,6 +96,8 @@ def risk(vulnerable: str, found: Found) -> Tuple[str, str]:
 def workaround_here(record: Optional[dict], problem: Optional[str], cni_status: dict) -> List[str]:
     """What of badsum's workaround this host carries, each part found by badsum's own mark."""
     parts = []
+    if record is not None and not record.get("veth", True):
+        return parts  # a record of the second hazard's workaround only: nothing of the veth one (vxlan.py)
     if record is not None:
         parts.append("a remediation record")
     elif problem:
@@ -140,6 +147,10 @@ def show(args: argparse.Namespace, probed: Optional[dict] = None) -> dict:
         carried,
     )
     klass, reason = risk(vulnerable, found)
+    try:
+        hazard = vxlan.audit(probe=args.probe)
+    except HostError as exc:
+        hazard = {"risk": "unknown", "reason": f"the VXLAN audit could not run: {exc}", "devices": []}
     return {
         "host": shown(os.uname().nodename),
         "kernel": kernel,
@@ -166,6 +177,7 @@ def show(args: argparse.Namespace, probed: Optional[dict] = None) -> dict:
         "veths": inv["veths"],
         "veths_total": inv["veths_total"],
         "devices": inv["devices"],
+        "vxlan": hazard,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -14,6 +14,13 @@ end shows up there - and then looks at the container namespaces, so it
 covers all of them the same way. It changes container-side veths only,
 never a physical NIC, a bridge or a host-only veth.
 
+Where remediation took on the second hazard too (the record's `vxlan.guard`:
+vxlan.py), each pass also turns tx-checksum-ip-generic off on every affected
+vxlan device of the host's namespace that has it on - flannel deletes and
+recreates flannel.1 on a restart, with the offload on again - and notes each
+in guard-vxlan.jsonl (rollback turns those on again). A record that says
+`veth: false` (a host exposed to the second hazard only) leaves veths alone.
+
 It stays on production hosts, next to tenants, so it is bounded:
 
 - a pass after link events looks only at namespaces it has not seen yet and
@@ -54,12 +61,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..shared import netlink
 from ..shared.common import HostError, Parser, alive, atomic_write, boot_id, read_pid, read_text, unlink
-from . import containers
+from . import containers, vxlan
 
 DEBOUNCE = 0.01  # a runtime creates, moves and renames in bursts: one pass after the burst
 MIN_GAP = 0.25  # seconds between two passes, whatever the events: at most four a second
 LOG_LIMIT = 1 << 20  # the log rotates to guard.log.1 beyond this
 CHANGES_LIMIT = 4 << 20  # ~20,000 veths: beyond it (once compacted), changes are not recorded any more
+VXLAN_CHANGES_LIMIT = 256 << 10  # a device recreated in a loop: beyond it, the knob stays off at rollback
 MEMORY_LIMIT = 512 << 20  # the daemon's address space (under systemd, MemoryMax= caps it)
 
 
@@ -182,6 +190,7 @@ class Files:
         self.dir = Path(state_dir)
         self.pid, self.status, self.log = self.dir / "guard.pid", self.dir / "guard.json", self.dir / "guard.log"
         self.changes = self.dir / "guard-changes.jsonl"
+        self.vxlan_changes = self.dir / "guard-vxlan.jsonl"
         self.full = False
 
     def running(self) -> Optional[int]:
@@ -224,6 +233,45 @@ class Files:
             with contextlib.suppress(ValueError, TypeError):
                 item = json.loads(line)
                 if isinstance(item, dict) and {"netns", "ifindex", "ifname"} <= set(item):
+                    found.append(item)
+        return found
+
+    def hazards(self) -> Tuple[bool, bool]:
+        """(container veths, vxlan devices): what the record asks the guard to look after.
+
+        Read on every pass (remediation may add the second hazard while the guard
+        runs). A record it cannot read: veths, as before the second hazard, and
+        no vxlan device (nothing could record what the guard changed).
+        """
+        try:
+            state = json.loads(read_text(self.dir / "state.json"))
+        except (OSError, ValueError):
+            return True, False
+        if not isinstance(state, dict):
+            return True, False
+        return bool(state.get("veth", True)), bool((state.get("vxlan") or {}).get("guard"))
+
+    def record_vxlan(self, items: List[dict]) -> None:
+        """One line per vxlan device the guard switched off; capped (past the cap they stay off at rollback)."""
+        if not items:
+            return
+        if self.vxlan_changes.exists() and self.vxlan_changes.stat().st_size > VXLAN_CHANGES_LIMIT:
+            self.write_log("the list of vxlan changes is full: devices switched off from now on stay off")
+            return
+        with self.vxlan_changes.open("a") as f:
+            f.write("".join(json.dumps(item) + "\n" for item in items))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def changed_vxlan(self) -> List[dict]:
+        """The vxlan devices the guard switched off (unreadable lines skipped: those stay off)."""
+        if not self.vxlan_changes.exists():
+            return []
+        found = []
+        for line in read_text(self.vxlan_changes).splitlines():
+            with contextlib.suppress(ValueError, TypeError):
+                item = json.loads(line)
+                if isinstance(item, dict) and {"ifindex", "ifname", "boot"} <= set(item):
                     found.append(item)
         return found
 
@@ -335,7 +383,9 @@ def run_daemon(files: Files, interval: float) -> None:
             everything = now >= next_full or lost
             last = now
             try:
-                done = sweeper.full() if everything else sweeper.after_events(named)
+                veths, devices = files.hazards()
+                done = (sweeper.full() if everything else sweeper.after_events(named)) if veths else []
+                switched = vxlan.switch_off(record=files.record_vxlan) if devices else []
             except Exception as exc:  # one failed pass must not end the guard
                 files.write_log(f"pass failed, again in 1 s: {exc!r}")
                 next_full = min(next_full, now + 1)
@@ -345,6 +395,8 @@ def run_daemon(files: Files, interval: float) -> None:
             burst, named, lost = None, set(), False
             passes += 1
             changes += len(done)  # each namespace's recorded by the sweeper before it changed them
+            for item in switched:  # recorded by switch_off before it changed them
+                files.write_log(f"tx-checksum-ip-generic off: {item['ifname']} (vxlan)")
             for item in done[:100]:
                 files.write_log(f"rx off: {item['ifname']} in {item['owner']}")
             if len(done) > 100:

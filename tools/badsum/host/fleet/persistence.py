@@ -54,6 +54,7 @@ OWN_FILES = (
     "guard.log",
     "guard.log.1",
     "guard-changes.jsonl",
+    "guard-vxlan.jsonl",  # guard.Files.vxlan_changes: the second hazard's devices the guard switched off
     "guard.pid",
     "guard.json",
     "badsum-host.pyz",

@@ -1,6 +1,7 @@
 """Ask the kernel itself whether it has the veth bug: one datagram with a wrong checksum through a veth.
 
     probe run [--emulate-bug]
+    probe vxlan        the second hazard's probe (vxlan_probe.py)
 
 Two network namespaces of the probe's own (held by this process only, so
 they vanish with it, even if it is killed), joined by a veth pair:
@@ -32,8 +33,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..shared import netlink
-from ..shared.common import HostError, Parser, sh
-from . import containers
+from ..shared.common import Parser, sh
+from . import containers, vxlan_probe
 
 A_IF, B_IF = "bsprobe-a", "bsprobe-b"  # the guard leaves "bsprobe-" devices alone
 A_ADDR, B_ADDR, PREFIX = "198.18.255.253", "198.18.255.254", 30
@@ -63,26 +64,16 @@ def datagram(sport: int, dport: int, payload: bytes, good: bool) -> bytes:
     return struct.pack("!HHHH", sport, dport, length, value) + payload
 
 
-def udp_csum_errors() -> int:
-    """UdpInCsumErrors of the calling thread's current namespace."""
-    with open(netlink.PROC_NET + "/snmp") as f:
-        lines = [line.split() for line in f if line.startswith("Udp:")]
-    counters = dict(zip(lines[0][1:], lines[1][1:]))
-    if "InCsumErrors" not in counters:
-        raise HostError("cannot probe: needs the UdpInCsumErrors counter (Linux 3.10)")
-    return int(counters["InCsumErrors"])
-
-
 def outcome(sock: socket.socket, payload: bytes, errors_before: int, wait: float = WAIT) -> dict:
     """Wait (in B) until the datagram arrives or is counted as a checksum error, at most `wait` seconds."""
     deadline = time.monotonic() + wait
     delivered = False
     while not delivered and time.monotonic() < deadline:
-        if udp_csum_errors() > errors_before:
+        if netlink.udp_csum_errors() > errors_before:
             break
         if select.select([sock], [], [], 0.002)[0]:
             delivered = sock.recv(2048) == payload
-    return {"delivered": delivered, "csum_errors": udp_csum_errors() - errors_before}
+    return {"delivered": delivered, "csum_errors": netlink.udp_csum_errors() - errors_before}
 
 
 class Namespaces:
@@ -171,7 +162,7 @@ def run_probe(emulate: bool) -> dict:
             """Send the datagram (again every RESEND seconds, `copies` times at most) until it arrives or is counted."""
             payload = f"badsum probe: {label}".encode()
             netlink.setns(ns.b)
-            before = udp_csum_errors()
+            before = netlink.udp_csum_errors()
             for copy in range(copies):
                 netlink.setns(ns.a)
                 sender.sendto(datagram(40000, dport, payload, good), (B_ADDR, 0))
@@ -224,10 +215,13 @@ def build_parser() -> Parser:
     sub.required = True  # add_subparsers(required=) is Python 3.7
     r = sub.add_parser("run", help="probe this kernel (root; a few ms; nothing left behind)")
     r.add_argument("--emulate-bug", action="store_true", help="attach the veth-bug emulator (tests)")
+    sub.add_parser("vxlan", help="does NAT break a VXLAN packet's outer checksum here? (root; ~2 s; nothing left)")
     return p
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.action == "vxlan":
+        return vxlan_probe.run_probe()
     started = time.perf_counter()
     result = run_probe(args.emulate_bug)
     result["seconds"] = round(time.perf_counter() - started, 3)

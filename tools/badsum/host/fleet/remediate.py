@@ -1,10 +1,10 @@
 """The offload workaround on a fleet host: apply it, verify it, and roll back exactly what badsum did.
 
-    remediate rollout  [--check] AUDIT --guard MODE --interval S [--new-container] --wait S [--retire]
+    remediate rollout  [--check] AUDIT --guard MODE --interval S --vxlan MODE [--new-container] --wait S [--retire]
                        this host's part of a rollout, in one call: audit; on an exposed host, apply,
                        verify, audit again - and put back what this call did when verification fails;
                        with --retire, on a host whose kernel has the fix, roll the workaround back
-    remediate apply    [--check] --guard auto|daemon|systemd|none --interval S CNI
+    remediate apply    [--check] --guard auto|daemon|systemd|none --interval S --vxlan never|exposed|latent CNI
     remediate verify   [--new-container] CNI --wait S
     remediate rollback [--check] [--audit] AUDIT
     remediate show     the record of what apply changed
@@ -22,6 +22,16 @@ moby#18776), and makes it stick for containers created later: the guard
 plugin chained into each CNI configuration that can chain (cni.py), so pods
 are protected before they start. Before it changes anything it records what
 it is about to change (persistence.py), durably.
+
+The second hazard (vxlan.py): with --vxlan exposed (or latent), on a host
+whose VXLAN class is that, apply turns tx-checksum-ip-generic off on every
+affected vxlan device that has it on, records each (boot, ifindex, name),
+and the guard turns it off again on a device the overlay recreates. A rollout
+on a host exposed to the second hazard only leaves its veths alone (the
+record says so: `veth: false`, and the guard then looks at vxlan devices only).
+rollback turns the knob on again only on the very device badsum turned off
+(same boot, ifindex and name) if it is still off; one recreated since, or
+turned on by someone, is counted and left alone.
 
 rollback undoes what badsum did and nothing else:
 - a veth's rx goes back on only where badsum turned it off - apply, or the
@@ -53,7 +63,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..shared import metrics, netlink
 from ..shared.common import HostError, Parser, boot_id, read_text, sh, shown
-from . import audit, cni, containers, guard
+from . import audit, cni, containers, guard, vxlan
 from .persistence import (
     GUARD_DOWN,
     UNIT,
@@ -111,21 +121,39 @@ class Applied:
         self.veths: List[dict] = []
         self.cni_paths: List[str] = []
         self.guard_started: Optional[str] = None
+        self.vxlan: List[dict] = []
 
 
-def apply(args: argparse.Namespace, applied: Optional[Applied] = None) -> dict:
+def _vxlan_diff(devices: List[dict], before: str, after: str) -> dict:
+    return {
+        "before_header": "vxlan devices",
+        "after_header": "vxlan devices",
+        "before": "".join(f"{d['ifname']}: tx-checksum-ip-generic {before}\n" for d in devices),
+        "after": "".join(f"{d['ifname']}: tx-checksum-ip-generic {after}\n" for d in devices),
+    }
+
+
+def apply(args: argparse.Namespace, applied: Optional[Applied] = None, veths_too: bool = True) -> dict:
+    """The workaround; veths_too=False: the second hazard's part only (a rollout on a host exposed to it alone)."""
     scope = containers.own_cgroup()
     mode = guard_mode(args.guard)
-    veths = guard.sweep(scope, check=True)
-    cni_items = cni.plan_install(args.cni_conf_dir, args.cni_bin_dir, log=str(state_dir() / CNI_LOG))
     state, problem, _path = read_record()
     if problem:
         raise HostError(f"the remediation record is unusable ({problem}): roll back first (rollback.yml)")
+    veth_part = veths_too or bool((state or {}).get("veth", state is not None))
+    veths = guard.sweep(scope, check=True) if veth_part else []
+    cni_items = (
+        cni.plan_install(args.cni_conf_dir, args.cni_bin_dir, log=str(state_dir() / CNI_LOG)) if veth_part else []
+    )
+    hazard = vxlan.audit() if vxlan.MODES[args.vxlan] else {"risk": "not-applicable"}
+    vxlan_part = hazard["risk"] in vxlan.MODES[args.vxlan] or bool((state or {}).get("vxlan", {}).get("guard"))
+    devices = vxlan.switch_off(check=True) if vxlan_part else []
     # Started (under systemd: written, enabled, restarted) unless it already covers new containers.
     gap = guard_gap(mode) if mode != "none" else None
     start = gap is not None
     changes = [f"rx-checksumming on -> off: {v['ifname']} in {v['owner']}" for v in veths]
     changes += [f"write {item['path']}" for item in cni_items]
+    changes += [f"tx-checksum-ip-generic on -> off: {d['ifname']} (vxlan)" for d in devices]
     if start:
         how = f"systemd unit {UNIT}" if mode == "systemd" else "daemon"
         verb = "start" if gap == GUARD_DOWN else "restart"
@@ -136,6 +164,8 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None) -> dict:
         diff.append(file_diff(unit))
     if veths:
         diff.append(_veth_diff(veths, "on", "off"))
+    if devices:
+        diff.append(_vxlan_diff(devices, "on", "off"))
     if args.check:
         return {"changed": bool(changes), "changes": changes, "diff": diff, "check_mode": True}
     applied = applied or Applied()
@@ -149,14 +179,27 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None) -> dict:
             "veths": [],
         }
     state["version"] = RECORD_VERSION
+    state["veth"] = veth_part
+    recorded_vxlan = (state.get("vxlan") or {}).get("devices", [])
+    state["vxlan"] = {
+        "mode": args.vxlan,
+        "guard": vxlan_part,
+        "devices": recorded_vxlan + [d for d in devices if vxlan.key(d) not in {vxlan.key(r) for r in recorded_vxlan}],
+    }
     state["guard"] = {"mode": mode, "started_by_badsum": start or state.get("guard", {}).get("started_by_badsum")}
     state["cni"] = {"conf_dirs": args.cni_conf_dir, "bin_dir": args.cni_bin_dir}
     state["cni_files"] = sorted({*state.get("cni_files", []), *(i["path"] for i in cni_items if i["after"])})
     known = {guard.veth_key(v) for v in state["veths"]}
     state["veths"] += [v for v in veths if guard.veth_key(v) not in known]
     save_state(state)  # before any change, durably: an interrupted apply can still be rolled back
-    done = guard.sweep(scope)
+    done = guard.sweep(scope) if veth_part else []
     applied.veths = done
+    switched = vxlan.switch_off() if vxlan_part else []
+    applied.vxlan = switched
+    more = [d for d in switched if vxlan.key(d) not in {vxlan.key(r) for r in state["vxlan"]["devices"]}]
+    if more:  # made between the look and the change (the overlay recreated it): recorded too
+        state["vxlan"]["devices"] += more
+        save_state(state)
     extra = [v for v in done if guard.veth_key(v) not in {guard.veth_key(w) for w in state["veths"]}]
     if extra:  # made between the look and the change: recorded too
         state["veths"] += extra
@@ -169,7 +212,8 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None) -> dict:
         # stopped if the call fails: only a guard this call brought to the host is taken away again.
         applied.guard_started = mode if applied.new_record else None
         start_guard(mode, args.interval)
-    result = {"changed": bool(changes) or bool(done), "changes": changes, "diff": diff, "state": str(state_dir())}
+    changed = bool(changes) or bool(done) or bool(switched)
+    result = {"changed": changed, "changes": changes, "diff": diff, "state": str(state_dir())}
     return {**result, "cni_left_alone": left} if left else result
 
 
@@ -267,13 +311,20 @@ def rollback(args: argparse.Namespace, only: Optional[Applied] = None) -> dict:
         recorded += guard.Files(str(state_dir())).changed()
     else:
         recorded = only.veths
-    plan = _plan_restore(recorded)
+    plan = _plan_restore([v for v in recorded if v.get("kind") != "vxlan"])
+    if only is None:
+        recorded_vxlan = list(((state or {}).get("vxlan") or {}).get("devices", []))
+        recorded_vxlan += guard.Files(str(state_dir())).changed_vxlan()
+    else:
+        recorded_vxlan = only.vxlan
+    vplan = vxlan.plan_restore(recorded_vxlan)
     cni_items = _cni_undo(args, only, state)
     mode = (state or {}).get("guard", {}).get("mode", "none")
     stop_unit = unit_is_ours() and (only is None or only.guard_started == "systemd")
     strays = stray_guards() if only is None or only.guard_started == "daemon" else []
     stop_daemon = bool(strays) or (mode == "daemon" and (only is None or only.guard_started == "daemon"))
     changes = [f"rx-checksumming off -> on: {v['ifname']} in {v['owner']}" for v, _, _ in plan.on]
+    changes += [f"tx-checksum-ip-generic off -> on: {d['ifname']} (vxlan)" for d, _ in vplan.on]
     changes += [f"{'restore' if item['after'] is not None else 'remove'} {item['path']}" for item in cni_items]
     if stop_unit:
         changes.append(f"stop, disable and remove {UNIT}")
@@ -288,10 +339,14 @@ def rollback(args: argparse.Namespace, only: Optional[Applied] = None) -> dict:
         diff.append(file_diff({"path": str(UNIT_PATH), "before": _read(str(UNIT_PATH)), "after": None}))
     if plan.on:
         diff.append(_veth_diff([v for v, _, _ in plan.on], "off", "on"))
+    if vplan.on:
+        diff.append(_vxlan_diff([d for d, _ in vplan.on], "off", "on"))
     summary = {
         "gone": [v["ifname"] for v in plan.gone],
         "turned_on_since": [v["ifname"] for v in plan.turned_on],
         "left_off_unsure": [v["ifname"] for v in plan.unsure],
+        "vxlan_gone": [d["ifname"] for d in vplan.gone],
+        "vxlan_turned_on_since": [d["ifname"] for d in vplan.turned_on],
     }
     if state is None and not problem and not changes:
         return {
@@ -317,13 +372,16 @@ def rollback(args: argparse.Namespace, only: Optional[Applied] = None) -> dict:
         plan = _plan_restore(list((state or {}).get("veths", [])) + guard.Files(str(state_dir())).changed())
     cni.apply(cni_items)
     _restore(plan)
+    vxlan.restore(vplan)
     if only is None:
         remove_state_dir(record_path.parent)
         if record_path.parent != state_dir():
             remove_state_dir()
-    changes = [c for c in changes if not c.startswith("rx-checksumming")]
+    changes = [c for c in changes if not c.startswith(("rx-checksumming", "tx-checksum-ip-generic"))]
     changes += [f"rx-checksumming off -> on: {v['ifname']} in {v['owner']}" for v, _, _ in plan.on]
+    changes += [f"tx-checksum-ip-generic off -> on: {d['ifname']} (vxlan)" for d, _ in vplan.on]
     summary["gone"] = [v["ifname"] for v in plan.gone]
+    summary["vxlan_gone"] = [d["ifname"] for d in vplan.gone]
     return {"changed": bool(changes), "changes": changes, "diff": diff, **summary}
 
 
@@ -418,12 +476,19 @@ def verify(args: argparse.Namespace) -> dict:
     elif gap:
         when, why = gap
         problems.append(f"containers created {when} would come up with rx on: {why}")
+    if (state or {}).get("vxlan", {}).get("guard"):
+        still = [d["ifname"] for d in vxlan.audit()["devices"] if d["affected"] and d["tx_csum_generic"] != "off"]
+        problems += [f"{name} (vxlan) still has tx-checksum-ip-generic on" for name in still]
+    veth = state is None or bool(state.get("veth", True))  # False: the second hazard's workaround only
+    if not veth:
+        problems = [p for p in problems if "rx-checksumming on" not in p]
     cni_status = cni.status(args.cni_conf_dir, args.cni_bin_dir)
-    # False: a list that can chain and does not; a string says why one cannot (left to the guard).
-    problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is False]
-    if any(ok is True for ok in cni_status["conflists"].values()) and not cni_status["plugin_installed"]:
-        problems.append(f"{cni_status['plugin']} is missing or not the kit's")
-    checks = new_containers(args) if args.new_container else []
+    if veth:
+        # False: a list that can chain and does not; a string says why one cannot (left to the guard).
+        problems += [f"{p} does not chain {cni.PLUGIN}" for p, ok in cni_status["conflists"].items() if ok is False]
+        if any(ok is True for ok in cni_status["conflists"].values()) and not cni_status["plugin_installed"]:
+            problems.append(f"{cni_status['plugin']} is missing or not the kit's")
+    checks = new_containers(args) if args.new_container and veth else []
     problems += [f"a new veth ({c['how']}) kept rx on for {args.wait:g} s" for c in checks if c["seconds"] is None]
     return {
         "changed": False,
@@ -447,8 +512,16 @@ def rollout(args: argparse.Namespace) -> dict:
     before = result["before"]
     if before["risk"] == "obsolete-workaround" and args.retire:
         undone = rollback(args)
-        after = audit.show(args, probed=before["probe"]) if not args.check else before
         action = f"retired the workaround ({len(undone['changes'])} changes): the kernel has the fix"
+        # The veth fix says nothing of the second hazard: its part is put back at once, on its own record.
+        if (
+            not args.check
+            and (before.get("vxlan") or {}).get("risk") == "mitigated"
+            and vxlan.audit()["risk"] in vxlan.MODES[args.vxlan]
+        ):
+            result["apply"] = apply(args, veths_too=False)
+            action += "; the VXLAN workaround kept"
+        after = audit.show(args, probed=before["probe"]) if not args.check else before
         return {
             **result,
             "changed": undone["changed"],
@@ -457,11 +530,13 @@ def rollout(args: argparse.Namespace) -> dict:
             "after": after,
             "diff": undone.get("diff", []),
         }
-    if before["risk"] != "exposed":
-        return {**result, "action": f"left alone: {before['risk']}", "after": before}
+    veths_too = before["risk"] == "exposed"
+    second = (before.get("vxlan") or {}).get("risk", "unknown")
+    if not veths_too and second not in vxlan.MODES[args.vxlan]:
+        return {**result, "action": f"left alone: {before['risk']}, vxlan {second}", "after": before}
     applied = Applied()
     try:
-        result["apply"] = apply(args, applied)
+        result["apply"] = apply(args, applied, veths_too=veths_too)
         result["changed"] = result["apply"]["changed"]
         if args.check:
             return {
@@ -472,8 +547,11 @@ def rollout(args: argparse.Namespace) -> dict:
         result["verify"] = verify(args)
         result["after"] = audit.show(args, probed=before["probe"])
         problems = list(result["verify"]["problems"])
-        if result["after"]["risk"] == "exposed":
+        if result["after"]["risk"] == "exposed" and veths_too:
             problems.append(f"still exposed: {result['after']['reason']}")
+        after_vxlan = result["after"].get("vxlan") or {}
+        if second in vxlan.MODES[args.vxlan] and after_vxlan.get("risk") in ("exposed", "latent", "unknown"):
+            problems.append(f"still exposed to the VXLAN hazard: {after_vxlan.get('reason')}")
     except HostError as exc:
         problems = [str(exc)]
     action = f"remediated ({len(result['apply']['changes'])} changes)" if result["apply"] else "failed"
@@ -502,6 +580,12 @@ def build_parser() -> Parser:
     for parser in (ro, a):
         parser.add_argument("--guard", choices=["auto", "daemon", "systemd", "none"], required=True)
         parser.add_argument("--interval", type=float, required=True, help="the guard's pass without link events (s)")
+        parser.add_argument(
+            "--vxlan",
+            choices=list(vxlan.MODES),
+            required=True,
+            help="the VXLAN classes whose devices get tx-checksum-ip-generic off (never: audit only)",
+        )
     for parser in (ro, v):
         parser.add_argument("--new-container", action="store_true", help="also make veths the runtimes' ways")
         parser.add_argument("--wait", type=float, required=True, help="how long a new veth may keep rx on, seconds")

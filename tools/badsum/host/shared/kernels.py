@@ -131,3 +131,73 @@ def classify(release: str) -> dict:
 def has_fix(release: str) -> bool:
     """For the experiment: only a release known to be fixed counts as fixed (unknown is not)."""
     return classify(release)["status"] == "fixed"
+
+
+# -- the second hazard: NAT "updating" a VXLAN packet's zero outer UDP checksum (2020) --------------
+#
+# ea64d8d6c675 "netfilter: nat: never update the UDP checksum when it's 0" (Guillaume Nault):
+# posted to netdev/netfilter-devel on 2020-04-21 (Message-ID
+# <335a95d93767f2b58ad89975e4a0b342ee00db91.1587429321.git.gnault@redhat.com>), sent on in the
+# netfilter pull for net on 2020-04-29 (<20200429214811.19941-2-pablo@netfilter.org>) and
+# merged for 5.7. One line in udp_manip_pkt() (net/netfilter/nf_nat_proto.c;
+# nf_nat_proto_udp.c on 4.14/4.19): `!!hdr->check` instead of `hdr->check ||
+# skb->ip_summed == CHECKSUM_PARTIAL`. Stable backports, the first release of each branch:
+# the stable review series "[PATCH 5.6 107/118]", "[PATCH 5.4 81/90]", "[PATCH 4.19 44/48]"
+# (2020-05-13) and "[PATCH 4.14 034/114]" (2020-05-18), each "commit ea64d8d6c675 upstream".
+# No backport is known for 4.9 or 4.4: those, and every distribution kernel, are `unknown`
+# (CentOS/RHEL 8 and Ubuntu carry it under their own numbering: the active probe decides).
+NAT_ZERO_CSUM_MAINLINE = (5, 7)
+NAT_ZERO_CSUM_MAINLINE_SOURCE = (
+    "mainline: v5.7 (commit ea64d8d6c675, netfilter pull <20200429214811.19941-2-pablo@netfilter.org>)"
+)
+NAT_ZERO_CSUM_STABLE = {
+    (5, 6): (5, 6, 13),
+    (5, 4): (5, 4, 41),
+    (4, 19): (4, 19, 123),
+    (4, 14): (4, 14, 181),
+}
+NAT_ZERO_CSUM_STABLE_SOURCE = "stable review series for {}: commit ea64d8d6c675 upstream"
+
+
+def classify_nat_zero_csum(release: str) -> dict:
+    """Whether NAT leaves a zero outer UDP checksum alone: {"status", "source", "reason"} as classify() says it.
+
+    Only the zero-checksum variant of the VXLAN hazard depends on it: a device
+    whose outer checksum is on is broken through NAT on every kernel measured
+    (6.18; see badsum/host/fleet/vxlan.py), and no kernel fix is known for it.
+    """
+    version = parse(release)
+    if version[:2] >= NAT_ZERO_CSUM_MAINLINE:
+        return {
+            "status": "fixed",
+            "source": NAT_ZERO_CSUM_MAINLINE_SOURCE,
+            "reason": f"{release} is 5.7 or later",
+        }
+    if not VANILLA.match(release):
+        return {
+            "status": "unknown",
+            "source": "",
+            "reason": f"{release} is a distribution kernel older than 5.7: it may carry ea64d8d6c675 under its own "
+            "numbering (the active probe tells)",
+        }
+    fixed = NAT_ZERO_CSUM_STABLE.get(version[:2])
+    branch = f"{version[0]}.{version[1]}"
+    if fixed is None and version[:2] < (4, 14):
+        return {
+            "status": "unknown",
+            "source": "",
+            "reason": f"no backport of ea64d8d6c675 is known in the {branch} stable branch (the active probe tells)",
+        }
+    if fixed is None:
+        return {
+            "status": "unfixed",
+            "source": f"ea64d8d6c675 (April 2020) came after the {branch} stable branch's last release",
+            "reason": f"the {branch} branch ended before ea64d8d6c675",
+        }
+    first = ".".join(map(str, fixed))
+    status = "fixed" if version >= fixed else "unfixed"
+    return {
+        "status": status,
+        "source": NAT_ZERO_CSUM_STABLE_SOURCE.format(first),
+        "reason": f"{release} {'>=' if status == 'fixed' else '<'} {first}, the branch's first release with the fix",
+    }

@@ -26,6 +26,10 @@ FILE = "badsum.prom"
 # The audit's risk classes (badsum.host.audit.risk), worst first; "unknown": the run could not tell.
 RISKS = ("exposed", "obsolete-workaround", "mitigated", "patched", "not-applicable")
 UNKNOWN = "unknown"
+# The second hazard's classes (badsum.host.fleet.vxlan: NAT and a VXLAN overlay's outer checksum, 2020), worst first.
+VXLAN_RISKS = ("exposed", "latent", "mitigated", "not-affected", "not-applicable")
+# badsum_fleet_vxlan_remediation: the classes whose vxlan devices remediation switches off.
+VXLAN_REMEDIATION = {"never": (), "exposed": ("exposed",), "latent": ("exposed", "latent")}
 VULNERABLE = ("yes", "no", "unknown")
 # A leftover temporary file older than this is a killed writer's, never a running one's.
 STALE_TMP_SECONDS = 60
@@ -44,6 +48,12 @@ FAMILIES = (
         "badsum_kernel_vulnerable",
         "Whether the running kernel lacks the veth fix (ce8c839b74e3, Linux 4.4): 1 for the answer (yes, no, unknown).",
     ),
+    (
+        "badsum_host_vxlan_risk",
+        "Risk class of the host for the VXLAN + NAT checksum hazard (2020) as the run left it: 1 for its class, "
+        "0 for the others (unknown: the run could not tell).",
+    ),
+    ("badsum_vxlan_devices_tx_csum_on", "VXLAN devices NAT would break that have tx-checksum-ip-generic on."),
     ("badsum_kernel_info", "The running kernel's release and what decided whether it has the fix (always 1)."),
     ("badsum_container_veths", "Container veths on the host: the receiving ends, in every network namespace."),
     ("badsum_container_veths_rx_on", "Container veths that receive with rx-checksumming on."),
@@ -120,6 +130,16 @@ def series(
     out: List[Series] = [("badsum_host_risk", (("class", c),), 1 if c == risk else 0) for c in (*RISKS, UNKNOWN)]
     if audit.get("vulnerable") in VULNERABLE:
         out += [("badsum_kernel_vulnerable", (("state", v),), 1 if v == audit["vulnerable"] else 0) for v in VULNERABLE]
+    hazard = audit.get("vxlan") if isinstance(audit.get("vxlan"), dict) else {}
+    vxlan_risk = hazard.get("risk") if hazard.get("risk") in VXLAN_RISKS else UNKNOWN
+    out += [("badsum_host_vxlan_risk", (("class", c),), 1 if c == vxlan_risk else 0) for c in (*VXLAN_RISKS, UNKNOWN)]
+    if isinstance(hazard.get("devices"), list):
+        on = [
+            d
+            for d in hazard["devices"]
+            if isinstance(d, dict) and d.get("affected") and d.get("tx_csum_generic") != "off"
+        ]
+        out.append(("badsum_vxlan_devices_tx_csum_on", (), len(on)))
     release = (audit.get("kernel") or {}).get("release")
     if release:
         out.append(("badsum_kernel_info", (("release", str(release)), ("evidence", _evidence(audit))), 1))

@@ -12,7 +12,11 @@ directly, standard library only:
   pair, a move to another namespace, an address, up, delete): an `ip` per
   step cost each host call ~3 ms of CPU a step;
 - the ETHTOOL_GRXCSUM/SRXCSUM ioctls: NETIF_F_RXCSUM, the bit veth_xmit()
-  consulted before Linux 4.4.
+  consulted before Linux 4.4;
+- a VXLAN device's attributes (IFLA_INFO_DATA of kind "vxlan") and its
+  tx-checksum-ip-generic feature (NETIF_F_HW_CSUM, found by its name through
+  ETHTOOL_GSTRINGS, read and set with ETHTOOL_GFEATURES/SFEATURES): the knob
+  of the 2020 VXLAN + NAT hazard (badsum/host/fleet/vxlan.py).
 
 setns changes the calling thread only: everything here runs on the thread
 that calls it, and `inside()` always puts the thread back where it was.
@@ -142,6 +146,7 @@ class Link(NamedTuple):
     peer_index: int  # IFLA_LINK: for a veth, its peer's ifindex (in the peer's namespace)
     peer_netnsid: int  # IFLA_LINK_NETNSID: the peer's namespace, as this one numbers it; -1: here (or Linux < 4.0)
     master: int
+    info_data: bytes = b""  # IFLA_INFO_DATA: the kind's own attributes (a vxlan's: vxlan_info())
 
     @property
     def peer_elsewhere(self) -> bool:
@@ -159,7 +164,7 @@ def _attrs(data: bytes, offset: int, end: int) -> Iterator[Tuple[int, bytes]]:
 
 def _link(data: bytes, offset: int, end: int) -> Link:
     _family, _type, index, _flags, _change = IFINFOMSG.unpack_from(data, offset)
-    name, kind, peer, nsid, master = "", "", 0, -1, 0
+    name, kind, peer, nsid, master, info = "", "", 0, -1, 0, b""
     for attr, value in _attrs(data, offset + IFINFOMSG.size, end):
         if attr == IFLA_IFNAME:
             name = value.split(b"\0", 1)[0].decode(*ENCODING)
@@ -173,7 +178,9 @@ def _link(data: bytes, offset: int, end: int) -> Link:
             for sub, subvalue in _attrs(value, 0, len(value)):
                 if sub == IFLA_INFO_KIND:
                     kind = subvalue.split(b"\0", 1)[0].decode("ascii", "replace")
-    return Link(index, name, kind, peer, nsid, master)
+                elif sub == IFLA_INFO_DATA:
+                    info = subvalue
+    return Link(index, name, kind, peer, nsid, master, info)
 
 
 def parse(data: bytes) -> Tuple[List[Link], bool]:
@@ -352,3 +359,105 @@ def set_rx_checksumming(ifname: str, on: bool) -> None:
     _ethtool(ifname, ETHTOOL_SRXCSUM, int(on))
     if rx_checksumming(ifname) != on:
         raise HostError(f"{shown(ifname)} kept rx-checksumming {'off' if on else 'on'} after it was set")
+
+
+# include/uapi/linux/if_link.h: IFLA_VXLAN_*
+IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL, IFLA_VXLAN_PORT = 1, 3, 4, 15
+IFLA_VXLAN_UDP_CSUM, IFLA_VXLAN_COLLECT_METADATA = 18, 25
+
+
+def vxlan_info(data: bytes) -> dict:
+    """A vxlan link's IFLA_INFO_DATA: vni, port, local, udp_csum (the outer UDP checksum), flow_based.
+
+    udp_csum is None when the kernel does not say (before 3.16 it has no such
+    attribute): the caller treats the device as either variant. A truncated
+    attribute is skipped, never fatal: the bytes come from the kernel, but a
+    parser on a production host must not be the thing that breaks.
+    """
+    info: dict = {"vni": None, "port": None, "local": None, "udp_csum": None, "flow_based": False}
+    for attr, value in _attrs(data, 0, len(data)):
+        if attr == IFLA_VXLAN_ID and len(value) >= 4:
+            info["vni"] = struct.unpack("=I", value[:4])[0]
+        elif attr == IFLA_VXLAN_PORT and len(value) >= 2:
+            info["port"] = struct.unpack("!H", value[:2])[0]
+        elif attr == IFLA_VXLAN_LOCAL and len(value) >= 4:
+            info["local"] = socket.inet_ntoa(value[:4])
+        elif attr == IFLA_VXLAN_UDP_CSUM and len(value) >= 1:
+            info["udp_csum"] = bool(value[0])
+        elif attr == IFLA_VXLAN_COLLECT_METADATA and len(value) >= 1:
+            info["flow_based"] = bool(value[0])
+    return info
+
+
+# include/uapi/linux/ethtool.h
+ETHTOOL_GSTRINGS, ETHTOOL_GSSET_INFO, ETHTOOL_GFEATURES, ETHTOOL_SFEATURES = 0x1B, 0x37, 0x3A, 0x3B
+ETH_SS_FEATURES, ETH_GSTRING_LEN = 4, 32
+HW_CSUM = "tx-checksum-ip-generic"  # net/ethtool/common.c: netdev_features_strings[NETIF_F_HW_CSUM_BIT]
+
+
+def _ethtool_buffer(ifname: str, payload: bytes) -> bytes:
+    """One SIOCETHTOOL request whose struct is `payload`; the struct as the kernel left it."""
+    value = ctypes.create_string_buffer(payload, len(payload))
+    ifreq = struct.pack("16sP", ifname.encode(*ENCODING), ctypes.addressof(value)).ljust(IFREQ_SIZE, b"\0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise HostError(f"{shown(ifname)} does not exist (any more) in this namespace") from None
+            raise HostError(f"ethtool ioctl on {shown(ifname)}: {exc.strerror}") from None
+    return value.raw
+
+
+def feature_bit(ifname: str, wanted: str = HW_CSUM) -> Tuple[int, int]:
+    """(the feature's bit, how many features there are), by its name: the numbering is the kernel's to change."""
+    # struct ethtool_sset_info { u32 cmd; u32 reserved; u64 sset_mask; u32 data[1]; }
+    info = _ethtool_buffer(ifname, struct.pack("=IIQI", ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_FEATURES, 0))
+    count = struct.unpack_from("=IIQI", info)[3]
+    if not 0 < count <= 1024:
+        raise HostError(f"{shown(ifname)}: the kernel names {count} features")
+    # struct ethtool_gstrings { u32 cmd; u32 string_set; u32 len; u8 data[]; }
+    raw = _ethtool_buffer(
+        ifname, struct.pack("=III", ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count) + bytes(count * ETH_GSTRING_LEN)
+    )[12:]
+    names = [raw[i * ETH_GSTRING_LEN : (i + 1) * ETH_GSTRING_LEN].split(b"\0", 1)[0] for i in range(count)]
+    try:
+        return names.index(wanted.encode()), count
+    except ValueError:
+        raise HostError(f"{shown(ifname)} has no feature {wanted}") from None
+
+
+def feature(ifname: str, wanted: str = HW_CSUM) -> dict:
+    """`ethtool -k IF`'s line for one feature: active, requested, changeable (not [fixed])."""
+    bit, count = feature_bit(ifname, wanted)
+    blocks = (count + 31) // 32
+    # struct ethtool_gfeatures { u32 cmd; u32 size; struct { u32 available, requested, active, never_changed; }[]; }
+    buf = _ethtool_buffer(ifname, struct.pack("=II", ETHTOOL_GFEATURES, blocks) + bytes(16 * blocks))
+    available, requested, active, _never = struct.unpack_from("=IIII", buf, 8 + 16 * (bit // 32))
+    mask = 1 << (bit % 32)
+    return {"active": bool(active & mask), "requested": bool(requested & mask), "changeable": bool(available & mask)}
+
+
+def set_feature(ifname: str, on: bool, wanted: str = HW_CSUM) -> None:
+    """`ethtool -K IF tx-checksum-ip-generic on|off`, that bit alone, read back (ignored by the device: an error)."""
+    bit, count = feature_bit(ifname, wanted)
+    blocks = (count + 31) // 32
+    # struct ethtool_sfeatures { u32 cmd; u32 size; struct { u32 valid, requested; }[]; }
+    pairs = [(0, 0)] * blocks
+    mask = 1 << (bit % 32)
+    pairs[bit // 32] = (mask, mask if on else 0)
+    _ethtool_buffer(
+        ifname, struct.pack("=II", ETHTOOL_SFEATURES, blocks) + b"".join(struct.pack("=II", *p) for p in pairs)
+    )
+    if feature(ifname, wanted)["active"] != on:
+        raise HostError(f"{shown(ifname)} kept {wanted} {'off' if on else 'on'} after it was set")
+
+
+def udp_csum_errors() -> int:
+    """UdpInCsumErrors of the calling thread's current namespace (what both probes decide from)."""
+    with open(PROC_NET + "/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    counters = dict(zip(lines[0][1:], lines[1][1:]))
+    if "InCsumErrors" not in counters:
+        raise HostError("cannot probe: needs the UdpInCsumErrors counter (Linux 3.10)")
+    return int(counters["InCsumErrors"])
