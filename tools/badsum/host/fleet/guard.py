@@ -118,11 +118,8 @@ class Sweeper:
         return self._pass(everything=True, named=())
 
     def after_events(self, named: Iterable[int]) -> List[dict]:
-        """New namespaces, and those link events named (a peer's namespace id); all of them for an unknown id."""
-        named = set(named)
-        if named - set(self.nsids):
-            return self.full()
-        return self._pass(everything=False, named=named)
+        """New namespaces, and those link events named (a peer's namespace id); all of them for an id none has."""
+        return self._pass(everything=False, named=set(named))
 
     def alive(self, v: dict) -> bool:
         """Whether the namespace of a recorded veth still exists (as of the last pass)."""
@@ -131,6 +128,16 @@ class Sweeper:
 
     def _pass(self, everything: bool, named: Set[int]) -> List[dict]:
         _host, self.namespaces, _ = self.discovery.scan()
+        if not everything and named - set(self.nsids):
+            # The kernel gives a namespace its id when a peer first lands in it, often after we looked
+            # (a container's namespace is made before its veth): ask for the ids we lack - one netlink
+            # request each, where a full pass would enter every namespace - and look everywhere only
+            # for an id none of them has.
+            known = set(self.nsids.values())
+            for ino, ns in self.namespaces.items():
+                if ino not in known:
+                    self._learn_nsid(ns)
+            everything = bool(named - set(self.nsids))
         wanted = {self.nsids[n] for n in named if n in self.nsids}
         done: List[dict] = []
         self.skipped = 0
