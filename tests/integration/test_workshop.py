@@ -196,7 +196,7 @@ def test_a_lab_reaches_its_own_hosts_and_service_and_nothing_else(workshop: dict
 
 def test_every_exercise_check_fails_with_its_hint_then_passes_when_done(workshop: dict) -> None:
     hints = {e["id"]: e["hint"] for e in status.exercises()}
-    assert list(hints) == [f"{n:02d}" for n in range(1, 10)]
+    assert list(hints) == [f"{n:02d}" for n in range(1, 11)]
     assert {e: r["state"] for e, r in checks("st01").items()} == dict.fromkeys(hints, "not-tried")
 
     for exercise in hints:  # a wrong answer, and none of the work
@@ -253,6 +253,13 @@ def test_every_exercise_check_fails_with_its_hint_then_passes_when_done(workshop
 
     badsum("workshop", "publish", str(REAL_RUN))
     answer(workshop, "09", "yes")
+
+    dropped = run_cell(workshop, "vxlan-nat vulnerable")  # the 2020 bug: valid data dropped
+    assert dropped["verdict"] == "valid-dropped", dropped["verdict_reason"]
+    assert dropped["overlay"]["udp_csum_errors"] == dropped["overlay"]["bad_outer"] >= 1, dropped["overlay"]
+    fixed = run_cell(workshop, "vxlan-nat workaround")
+    assert fixed["verdict"] == "clean" and fixed["overlay"]["natted_flows"] >= 1, fixed["overlay"]
+    answer(workshop, "10", next(iter(dropped["overlay"]["written"])), "ip_summed")
 
     found = checks("st01")
     assert {e: r["state"] for e, r in found.items()} == dict.fromkeys(hints, "pass"), found
