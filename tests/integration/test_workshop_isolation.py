@@ -99,12 +99,24 @@ def traced(trace: Path, *args: str, timeout: int = 600) -> subprocess.CompletedP
 def created_secrets(trace: Path) -> list[tuple[str, int]]:
     """(path, mode it was created with) of every secret file the traced command created."""
     umask: dict[str, int] = {}  # per process, inherited at fork
+    pending: dict[str, str] = {}  # a call strace split because another process's came in between
     found = []
+    last = ""  # the pid of the line before: strace ends its own unfinished call on a line of no pid
     for line in trace.read_text(errors="replace").splitlines():
         parsed = LINE.match(line)
         if not parsed:
+            if last in pending:  # `23334 umask(077 <unfinished ...>` then `)   = 022`
+                pid, call = last, pending.pop(last) + line
+            else:
+                continue
+        else:
+            pid, call = parsed.groups()
+        last = pid
+        if call.endswith("<unfinished ...>"):  # another process's call came in between
+            pending[pid] = call.removesuffix("<unfinished ...>").rstrip()
             continue
-        pid, call = parsed.groups()
+        if call.startswith("<... ") and "resumed>" in call and pid in pending:
+            call = pending.pop(pid) + call.split("resumed>", 1)[1]
         if mask := UMASK.match(call):
             umask[pid] = int(mask[1], 8)
         elif child := FORKED.match(call):  # strace may show the child's own umask() before this line
