@@ -337,16 +337,8 @@ def events(data: bytes) -> List[Link]:
 
 
 def _ethtool(ifname: str, cmd: int, data: int = 0) -> int:
-    value = ctypes.create_string_buffer(struct.pack("=II", cmd, data))
-    ifreq = struct.pack("16sP", ifname.encode(*ENCODING), ctypes.addressof(value)).ljust(IFREQ_SIZE, b"\0")
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        try:
-            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
-        except OSError as exc:
-            if exc.errno == errno.ENODEV:
-                raise HostError(f"{shown(ifname)} does not exist (any more) in this namespace") from None
-            raise HostError(f"ethtool ioctl on {shown(ifname)}: {exc.strerror}") from None
-    return struct.unpack("=II", value.raw[:8])[1]
+    """A struct ethtool_value request (cmd, data): the data the kernel answered."""
+    return struct.unpack("=II", _ethtool_buffer(ifname, struct.pack("=II", cmd, data))[:8])[1]
 
 
 def rx_checksumming(ifname: str) -> bool:
