@@ -429,7 +429,23 @@ def plan(
         pairs[server]["cells"].append({**cell, "server": server})
         cell["server"] = server
     hosts = {h for server, pair in pairs.items() for h in (server, pair["client"], pair["corruptor"])}
-    return {"cells": cells, "servers": pairs, "hosts": sorted(hosts)}, []
+    return {"cells": cells, "servers": pairs, "hosts": sorted(hosts), "emulators": emulators(pairs)}, []
+
+
+def emulators(pairs: Mapping[str, dict]) -> dict[str, list[str]]:
+    """The eBPF emulators each host's cells may need, built in the prepare step (host -> programs).
+
+    Only where a cell's condition can be emulated (topologies.EMULATORS): a run
+    without such a cell builds nothing, and no host builds a program that its
+    end of the pair never runs.
+    """
+    needed: dict[str, set[str]] = {}
+    for server, pair in pairs.items():
+        for cell in pair["cells"]:
+            if cell["condition"] in topologies.EMULATED_CONDITIONS:
+                program, end = topologies.EMULATORS[topologies.get(cell["topology"]).bug]
+                needed.setdefault(server if end == "server" else pair["client"], set()).add(program)
+    return {host: sorted(programs) for host, programs in sorted(needed.items())}
 
 
 def _host_problems(hostvars, host: str, part: str, cells_topologies, settings) -> list[str]:

@@ -50,6 +50,11 @@ EXPOSED = ("always", "never", "without-conntrack-checksum")
 BUGS = ("veth", "vxlan-nat")
 # Each bug is its own incident, with its own outcome table (tools/badsum/analysis/incident.py).
 INCIDENTS = {"veth": "2016", "vxlan-nat": "2020"}
+# Where a kernel has the fix, the bug's conditions vulnerable and workaround are
+# emulated: the eBPF program (tools/badsum/host/shared/programs/) and the end
+# of the pair it acts on (the condition role's tasks).
+EMULATORS = {"veth": ("vethbug", "server"), "vxlan-nat": ("vxlannat", "client")}
+EMULATED_CONDITIONS = ("vulnerable", "workaround")
 FIELDS = {
     "name": str,
     "row": int,

@@ -118,7 +118,7 @@ def attach_emulator() -> None:
     """The veth-bug emulator on bsprobe-b's ingress; tc runs in the thread's namespace (B, brand new: no qdisc)."""
     from ..shared import bpf, net  # labs only: the fleet's path (Python 3.6 hosts) never loads them
 
-    obj = Path(bpf.build(argparse.Namespace(program="vethbug"))["object"])  # once per kernel and source
+    obj = Path(bpf.build(argparse.Namespace(program=["vethbug"]))["objects"]["vethbug"])  # once per kernel and source
     sh("tc", "qdisc", "add", "dev", B_IF, "clsact")
     pin = emulator_pin(obj)
     net.attach_bpf(B_IF, "ingress", EMULATOR_PREF, str(pin or obj), pinned=pin is not None)

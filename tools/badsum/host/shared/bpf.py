@@ -3,6 +3,7 @@
     bpf build --program corrupt    the corruption injector (tc, direct action)
     bpf build --program vethbug    the veth-bug emulator (CO-RE: needs this kernel's BTF)
     bpf build --program vxlannat   the unfixed-NAT emulator of the 2020 vxlan bug (CO-RE too)
+    bpf build --program vethbug --program vxlannat   several in one call
 
 The C sources travel inside the host kit (shared/programs/*.bpf.c). An object is named
 after its source's digest and the kernel release, so it is built once per
@@ -53,30 +54,37 @@ def _compile(program: str, out: Path, workdir: Path) -> None:
 
 def build(args: argparse.Namespace) -> dict:
     import shutil  # here, not above: every probe imports this module, few compile (shutil, tempfile: ~3 ms)
-    import tempfile
 
     for tool in ("clang", "bpftool"):
         if not shutil.which(tool):
             raise HostError(f"`{tool}` is not installed: the eBPF programs need clang, llvm, libbpf-dev and bpftool")
-    out = object_path(args.program)
+    built = {program: _build_one(program) for program in dict.fromkeys(args.program)}
+    return {"changed": any(built.values()), "objects": {p: str(object_path(p)) for p in built}}
+
+
+def _build_one(program: str) -> bool:
+    """Build one program unless it is built; whether it was."""
+    import tempfile
+
+    out = object_path(program)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first host builds; the others find it done
         if out.exists():
-            return {"changed": False, "object": str(out)}
+            return False
         with tempfile.TemporaryDirectory(prefix="badsum-bpf-") as workdir:
-            _compile(args.program, out, Path(workdir))
-    for stale in out.parent.glob(f"{args.program}-{os.uname().release}-*.bpf.o"):
+            _compile(program, out, Path(workdir))
+    for stale in out.parent.glob(f"{program}-{os.uname().release}-*.bpf.o"):
         if stale != out:
             os.unlink(stale)
-    return {"changed": True, "object": str(out)}
+    return True
 
 
 def build_parser() -> Parser:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
     sub.add_parser("build", help="compile a program (no-op when built)").add_argument(
-        "--program", choices=PROGRAMS, required=True
+        "--program", choices=PROGRAMS, required=True, action="append", help="repeat it for several"
     )
     return p
 
