@@ -181,7 +181,12 @@ def test_the_cells_are_spread_over_the_pairs_round_robin() -> None:
 def test_each_host_builds_only_the_emulators_its_cells_can_run() -> None:
     # 2016 cells on host B (vethbug), the 2020 row on host A (vxlannat); patched needs neither.
     plan, _ = make_plan(*lab(2), badsum_experiment_topologies=["bare", "vxlan-nat"])
-    assert plan["emulators"] == {"host1": ["vxlannat"], "host2": ["vethbug"], "host3": ["vxlannat"], "host4": ["vethbug"]}
+    assert plan["emulators"] == {
+        "host1": ["vxlannat"],
+        "host2": ["vethbug"],
+        "host3": ["vxlannat"],
+        "host4": ["vethbug"],
+    }
     patched, _ = make_plan(*lab(2), badsum_experiment_conditions=["patched"])
     assert patched["emulators"] == {}
     only_2016, _ = make_plan(*lab(2))
