@@ -12,7 +12,11 @@ KERNEL_DIR = Path(__file__).resolve().parents[2] / "kernel"
 
 
 def given(**changes: object) -> kernel.Inputs:
-    base = {"source_version": "6.1.192-2", "fragment": b"CONFIG_VETH=y\n", "patch": b"--- a\n+++ b\n"}
+    base = {
+        "source_version": "6.1.192-2",
+        "fragment": b"CONFIG_VETH=y\n",
+        "patches": (("veth-unfixed.patch", b"--- a\n+++ b\n"), ("nat-zero-udp-csum-revert.patch", b"--- c\n+++ d\n")),
+    }
     return kernel.Inputs(**{**base, **changes})  # type: ignore[arg-type]
 
 
@@ -23,9 +27,20 @@ def test_key_is_stable_and_names_every_input() -> None:
         given().key("fixed"),
         given(source_version="6.1.193-1").key("unfixed"),
         given(fragment=b"CONFIG_VETH=y\nCONFIG_BRIDGE=y\n").key("unfixed"),
-        given(patch=b"--- a\n+++ b\n+x\n").key("unfixed"),
+        given(patches=(("veth-unfixed.patch", b"--- a\n+++ b\n+x\n"), given().patches[1])).key("unfixed"),
+        given(patches=(given().patches[0], ("nat-zero-udp-csum-revert.patch", b"--- c\n+++ d\n+x\n"))).key("unfixed"),
+        # the fixed tree is every patch reversed: a changed patch is a new fixed image too
+        given(patches=(given().patches[0], ("nat-zero-udp-csum-revert.patch", b"--- c\n+++ d\n+x\n"))).key("fixed"),
     }
-    assert len(keys) == 5
+    assert len(keys) == 7
+
+
+def test_inputs_read_every_patch_of_every_variant() -> None:
+    got = kernel.inputs(KERNEL_DIR)
+    assert [name for name, _ in got.patches] == ["veth-unfixed.patch", "nat-zero-udp-csum-revert.patch"]
+    assert set(kernel.PATCHES["unfixed"]) == set(kernel.ALL_PATCHES)
+    assert kernel.PATCHES["fixed"] == ()
+    assert set(got.patch_digests()) == set(kernel.ALL_PATCHES)
 
 
 def test_images_are_cached_outside_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,6 +77,12 @@ def test_the_fragment_asks_for_what_the_lab_needs() -> None:
     for option in (
         "VETH",
         "BRIDGE",
+        "VXLAN",
+        "NETFILTER_XT_MARK",
+        "NETFILTER_XT_NAT",
+        "NETFILTER_XT_TARGET_MASQUERADE",
+        "NETFILTER_XT_MATCH_COMMENT",
+        "NF_CT_NETLINK",
         "NET_NS",
         "VIRTIO_NET",
         "VIRTIO_BLK",
@@ -127,3 +148,39 @@ def test_patch_state_is_read_and_set_on_a_tree(tmp_path: Path) -> None:
     assert (src / "drivers" / "net" / "veth.c").read_text() == "a\nx\nb\nc\n"
     kernel.set_patch(src, patch, applied=False)
     assert (src / "drivers" / "net" / "veth.c").read_text() == "a\nb\nc\n"
+
+
+def test_the_nat_patch_reverts_ea64d8d6c675_exactly() -> None:
+    text = (KERNEL_DIR / "nat-zero-udp-csum-revert.patch").read_text()
+    assert "ea64d8d6c675c0bb712689b13810301de9d8f77a" in text
+    hunk = text[text.index("@@") :]
+    assert "udp_manip_pkt" in hunk.splitlines()[0]
+    added = [line[1:].strip() for line in hunk.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    removed = [line[1:].strip() for line in hunk.splitlines() if line.startswith("-") and not line.startswith("---")]
+    assert [a for a in added if a] == [
+        "bool do_csum;",
+        "do_csum = hdr->check || skb->ip_summed == CHECKSUM_PARTIAL;",
+        "__udp_manip_pkt(skb, iphdroff, hdr, tuple, maniptype, do_csum);",
+    ]
+    assert removed == ["__udp_manip_pkt(skb, iphdroff, hdr, tuple, maniptype, !!hdr->check);"]
+
+
+def test_a_variant_carries_its_patches_and_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, kdir = tmp_path / "linux", tmp_path / "kernel"
+    kdir.mkdir()
+    for i, name in enumerate(("one.patch", "two.patch")):
+        (src / f"d{i}").mkdir(parents=True)
+        (src / f"d{i}" / "f.c").write_text("a\nb\n")
+        (kdir / name).write_text(f"--- a/d{i}/f.c\n+++ b/d{i}/f.c\n@@ -1,2 +1,3 @@\n a\n+x\n b\n")
+    monkeypatch.setattr(kernel, "PATCHES", {"unfixed": ("one.patch", "two.patch"), "fixed": ()})
+    monkeypatch.setattr(kernel, "ALL_PATCHES", ("one.patch", "two.patch"))
+    for variant, want in (("unfixed", "a\nx\nb\n"), ("unfixed", "a\nx\nb\n"), ("fixed", "a\nb\n"), ("fixed", "a\nb\n")):
+        kernel.set_patches(src, kdir, variant)
+        assert [(src / f"d{i}" / "f.c").read_text() for i in range(2)] == [want, want], variant
+    # a tree left half-patched (a killed build) comes out whole either way
+    kernel.set_patch(src, kdir / "two.patch", applied=True)
+    kernel.set_patches(src, kdir, "fixed")
+    assert [(src / f"d{i}" / "f.c").read_text() for i in range(2)] == ["a\nb\n"] * 2
+    kernel.set_patch(src, kdir / "one.patch", applied=True)
+    kernel.set_patches(src, kdir, "unfixed")
+    assert [(src / f"d{i}" / "f.c").read_text() for i in range(2)] == ["a\nx\nb\n"] * 2

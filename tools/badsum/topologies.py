@@ -95,6 +95,16 @@ class Topology:
     def incident(self) -> str:
         return INCIDENTS[self.bug]
 
+    def real_with_fix(self, condition: str) -> bool:
+        """Whether the condition is measured for real on a kernel with this row's bug fixed.
+
+        vulnerable and workaround are the kernel itself where it lacks the fix (2016: veth_xmit()'s
+        two lines, 2020: udp_manip_pkt()'s zero-checksum test), patched is the kernel with it; the
+        other way round a condition is the emulator's (vulnerable) or not meaningful (patched).
+        The VM tier reads it to pick the lab kernel of each of its runs (tools/badsum/vm/real.py).
+        """
+        return condition == "patched"
+
     def expected(self, condition: str, conntrack_checksum: str = "") -> str:
         """The incident's verdict for this topology under a condition (never used to judge a cell)."""
         if self.bug == "vxlan-nat":  # 2020: NAT's wrong outer checksum made host B drop valid data

@@ -52,6 +52,11 @@ def expected(topology: str, condition: str, conntrack_checksum: str = "") -> str
     return topologies.get(topology).expected(condition, conntrack_checksum)
 
 
+def real_with_fix(topology: str, condition: str) -> bool:
+    """Whether a kernel with the row's bug fixed (True) or without it (False) measures the condition for real."""
+    return topologies.get(topology).real_with_fix(condition)
+
+
 def mismatches(cells: list[dict]) -> list[str]:
     wrong = []
     for c in cells:

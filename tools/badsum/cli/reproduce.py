@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub,
         "reproduce-real",
         cmd_reproduce_real,
-        help="the 5 x 3 table on real kernels (two VM labs), beside an emulated run",
+        help="both incidents' table (6 rows x 3) on real kernels (two VM labs), beside an emulated run",
         exits={
             Exit.OK: "every cell measured on a real kernel, and the table is the incident's",
             Exit.FINDING: "every cell measured for real, and a cell differs from the incident's table",

@@ -1,18 +1,22 @@
-"""The lab kernels: Debian's 6.1 source built twice, with and without the veth fix.
+"""The lab kernels: Debian's 6.1 source built twice, with and without the two incidents' fixes.
 
-    unfixed   kernel/veth-unfixed.patch applied: veth_xmit() marks unverified
-              packets verified again, as every kernel before 4.4 did
-    fixed     the same tree and config without the patch (what Debian ships)
+    unfixed   PATCHES["unfixed"] applied, each putting back what a fix removed:
+              kernel/veth-unfixed.patch (2016): veth_xmit() marks unverified
+              packets verified again, as every kernel before 4.4 did;
+              kernel/nat-zero-udp-csum-revert.patch (2020): NAT "updates" a
+              zero UDP checksum of a CHECKSUM_PARTIAL skb, as every kernel
+              before ea64d8d6c675 (5.7) did
+    fixed     the same tree and config without any patch (what Debian ships)
 
 Both come from one source tree and one .config (x86_64 defconfig +
-kvm_guest.config + kernel/lab.config), and differ only in the patch and in
+kvm_guest.config + kernel/lab.config), and differ only in the patches and in
 the release suffix (-badsum-unfixed / -badsum-fixed), so a guest's `uname -r`
 says which one it runs. The first build takes 12-16 min on 2 cores (701-935 s measured); the second
-variant reuses the tree and rebuilds veth.o and the link (71-85 s).
+variant reuses the tree and rebuilds the patched objects and the link (71-85 s).
 
 A build is cached under KERNELS/<variant>-<key>/ (bzImage, config,
 build.json, build.log), the key being a digest of the source package
-version, the config fragment, the patch and the recipe: an unchanged
+version, the config fragment, every patch and the recipe: an unchanged
 rebuild is a no-op, a changed input is a new directory.
 """
 
@@ -31,10 +35,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from badsum import topologies
 from badsum.lab.spec import LabError
 from badsum.vm import paths
 
 VARIANTS = ("unfixed", "fixed")
+# Each incident's bug (the topology catalogue's `bug`) and the file in kernel/ that reverts its fix.
+REVERTS = {"veth": "veth-unfixed.patch", "vxlan-nat": "nat-zero-udp-csum-revert.patch"}
+# The patches each variant's tree carries (every other one is reversed): the unfixed kernel lacks
+# every incident's fix, so one lab measures both incidents' vulnerable rows for real (a bug
+# without a revert here fails tests/unit/test_vm_real.py, not the import).
+PATCHES: dict[str, tuple[str, ...]] = {
+    "unfixed": tuple(REVERTS[bug] for bug in topologies.BUGS if bug in REVERTS),
+    "fixed": (),
+}
+ALL_PATCHES = tuple(dict.fromkeys(p for names in PATCHES.values() for p in names))
 SOURCE_PACKAGE = "linux-source-6.1"
 TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 BASE_CONFIGS = ("defconfig", "kvm_guest.config")
@@ -50,17 +65,27 @@ UNSET_LINE = re.compile(r"^# (CONFIG_[A-Za-z0-9_]+) is not set$")
 class Inputs:
     source_version: str  # the Debian package version, e.g. 6.1.192-2
     fragment: bytes
-    patch: bytes
+    patches: tuple[tuple[str, bytes], ...]  # (file name, contents), every patch of every variant
+
+    def patch_digests(self) -> dict[str, str]:
+        return {name: hashlib.sha256(text).hexdigest() for name, text in self.patches}
 
     def key(self, variant: str) -> str:
+        # Every patch, applied or not: the fixed tree is the one with all of them reversed.
         parts = {
             "recipe": RECIPE,
             "variant": variant,
             "source": self.source_version,
             "fragment": hashlib.sha256(self.fragment).hexdigest(),
-            "patch": hashlib.sha256(self.patch).hexdigest(),
+            "patches": self.patch_digests(),
+            "applied": list(PATCHES.get(variant, ())),
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def has_fix(variant: str) -> bool:
+    """The fixed kernel has every incident's fix, the unfixed one none."""
+    return not PATCHES[variant]
 
 
 def source_version() -> str:
@@ -76,7 +101,7 @@ def inputs(kernel_dir: Path = paths.KERNEL_DIR) -> Inputs:
     return Inputs(
         source_version=source_version(),
         fragment=(kernel_dir / "lab.config").read_bytes(),
-        patch=(kernel_dir / "veth-unfixed.patch").read_bytes(),
+        patches=tuple((name, (kernel_dir / name).read_bytes()) for name in ALL_PATCHES),
     )
 
 
@@ -167,6 +192,16 @@ def set_patch(src: Path, patch: Path, applied: bool) -> None:
     _run(["patch", "-p1", "-s", "-f", *([] if applied else ["-R"]), "-i", str(patch)], cwd=src)
 
 
+def set_patches(src: Path, kernel_dir: Path, variant: str) -> None:
+    """The variant's patches applied, every other one reversed (idempotent on the shared tree)."""
+    wanted = PATCHES[variant]
+    for name in reversed(ALL_PATCHES):
+        if name not in wanted:
+            set_patch(src, kernel_dir / name, applied=False)
+    for name in wanted:
+        set_patch(src, kernel_dir / name, applied=True)
+
+
 # -- building ----------------------------------------------------------------
 
 
@@ -189,7 +224,7 @@ def build(variant: str, jobs: int = 0, kernel_dir: Path = paths.KERNEL_DIR) -> d
         src = tree(given.source_version)
         started = time.monotonic()
         configure(src, given.fragment, jobs)
-        set_patch(src, kernel_dir / "veth-unfixed.patch", applied=variant == "unfixed")
+        set_patches(src, kernel_dir, variant)
         incremental = (src / "vmlinux").exists()
         log = out / "build.log"
         _make(src, [f"LOCALVERSION={localversion(variant)}", "bzImage"], jobs, log=log)
@@ -201,13 +236,14 @@ def build(variant: str, jobs: int = 0, kernel_dir: Path = paths.KERNEL_DIR) -> d
         tmp.rename(out / "bzImage")
         rec = {
             "variant": variant,
-            "has_fix": variant == "fixed",
+            "has_fix": has_fix(variant),
             "release": release,
             "image": str(out / "bzImage"),
             "key": given.key(variant),
             "source_package": f"{SOURCE_PACKAGE} {given.source_version}",
             "fragment_sha256": hashlib.sha256(given.fragment).hexdigest(),
-            "patch_sha256": hashlib.sha256(given.patch).hexdigest(),
+            "patches_sha256": given.patch_digests(),
+            "patches_applied": list(PATCHES[variant]),
             "config_sha256": hashlib.sha256((out / "config").read_bytes()).hexdigest(),
             "build_seconds": seconds,
             "incremental": incremental,

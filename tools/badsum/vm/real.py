@@ -1,11 +1,15 @@
-"""The real table: the 5 x 3 cells measured on real kernels, beside the emulated table, cell by cell.
+"""The real table: both incidents' cells measured on real kernels, beside the emulated table, cell by cell.
 
 vulnerable and workaround are the unfixed kernel itself (a VM lab booting
-6.1.192-badsum-unfixed; workaround = rx off on the container veths), patched
-is the fixed kernel (the same source with the fix). Each is reproduce.yml,
-unchanged, on a VM lab's inventory; the two runs' cells are then put
-together in one run directory (its report compares it with an emulated run
-and marks every cell where they differ).
+6.1.192-badsum-unfixed, which lacks both incidents' fixes; workaround = rx
+off on the container veths for 2016, tx-checksum-ip-generic off on host A's
+vxlan device for 2020), patched is the fixed kernel (the same source with
+the fixes). Which kernel measures which condition is the topology
+catalogue's (Topology.real_with_fix), as the incident's verdict is
+(Topology.expected). Each kernel's part is reproduce.yml, unchanged, on a VM
+lab's inventory; the two runs' cells are then put together in one run
+directory (its report compares it with an emulated run and marks every cell
+where they differ).
 
     badsum reproduce-real [--compare RUN | --no-compare] [--backend ebpf|netem] [--topologies ...] [--json]
 """
@@ -22,16 +26,29 @@ from pathlib import Path
 
 from badsum import ansible, paths, topologies
 from badsum.analysis import incident, results
+from badsum.analysis.summary import CONDITION_ORDER
 from badsum.exitcodes import Exit
 from badsum.version import version
+from badsum.vm import kernel
 
-# The 2016 incident's rows, in the table's order. The 2020 row (vxlan-nat) waits for lab kernels
-# built with CONFIG_VXLAN and, for the unfixed one, kernel/nat-zero-udp-csum-revert.patch.
-TOPOLOGIES = list(topologies.of_incident("2016"))
-# Which kernel measures which condition for real (see kernel/README.md, "Real or emulated").
-PARTS = {"unfixed": ["vulnerable", "workaround"], "fixed": ["patched"]}
+# Every row of both incidents (2016, then 2020's vxlan-nat), in the table's order.
+TOPOLOGIES = list(topologies.names())
 LABS = {"unfixed": "vmru", "fixed": "vmrf"}
-RUN_TIMEOUT = 3600  # a VM cell takes ~50 s under TCG: 10 cells, with room
+RUN_TIMEOUT = 3600  # a VM cell takes ~50 s under TCG: 12 cells, with room
+
+
+def parts_of(names: list[str]) -> dict[str, list[str]]:
+    """Which lab kernel measures which conditions for real (see kernel/README.md, "Real or emulated"):
+    the catalogue's answer for each row, the same for every row of a run (one reproduce.yml per kernel)."""
+    by_variant: dict[str, list[str]] = {}
+    for condition in CONDITION_ORDER:
+        wanted = {incident.real_with_fix(t, condition) for t in names}
+        if len(wanted) != 1:
+            raise ValueError(f"{condition}: these rows are real on different kernels ({', '.join(names)})")
+        with_fix = wanted.pop()
+        variant = next(v for v in kernel.VARIANTS if kernel.has_fix(v) == with_fix)
+        by_variant.setdefault(variant, []).append(condition)
+    return {v: by_variant[v] for v in kernel.VARIANTS if v in by_variant}
 
 
 def _badsum(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -47,7 +64,9 @@ def _badsum(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     )
 
 
-def measure(variant: str, out: Path, topologies: list[str], backend: str | None, extra_vars: dict) -> dict:
+def measure(
+    variant: str, conditions: list[str], out: Path, topologies: list[str], backend: str | None, extra_vars: dict
+) -> dict:
     """One kernel's part: its VM lab up, reproduce.yml for its conditions, the lab down (also on failure)."""
     lab = LABS[variant]
     _badsum("lab", "down", "--lab", lab)
@@ -63,7 +82,7 @@ def measure(variant: str, out: Path, topologies: list[str], backend: str | None,
             extra = {
                 **extra_vars,
                 "badsum_experiment_topologies": topologies,
-                "badsum_experiment_conditions": PARTS[variant],
+                "badsum_experiment_conditions": conditions,
                 "badsum_experiment_results_dir": str(out / "parts"),
                 "badsum_experiment_run_id": variant,
             }
@@ -101,12 +120,11 @@ def merge(out: Path, parts: dict[str, dict], topologies: list[str]) -> list[dict
             info = json.loads((run_dir / "run.json").read_text())
             base = base or info
             hosts |= {f"{host} ({variant} kernel)": data for host, data in info.get("hosts", {}).items()}
-    conditions = [c for variant in PARTS for c in PARTS[variant]]
-    order = ["vulnerable", "workaround", "patched"]
+    conditions = [c for part in parts_of(topologies).values() for c in part]
     plan = [
         {"topology": t, "condition": c, "name": f"{t}-{c}", "server": "host2"}
         for t in topologies
-        for c in sorted(conditions, key=order.index)
+        for c in sorted(conditions, key=CONDITION_ORDER.index)
     ]
     settings = {
         **base.get("plan", {}).get("settings", {}),
@@ -139,7 +157,7 @@ def problems_of(cells: list[dict], topologies: list[str]) -> tuple[list[str], li
     found = {(c["topology"], c["condition"]): c for c in cells}
     failed, differ = [], []
     for topology in topologies:
-        for condition in ("vulnerable", "workaround", "patched"):
+        for condition in CONDITION_ORDER:
             cell = found.get((topology, condition))
             if cell is None:
                 failed.append(f"{topology}/{condition}: no result")
@@ -169,14 +187,14 @@ def reproduce_real(
     (out / "parts").mkdir(parents=True)
     started = time.monotonic()
     parts = {}
-    for variant in PARTS:
+    for variant, conditions in parts_of(topologies).items():
         print(
-            f"{variant} kernel: VM lab {LABS[variant]} up, then {', '.join(PARTS[variant])} x "
+            f"{variant} kernel: VM lab {LABS[variant]} up, then {', '.join(conditions)} x "
             f"{len(topologies)} topologies (log: {out / 'parts' / (variant + '.log')})",
             file=say,
             flush=True,
         )
-        parts[variant] = measure(variant, out, topologies, backend, extra_vars or {})
+        parts[variant] = measure(variant, conditions, out, topologies, backend, extra_vars or {})
         print(
             f"  booted in {parts[variant]['lab_up_seconds']} s, ran in {parts[variant]['run_seconds']} s",
             file=say,
