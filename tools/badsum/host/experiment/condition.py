@@ -120,9 +120,10 @@ HW_CSUM = "tx-checksum-ip-generic"
 
 
 def nat_fix(release: str) -> bool:
-    """Mainline 5.7 and later have ea64d8d6c675. The stable backports (5.6.13, 5.4.41, 4.19.123,
-    4.14.181) are not judged here: say badsum_experiment_kernel_fixed=yes for those."""
-    return kernels.parse(release)[:2] >= (5, 7)
+    """Whether the kernel has ea64d8d6c675: the fleet's release table (mainline 5.7 and the stable backports
+    5.6.13, 5.4.41, 4.19.123, 4.14.181), one place for both. A distribution kernel older than 5.7 is unknown
+    there, so not fixed here: say badsum_experiment_kernel_fixed=yes for one that carries it."""
+    return kernels.has_nat_fix(release)
 
 
 def apply_vxlannat(name: str, kernel_fixed: str, iface: str, vxlan_dev: str, port: int, seconds: float) -> dict:
