@@ -135,6 +135,14 @@ def production_flows(node: str, peer: str) -> set[str]:
     return flows
 
 
+def overlay_packets(node: str, direction: str) -> int:
+    """flannel.1's packets sent (tx, host A) or delivered (rx, host B): an outer packet B drops is in A's alone."""
+    import json
+
+    (link,) = json.loads(in_node(node, "ip", "-s", "-j", "link", "show", "dev", "flannel.1"))
+    return link["stats64"][direction]["packets"]
+
+
 def udp_csum_errors(node: str) -> int:
     header, values = [
         line.split() for line in in_node(node, "cat", "/proc/net/snmp").splitlines() if line.startswith("Udp:")
@@ -182,6 +190,7 @@ def test_the_vulnerable_cell_on_a_node_with_its_own_overlay_touches_none_of_it(l
         assert len(flows) == 1 and len(set(next(iter(flows)).split("->"))) == 2, flows
         before = {n: host_state(n) for n in (host_a, host_b)}
         errors_before = udp_csum_errors(host_b)
+        sent_before, delivered_before = overlay_packets(host_a, "tx"), overlay_packets(host_b, "rx")
 
         run = playbook(
             lab,
@@ -205,6 +214,11 @@ def test_the_vulnerable_cell_on_a_node_with_its_own_overlay_touches_none_of_it(l
         sink.wait(timeout=15)
         # the host's own overlay lost nothing: every byte of the stream arrived, no checksum error but the cell's
         assert int(received.read_text()) == int(sent.read_text()) > 100_000
+        # ... and no packet of it was dropped on the way, not even one TCP then sent again
+        sent_packets = overlay_packets(host_a, "tx") - sent_before
+        assert overlay_packets(host_b, "rx") - delivered_before == sent_packets > 50, (
+            "the host's own overlay lost packets"
+        )
         assert udp_csum_errors(host_b) - errors_before == cell["overlay"]["bad_outer"], cell["overlay"]
         after = {n: host_state(n) for n in (host_a, host_b)}
         for node in (host_a, host_b):
