@@ -96,3 +96,28 @@ def test_the_emulators_configuration_is_the_programs_struct() -> None:
     source = bpf.source("vxlannat").decode()
     assert "sizeof(struct bs_vx_cfg) == 24" in source and condition.VX_CFG.size == 24
     assert "ST_OTHER" in source and condition.VX_STATS[-1] == "other"
+
+
+def test_up_refuses_a_pod_cidr_a_route_of_the_hosts_touches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ip route replace` took over the host's own route to the same prefix; now such a route (or an overlay's
+    route covering the prefix: a production pod network) makes up refuse, before anything is made."""
+    routes = {
+        ("route", "show", "root", "198.19.128.8/30"): [{"dst": "198.19.128.8/30", "dev": "eth1", "gateway": "x"}],
+        ("route", "show", "match", "198.19.128.12/30"): [
+            {"dst": "default", "dev": "eth0", "gateway": "198.19.0.1"},
+            {"dst": "198.19.0.0/16", "dev": "flannel.1", "gateway": "198.19.0.0"},
+        ],
+        ("-d", "link", "show", "type", "vxlan"): [{"ifname": "flannel.1"}, {"ifname": vxlan_nat.DEVICE}],
+    }
+    monkeypatch.setattr(vxlan_nat.hn, "ip_json", lambda *args, **kw: routes.get(args, []))
+    with pytest.raises(HostError, match=r"already routes 198.19.128.8/30 \(198.19.128.8/30 dev eth1 via x\)"):
+        vxlan_nat._check_routes(("198.19.128.8/30", "198.19.128.8", vxlan_nat.DEVICE))
+    with pytest.raises(HostError, match=r"198.19.0.0/16 dev flannel.1"):
+        vxlan_nat._check_routes(("198.19.128.12/30", "198.19.128.12", vxlan_nat.DEVICE))
+    # the cell's own routes (a re-run), and a default route, are not the host's to keep
+    routes[("route", "show", "root", "198.19.128.8/30")] = [
+        {"dst": "198.19.128.8/30", "dev": vxlan_nat.DEVICE, "gateway": "198.19.128.8"}
+    ]
+    routes[("route", "show", "match", "198.19.128.12/30")] = [{"dst": "default", "dev": "eth0"}]
+    vxlan_nat._check_routes(("198.19.128.8/30", "198.19.128.8", vxlan_nat.DEVICE))
+    vxlan_nat._check_routes(("198.19.128.12/30", "198.19.128.12", vxlan_nat.DEVICE))
