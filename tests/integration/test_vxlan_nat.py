@@ -77,6 +77,8 @@ PROD_VTEP = {"a": "198.18.210.0", "b": "198.18.211.0"}
 PROD_MAC = {"a": "02:5e:00:00:d2:00", "b": "02:5e:00:00:d3:00"}
 PROD_MARK = ["-m", "comment", "--comment", "prod-kube", "-j", "MARK", "--set-xmark", "0x4000/0x4000"]
 PROD_MASQ = ["-m", "mark", "--mark", "0x4000/0x4000", "-m", "comment", "--comment", "prod-kube"]
+# What kube-proxy writes on its own while the cell runs (a resync: a new service): it must stay.
+PROD_RESYNC = ["POSTROUTING", "-d", "198.18.212.0/24", "-m", "comment", "--comment", "prod-kube-resync", "-j", "RETURN"]
 PROD_RULES = [
     ["OUTPUT", "-d", f"{PROD_VTEP['b']}/32", "-p", "tcp", "--dport", str(PROD_PORT), *PROD_MARK],
     ["POSTROUTING", *PROD_MASQ, "-j", "MASQUERADE", "--random-fully"],
@@ -125,12 +127,13 @@ def host_state(node: str) -> dict[str, str]:
 
 
 def production_flows(node: str, peer: str) -> set[str]:
-    """Host A's outer flows of its own overlay to B: each as its original and NATed source port."""
+    """Host A's outer flows of its own overlay to B that NAT rewrote: each as its original and NATed source port.
+    (Flows NAT left alone come and go: an earlier cell's, a packet of no marked connection.)"""
     out = in_node(node, "conntrack", "-L", "-p", "udp", "--orig-dst", peer, "--orig-port-dst", "8472")
     flows = set()
     for line in out.splitlines():
         ports = re.findall(r"sport=(\d+) dport=(\d+)", line)
-        if len(ports) == 2 and "mark=0 " in line:  # the cell's own carry its ctmark
+        if len(ports) == 2 and "mark=0 " in line and ports[0][0] != ports[1][1]:  # the cell's own carry its ctmark
             flows.add(f"{ports[0][0]}->{ports[1][1]}")
     return flows
 
@@ -153,12 +156,15 @@ def udp_csum_errors(node: str) -> int:
 def test_the_vulnerable_cell_on_a_node_with_its_own_overlay_touches_none_of_it(lab, tmp_path) -> None:
     """The fleet canary's case: the vxlan-nat vulnerable cell run on a pair of nodes that have flannel's own
     overlay (same port, VNI 1), kube-proxy's masquerade of its marked outer packets, and a TCP stream through it
-    the whole time. The cell still shows valid-dropped; the nodes' overlay loses nothing: B counts no checksum
-    error beyond the cell's own bad outer packets, the stream's every byte arrives, A's NATed outer flow of the
-    stream is the same conntrack entry after the cell, and the firewall, device, routes and neighbours of both
-    nodes are as they were, byte for byte. Before the cell was scoped (VNI 1, kube-proxy's mark, a conntrack
-    flush of every flow to B's port, the emulator on any NATed packet to the port, a whole-firewall restore) the
-    cell could not be made beside flannel.1, and with VNI 1 alone changed the emulator ate the stream."""
+    the whole time. The cell still shows valid-dropped; the nodes' overlay loses nothing: every packet A's
+    flannel.1 sent reaches B's (none dropped for its checksum), A's NATed outer flow of the stream is the same
+    conntrack entry after the cell, a rule the node's kube-proxy writes during the cell is kept, and the
+    firewall, device, routes and neighbours of both nodes are otherwise as they were, byte for byte.
+
+    Each of those fails with one piece of the scoping taken back: VNI 1 (the cell cannot be made beside
+    flannel.1), the emulator without its VNI and address match (packets of the stream lost), the conntrack
+    flush of every flow to B's port (the stream's NATed flow gone), the whole-firewall snapshot and restore
+    (kube-proxy's rule undone)."""
     host_a, host_b = f"{LAB}-h1", f"{LAB}-h2"  # host2's client is host1 (badsum lab's pairs)
     addr_a, addr_b = data_ipv4(host_a), data_ipv4(host_b)
     procs: list[subprocess.Popen] = []
@@ -187,9 +193,15 @@ def test_the_vulnerable_cell_on_a_node_with_its_own_overlay_touches_none_of_it(l
             time.sleep(0.1)
         flows = production_flows(host_a, addr_b)
         # the stream's outer flow, NATed (kube-proxy's masquerade of its marked first packet): a new source port
-        assert len(flows) == 1 and len(set(next(iter(flows)).split("->"))) == 2, flows
+        assert len(flows) == 1, flows
         before = {n: host_state(n) for n in (host_a, host_b)}
         errors_before = udp_csum_errors(host_b)
+        resync = subprocess.Popen(
+            ["ip", "netns", "exec", host_a, "sh", "-c",
+             "until iptables -t nat -S BADSUM-KUBE-SERVICES >/dev/null 2>&1; do sleep 0.05; done; "
+             f"iptables -t nat -A {' '.join(PROD_RESYNC)}"]
+        )  # fmt: skip
+        procs.append(resync)
         sent_before, delivered_before = overlay_packets(host_a, "tx"), overlay_packets(host_b, "rx")
 
         run = playbook(
@@ -203,7 +215,11 @@ def test_the_vulnerable_cell_on_a_node_with_its_own_overlay_touches_none_of_it(l
             "localhost,host1,host2,switch",  # as the fleet's canary cell runs it: its hosts alone
             timeout=600,
         )
-        assert run.returncode == 0, run.stdout[-4000:]
+        # The run's own state suite sees host A's firewall changed across the run - by the node's kube-proxy,
+        # not by the run - and says so: that, and nothing else, may fail it.
+        failed = set(re.findall(r"FAILED (tests/testinfra/\S+)", run.stdout))
+        kube_proxy = {"tests/testinfra/test_state.py::test_the_host_is_back_as_the_run_found_it[host1-iptables]"}
+        assert run.returncode == 0 or failed == kube_proxy, run.stdout[-4000:]
         (cell,) = cells(tmp_path / "results").values()
         assert cell["verdict"] == "valid-dropped", cell["verdict_reason"]  # the cell still proves the bug
         assert cell["emulator"]["counts"]["other"] > 0, cell["emulator"]  # it saw the host's packets, left them
@@ -220,6 +236,13 @@ def test_the_vulnerable_cell_on_a_node_with_its_own_overlay_touches_none_of_it(l
             "the host's own overlay lost packets"
         )
         assert udp_csum_errors(host_b) - errors_before == cell["overlay"]["bad_outer"], cell["overlay"]
+        # kube-proxy's rule written during the cell is still there, and nothing else changed
+        assert resync.wait(timeout=5) == 0
+        resynced = in_node(host_a, "iptables", "-t", "nat", "-S", "POSTROUTING")
+        assert "prod-kube-resync" in resynced, "the cell undid what the host's kube-proxy wrote meanwhile"
+        assert (
+            subprocess.run(["ip", "netns", "exec", host_a, "iptables", "-t", "nat", "-D", *PROD_RESYNC]).returncode == 0
+        )
         after = {n: host_state(n) for n in (host_a, host_b)}
         for node in (host_a, host_b):
             for what in before[node]:
@@ -230,5 +253,5 @@ def test_the_vulnerable_cell_on_a_node_with_its_own_overlay_touches_none_of_it(l
                 proc.kill()
         for node in (host_a, host_b):
             node_sh(node, "ip link del flannel.1")
-        for rule in PROD_RULES:
+        for rule in [*PROD_RULES, PROD_RESYNC]:
             subprocess.run(["ip", "netns", "exec", host_a, "iptables", "-t", "nat", "-D", *rule], capture_output=True)
