@@ -87,8 +87,8 @@ def test_vxlan_nat_is_flannels_overlay_with_kube_proxys_masquerade(
     device = result["overlay"]["device"]
     for host in (server, client):
         link = host.check_output(f"ip -d link show dev {device}")
-        # flannel's device as the 2020 kernels made it: VNI 1, port 8472, no learning, outer checksum 0
-        assert "vxlan id 1 " in link and "dstport 8472" in link and "nolearning" in link, link
+        # flannel's device as the 2020 kernels made it: port 8472, no learning, outer checksum 0; badsum's VNI
+        assert "vxlan id 11908533 " in link and "dstport 8472" in link and "nolearning" in link, link
         assert "noudpcsum" in link, link
         assert "permanent" in host.check_output(f"bridge fdb show dev {device}")
         assert "onlink" in host.check_output(f"ip route show dev {device}")
@@ -96,7 +96,7 @@ def test_vxlan_nat_is_flannels_overlay_with_kube_proxys_masquerade(
     assert result["tunnel"]["iface"] == server_vars["badsum_data_iface"] and result["tunnel"]["port"] == 8472
     # host A: kube-proxy's rule shape before kubernetes#92035, in badsum's own chains
     nat = client.check_output("iptables -t nat -S BADSUM-KUBE-POSTROUTING")
-    assert "--mark 0x4000/0x4000 -j MASQUERADE --random-fully" in nat
+    assert "--mark 0x3000/0x3000 -j MASQUERADE --random-fully" in nat
     assert f"{result['target']}/32" in client.check_output("iptables -t nat -S BADSUM-KUBE-SERVICES")
     assert f"--dport {port}" in client.check_output("iptables -t nat -S BADSUM-KUBE-SERVICES")
     assert server.check_output("sysctl -n net.ipv4.ip_forward") == "1"

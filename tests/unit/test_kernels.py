@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from badsum.host.shared.kernels import classify, has_fix, parse
+from badsum.host.shared.kernels import classify, classify_nat_zero_csum, has_fix, parse
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,30 @@ def test_the_release_table_names_its_source(release: str, status: str, source: s
 def test_only_a_known_fix_counts_as_fixed_for_the_experiment() -> None:
     assert has_fix("3.10.0-327.el7.x86_64") is False  # unknown is not fixed
     assert has_fix("3.0.101-77-default") is True
+
+
+@pytest.mark.parametrize(
+    ("release", "fixed"),
+    [
+        ("5.7.0", True),
+        ("6.18.44-fc-v1300", True),  # this machine's: 5.7 or later, whatever its suffix
+        ("5.6.13", True),
+        ("5.6.12", False),
+        ("5.4.41", True),
+        ("5.4.40", False),
+        ("4.19.123", True),
+        ("4.19.122", False),
+        ("4.14.181", True),
+        ("4.14.180", False),
+        ("4.9.300", False),  # no backport known
+        ("5.4.0-42-generic", False),  # a distribution's numbering: unknown, not fixed
+    ],
+)
+def test_the_experiments_vxlan_nat_condition_judges_the_fix_by_the_fleets_table(release: str, fixed: bool) -> None:
+    """One place for "has ea64d8d6c675": the vxlan-nat condition (real or emulated) asks the release table the
+    fleet's audit uses, stable backports included. ("5.7 or later" alone took 5.4.41 for unfixed: its vulnerable
+    cell ran as "real" without the emulator and came out clean, proving nothing.)"""
+    from badsum.host.experiment import condition
+
+    assert condition.nat_fix(release) is fixed
+    assert condition.nat_fix(release) is (classify_nat_zero_csum(release)["status"] == "fixed")

@@ -37,8 +37,11 @@ def hazard(topology: str) -> str:
 
 def canary_topologies() -> tuple[str, ...]:
     """The canary cell must be one whose vulnerable cell goes wrong when unprotected: corrupt data delivered into a
-    container (2016). Not the 2020 row's yet: its emulator acts on any NATed outer VXLAN packet of the canary's
-    NIC, which on a production host is the host's own overlay too."""
+    container (2016). Not the 2020 row's yet. Its cell is now scoped to itself (VNI, mark, ctmark, the emulator's
+    VNI and addresses: tests/integration/test_vxlan_nat.py runs it beside a production-shaped flannel.1 and
+    kube-proxy), but it cannot prove the canary's remediation: the knob that matters is on host A, the canary's
+    client (the canary is the cell's host B), and on a kernel with ea64d8d6c675 - the emulated fleet's - the
+    guard rightly leaves a zero-checksum device such as the cell's alone, so the cell would stay valid-dropped."""
     return tuple(t.name for t in topologies.catalogue().values() if t.exposed == "always" and t.container != "none")
 
 

@@ -24,8 +24,10 @@ VXLAN packet whose skb was CHECKSUM_PARTIAL (for the inner TCP), and the
 receiving node dropped it. patched is the kernel as it is; vulnerable is the
 kernel itself where it lacks the fix, else the unfixed udp_manip_pkt()
 emulated by shared/programs/vxlannat.bpf.c at tc egress of host A's NIC
-(after NAT), armed for --seconds and inert after them, touching only UDP to
-the overlay's port; workaround is vulnerable plus `ethtool -K <vxlan device>
+(after NAT), armed for --seconds and inert after them, touching only the
+cell's own outer packets (UDP to the overlay's port, from --vxlan-dev's local
+address to --peer, with --vxlan-dev's VNI: a host's own overlay on the same
+port is left alone); workaround is vulnerable plus `ethtool -K <vxlan device>
 tx-checksum-ip-generic off`, the workaround flannel's and Calico's users
 applied. `stats` adds what A's conntrack says: how many outer flows NAT
 rewrote (the hazard exercised or not).
@@ -34,6 +36,7 @@ rewrote (the hazard exercised or not).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import struct
 import time
@@ -112,24 +115,47 @@ def detach(pairs: list[tuple[str, str]]) -> dict:
 
 VX_PREF = 17
 VX_PROGRAM = "badsum_vxlannat"
-VX_CFG = struct.Struct("<QH6x")  # struct bs_vx_cfg: expire_ns (CLOCK_MONOTONIC), port
+VX_CFG = struct.Struct("<QH2xI4s4s")  # struct bs_vx_cfg: expire_ns (CLOCK_MONOTONIC), port, VNI, saddr, daddr
 VX_EVENT = struct.Struct("<QIIHHH10x")  # struct bs_vx_event (32 bytes): ns, old/new saddr, old/new sport, written
-VX_STATS = ("tunnel", "zero_csum", "partial", "natted", "rewritten", "expired", "not_partial")
+VX_STATS = ("tunnel", "zero_csum", "partial", "natted", "rewritten", "expired", "not_partial", "other")
 VX_MAX_SECONDS = 3600
 HW_CSUM = "tx-checksum-ip-generic"
+# The ctmark the vxlan-nat topology puts on the cell's outer flows (topology/vxlan_nat.py MARK): the flows
+# counted are the cell's, not those of an overlay the host has of its own to the same peer and port.
+CELL_CT_MARK = "0x3000/0x3000"
 
 
 def nat_fix(release: str) -> bool:
-    """Mainline 5.7 and later have ea64d8d6c675. The stable backports (5.6.13, 5.4.41, 4.19.123,
-    4.14.181) are not judged here: say badsum_experiment_kernel_fixed=yes for those."""
-    return kernels.parse(release)[:2] >= (5, 7)
+    """Whether the kernel has ea64d8d6c675: the fleet's release table (mainline 5.7 and the stable backports
+    5.6.13, 5.4.41, 4.19.123, 4.14.181), one place for both. A distribution kernel older than 5.7 is unknown
+    there, so not fixed here: say badsum_experiment_kernel_fixed=yes for one that carries it."""
+    return kernels.has_nat_fix(release)
 
 
-def apply_vxlannat(name: str, kernel_fixed: str, iface: str, vxlan_dev: str, port: int, seconds: float) -> dict:
+def overlay_scope(vxlan_dev: str, port: int, peer: str) -> dict:
+    """What the emulator may touch: the cell's device's VNI and local address, its port, the peer's address."""
+    links = net.ip_json("-d", "link", "show", "dev", vxlan_dev)
+    info = ((links[0].get("linkinfo") or {}) if links else {}).get("info_data") or {}
+    if not links or (links[0].get("linkinfo") or {}).get("info_kind") != "vxlan" or "id" not in info:
+        raise HostError(f"{vxlan_dev} is not a vxlan device here: the emulator is scoped by its VNI")
+    if info.get("port", port) != port:
+        raise HostError(f"{vxlan_dev} sends to port {info.get('port')}, not the overlay's {port}")
+    try:
+        saddr, daddr = ipaddress.IPv4Address(info.get("local", "")), ipaddress.IPv4Address(peer)
+    except ValueError:
+        raise HostError(f"the emulator needs {vxlan_dev}'s IPv4 local address and the peer's (--peer): "
+                        f"{info.get('local')!r}, {peer!r}") from None  # fmt: skip
+    return {"vni": int(info["id"]), "saddr": str(saddr), "daddr": str(daddr), "port": port}
+
+
+def apply_vxlannat(
+    name: str, kernel_fixed: str, iface: str, vxlan_dev: str, port: int, seconds: float, peer: str
+) -> dict:
     release = os.uname().release
     has_fix = nat_fix(release) if kernel_fixed == "auto" else kernel_fixed == "yes"
     emulate = name in ("vulnerable", "workaround") and has_fix
-    changed = attach_vxlannat(iface, port, seconds)["changed"] if emulate else False
+    scope = overlay_scope(vxlan_dev, port, peer) if emulate else {}
+    changed = attach_vxlannat(iface, scope, seconds)["changed"] if emulate else False
     if name == "workaround":
         # what the operators did (flannel's docs, Calico's ChecksumOffloadBroken): the stack then
         # finishes the inner checksum before vxlan, the skb is no longer CHECKSUM_PARTIAL
@@ -144,12 +170,14 @@ def apply_vxlannat(name: str, kernel_fixed: str, iface: str, vxlan_dev: str, por
         "kernel": release,
         "kernel_has_fix": has_fix,
         "emulated_on": iface if emulate else "",
+        "emulator_scope": scope,
         "vxlan_dev": vxlan_dev,
         HW_CSUM: "on" if feature else "off",
     }
 
 
-def attach_vxlannat(iface: str, port: int, seconds: float) -> dict:
+def attach_vxlannat(iface: str, scope: dict, seconds: float) -> dict:
+    """The emulator on iface's egress, touching only the scope's packets (overlay_scope: VNI, addresses, port)."""
     if not 0 < seconds <= VX_MAX_SECONDS:
         raise HostError(f"--seconds must be in (0, {VX_MAX_SECONDS}], got {seconds:g}")
     obj = bpf.object_path("vxlannat")
@@ -162,17 +190,24 @@ def attach_vxlannat(iface: str, port: int, seconds: float) -> dict:
         net.delete_filter(iface, "egress", VX_PREF)
         raise HostError(f"the emulator on {iface} has no configuration map: {sorted(maps)}")
     # armed until a deadline on the program's own clock: inert after it, whatever happens to us
-    cfg = VX_CFG.pack(time.monotonic_ns() + int(seconds * 1e9), port)
+    cfg = VX_CFG.pack(
+        time.monotonic_ns() + int(seconds * 1e9),
+        scope["port"],
+        scope["vni"],
+        ipaddress.IPv4Address(scope["saddr"]).packed,
+        ipaddress.IPv4Address(scope["daddr"]).packed,
+    )
     sh("bpftool", "map", "update", "id", str(maps["bs_vx_cfg"]), "key", "hex", "00", "00", "00", "00",
        "value", "hex", *[f"{b:02x}" for b in cfg])  # fmt: skip
     return {"changed": True}
 
 
 def outer_flows(peer: str, port: int) -> dict:
-    """Host A's outer flows to the peer's VXLAN port, from conntrack: how many NAT rewrote."""
+    """Host A's outer flows of the cell (its ctmark) to the peer's VXLAN port, from conntrack: how many NAT rewrote."""
     if not peer:
         return {}
-    out = sh("conntrack", "-L", "-p", "udp", "--orig-dst", peer, "--orig-port-dst", str(port), check=False).stdout
+    out = sh("conntrack", "-L", "-p", "udp", "--orig-dst", peer, "--orig-port-dst", str(port), "--mark", CELL_CT_MARK,
+             check=False).stdout  # fmt: skip
     flows, rewritten = 0, []
     for line in out.splitlines():
         words = [f.split("=", 1) for f in line.split() if "=" in f]
@@ -195,7 +230,7 @@ def stats_vxlannat(iface: str, peer: str, port: int) -> dict:
     if not maps:
         return {**result, "emulator_attached": False}
     counts = [struct.unpack("<Q", v)[0] for v in net.map_values(maps["bs_vx_stats"])]
-    expire, _port = VX_CFG.unpack(net.map_values(maps["bs_vx_cfg"])[0])
+    expire, _port, vni, _saddr, _daddr = VX_CFG.unpack(net.map_values(maps["bs_vx_cfg"])[0])
     events = []
     for raw in net.map_values(maps["bs_vx_events"]):
         ns, _osrc, _nsrc, osport, nsport, written = VX_EVENT.unpack(raw)
@@ -208,6 +243,7 @@ def stats_vxlannat(iface: str, peer: str, port: int) -> dict:
         **result,
         "emulator_attached": True,
         "armed": expire > time.monotonic_ns(),
+        "vni": vni,
         "counts": dict(zip(VX_STATS, counts, strict=False)),
         "last_rewrites": events[-5:],
     }
@@ -251,10 +287,10 @@ def run(args: argparse.Namespace) -> dict:
         if not args.iface:
             raise HostError("--bug vxlan-nat needs --iface (host A's NIC)")
         if args.action == "apply":
-            if not args.vxlan_dev:
-                raise HostError("--bug vxlan-nat needs --vxlan-dev")
+            if not args.vxlan_dev or not args.peer:
+                raise HostError("--bug vxlan-nat needs --vxlan-dev and --peer (the emulator's scope)")
             return apply_vxlannat(args.name, args.kernel_fixed, args.iface, args.vxlan_dev, args.tunnel_port,
-                                  args.seconds)  # fmt: skip
+                                  args.seconds, args.peer)  # fmt: skip
         if args.action == "stats":
             return stats_vxlannat(args.iface, args.peer, args.tunnel_port)
         return detach_vxlannat(args.iface)

@@ -201,3 +201,8 @@ def classify_nat_zero_csum(release: str) -> dict:
         "source": NAT_ZERO_CSUM_STABLE_SOURCE.format(first),
         "reason": f"{release} {'>=' if status == 'fixed' else '<'} {first}, the branch's first release with the fix",
     }
+
+
+def has_nat_fix(release: str) -> bool:
+    """For the experiment's vxlan-nat condition: only a release known to have ea64d8d6c675 counts (unknown is not)."""
+    return classify_nat_zero_csum(release)["status"] == "fixed"

@@ -3,16 +3,35 @@
 kubernetes#88986, flannel#1279, calico#3145: a node (host A) connects to a
 ClusterIP whose pod runs on another node (host B), across a VXLAN overlay.
 Both ends are built the way flannel's vxlan backend builds them
-(pkg/backend/vxlan/device.go, vxlan_network.go): a vxlan device, VNI 1,
-UDP port 8472, no learning, the outer UDP checksum 0 (`noudpcsum`, what a
+(pkg/backend/vxlan/device.go, vxlan_network.go): a vxlan device, on UDP
+port 8472, no learning, the outer UDP checksum 0 (`noudpcsum`, what a
 device made without IFLA_VXLAN_UDP_CSUM was on the 2020 kernels), its
 address a /32, and for the other node a permanent neighbour entry, a
 permanent FDB entry and an onlink route to its pod subnet. On host A,
-kube-proxy's rules before kubernetes#92035: service traffic is marked 0x4000
-and marked packets are masqueraded with --random-fully; the mark is still on
-the skb when the vxlan device sends it again as the outer UDP packet, so the
+kube-proxy's rules before kubernetes#92035: service traffic is marked and
+marked packets are masqueraded with --random-fully; the mark is still on the
+skb when the vxlan device sends it again as the outer UDP packet, so the
 outer packet is masqueraded too - which is what let the unfixed kernel's NAT
 "update" a checksum of 0.
+
+Everything is the cell's own, so that it can run on a host with an overlay
+and a kube-proxy of its own (the fleet's canary, a production node):
+
+- the VNI is badsum's (0xb5b5b5), not flannel's 1 or Calico's 4096: the
+  kernel takes a second vxlan device on port 8472 beside flannel.1 (one UDP
+  socket, demultiplexed by VNI) but refuses a second VNI 1 there, and a
+  collect-metadata device on the port (Cilium's) refuses ours altogether;
+- the mark is badsum's (0x3000), not kube-proxy's 0x4000: the host's own
+  KUBE-POSTROUTING neither masquerades the cell's packets nor (after
+  kubernetes#92035) clears their mark, and the cell's MASQUERADE never sees
+  the host's marked packets; the cell's outer flows carry it in conntrack
+  too (CONNMARK), so that only they are counted and flushed;
+- the jumps into OUTPUT and POSTROUTING carry badsum's comment and are the
+  only change outside badsum's chains; nothing else of the firewall is
+  snapshotted or restored (a restore would undo what the host's kube-proxy
+  wrote meanwhile);
+- no route is replaced: a route of the host's within the pod CIDR, or an
+  overlay's route covering it, makes `up` refuse instead.
 
     side server (host B): the overlay's end, and the pod (a network namespace
                           behind a bridge and a veth, as the CNI bridge plugin makes it)
@@ -47,14 +66,18 @@ OPTIONS = {
 NEEDS = ("address", "iface", "client_address", "client_iface", "pod_cidr")
 
 DEVICE = "bsflannel.1"  # flannel's flannel.<VNI>, under a name of badsum's
-VNI = 1
+VNI = 0xB5B5B5  # badsum's: no overlay's default (flannel 1, Calico 4096; Cilium's device takes every VNI)
 VXLAN_PORT = 8472  # the kernel's default vxlan port, which flannel uses
 NETNS = "badsum-vxpod"
 BRIDGE = "bscni0"
 HOST_VETH = "bsvxveth0"
-MARK = "0x4000/0x4000"  # kube-proxy's masquerade mark
+# The cell's masquerade mark: kube-proxy's rule shape with bits of badsum's own (kube-proxy uses 0x4000 and
+# 0x8000, Cilium 0x0f00 and the upper half, Calico the upper half, Istio 0x539): also its outer flows' ctmark.
+MARK = "0x3000/0x3000"
+COMMENT = ["-m", "comment", "--comment", "badsum vxlan-nat cell"]
 CHAINS = ("BADSUM-KUBE-SERVICES", "BADSUM-KUBE-MARK-MASQ", "BADSUM-KUBE-SEP", "BADSUM-KUBE-POSTROUTING")
 JUMPS = (("OUTPUT", "BADSUM-KUBE-SERVICES"), ("POSTROUTING", "BADSUM-KUBE-POSTROUTING"))
+SERVER_FORWARD = STATE / "vxlan-nat-forward.json"
 SIDE_STATE = {"server": STATE / "vxlan-nat-server.json", "client": STATE / "vxlan-nat-client.json"}
 
 
@@ -90,6 +113,29 @@ def _mtu(iface: str) -> int:
     return int(link.get("mtu", 1500))
 
 
+def _foreign_routes(prefix: str, ours: dict) -> list[str]:
+    """The host's routes a cell's route to `prefix` would take over or cut into: any within it that is not
+    one of ours (our device and gateway), and any overlay's covering it (a vxlan device's)."""
+
+    def mine(r: dict) -> bool:
+        return r.get("dev") == ours.get("dev") and r.get("gateway") == ours.get("gateway")
+
+    found = [r for r in hn.ip_json("route", "show", "root", prefix) if not mine(r)]
+    vxlans = {link["ifname"] for link in hn.ip_json("-d", "link", "show", "type", "vxlan")} - {DEVICE}
+    found += [r for r in hn.ip_json("route", "show", "match", prefix)
+              if r.get("dst") not in ("default", prefix) and r.get("dev") in vxlans]  # fmt: skip
+    return [f"{r.get('dst')} dev {r.get('dev')}" + (f" via {r['gateway']}" if r.get("gateway") else "") for r in found]
+
+
+def _check_routes(*routes: tuple[str, str | None, str]) -> None:
+    """Before anything is made: the cell's routes (prefix, gateway, device) must replace none of the host's."""
+    for prefix, via, dev in routes:
+        clash = _foreign_routes(prefix, {"dev": dev, "gateway": via})
+        if clash:
+            raise HostError(f"vxlan-nat: the host already routes {prefix} ({'; '.join(clash)}): choose a pod CIDR "
+                            "(badsum_pod_cidr) that no route of the host's touches")  # fmt: skip
+
+
 def _overlay(local: str, iface: str, own_vtep: str, peer: str, peer_vtep: str, peer_subnet: str) -> bool:
     """The vxlan device and flannel's three entries for the other node (idempotent)."""
     changed = False
@@ -103,34 +149,44 @@ def _overlay(local: str, iface: str, own_vtep: str, peer: str, peer_vtep: str, p
         changed = True
     sh("ip", "neigh", "replace", peer_vtep, "lladdr", vtep_mac(peer), "dev", DEVICE, "nud", "permanent")
     sh("bridge", "fdb", "replace", vtep_mac(peer), "dev", DEVICE, "dst", peer, "self", "permanent")
-    sh("ip", "route", "replace", peer_subnet, "via", peer_vtep, "dev", DEVICE, "onlink")
+    sh("ip", "route", "replace", peer_subnet, "via", peer_vtep, "dev", DEVICE, "onlink")  # checked: none of the host's
     return changed
 
 
 def kube_proxy_rules(p: dict, o) -> list[list[str]]:
     """kube-proxy's shape before kubernetes#92035, in badsum's chains, matching the lab's traffic only."""
     svc = ["-d", f"{p['service']}/32", "-p", "tcp", "--dport", str(o.port)]
-    masq = ["-m", "mark", "--mark", MARK, "-j", "MASQUERADE", "--random-fully"]
+    marked = ["-m", "mark", "--mark", MARK]
+    masq = [*marked, "-j", "MASQUERADE", "--random-fully"]
+    outer = ["-d", f"{o.address}/32", "-p", "udp", "--dport", str(VXLAN_PORT)]
     return [
         ["BADSUM-KUBE-SERVICES", *svc, "-j", "BADSUM-KUBE-MARK-MASQ"],
         ["BADSUM-KUBE-SERVICES", *svc, "-j", "BADSUM-KUBE-SEP"],
         ["BADSUM-KUBE-MARK-MASQ", "-j", "MARK", "--set-xmark", MARK],
         ["BADSUM-KUBE-SEP", "-p", "tcp", "-j", "DNAT", "--to-destination", f"{p['pod']}:{o.port}"],
+        # the cell's outer flows, marked in conntrack too: counted and flushed apart from the host's own
+        ["BADSUM-KUBE-POSTROUTING", *outer, *marked, "-j", "CONNMARK", "--set-xmark", MARK],
         # kube-proxy's rule matched every marked packet; here only the inner packet to the
         # pod subnet and the outer packet to host B's VXLAN port (the same mark, still on it).
         ["BADSUM-KUBE-POSTROUTING", "-d", p["server_subnet"], *masq],
-        ["BADSUM-KUBE-POSTROUTING", "-d", f"{o.address}/32", "-p", "udp", "--dport", str(VXLAN_PORT), *masq],
+        ["BADSUM-KUBE-POSTROUTING", *outer, *masq],
     ]
 
 
+def jump(builtin: str, chain: str) -> list[str]:
+    return [builtin, *COMMENT, "-j", chain]
+
+
 def _flush_outer_flows(peer: str) -> None:
-    # Only this overlay's outer flows: a cell counts the flows NAT rewrote from a clean table.
-    sh("conntrack", "-D", "-p", "udp", "--orig-dst", peer, "--orig-port-dst", str(VXLAN_PORT), check=False)
+    # Only this cell's outer flows (its ctmark): a cell counts the flows NAT rewrote from a clean table,
+    # and the host's own overlay to the same peer and port keeps its flows.
+    sh("conntrack", "-D", "-p", "udp", "--orig-dst", peer, "--orig-port-dst", str(VXLAN_PORT), "--mark", MARK,
+       check=False)  # fmt: skip
 
 
 def up_client(o, p: dict) -> dict:
-    changed = firewall.snapshot("vxlan-nat-client")
-    changed |= _overlay(o.client_address, o.client_iface, p["client_vtep"], o.address, p["server_vtep"],
+    _check_routes((p["server_subnet"], p["server_vtep"], DEVICE), (f"{p['service']}/32", o.address, o.client_iface))
+    changed = _overlay(o.client_address, o.client_iface, p["client_vtep"], o.address, p["server_vtep"],
                         p["server_subnet"])  # fmt: skip
     sh("ip", "route", "replace", f"{p['service']}/32", "via", o.address, "dev", o.client_iface)
     existing = sh("iptables", "-t", "nat", "-S").stdout
@@ -140,7 +196,7 @@ def up_client(o, p: dict) -> dict:
         for rule in kube_proxy_rules(p, o):
             sh("iptables", "-t", "nat", "-A", *rule)
         for builtin, chain in JUMPS:
-            sh("iptables", "-t", "nat", "-A", builtin, "-j", chain)
+            sh("iptables", "-t", "nat", "-A", *jump(builtin, chain))
         changed = True
     _flush_outer_flows(o.address)
     atomic_write(SIDE_STATE["client"], json.dumps({"iface": o.client_iface, "service": p["service"],
@@ -149,7 +205,13 @@ def up_client(o, p: dict) -> dict:
 
 
 def up_server(o, p: dict) -> dict:
-    changed = firewall.snapshot("vxlan-nat-server")
+    # forwarding on for the pod (a node has it on already); put back at down if it was off
+    _check_routes((p["client_subnet"], p["client_vtep"], DEVICE), (p["server_subnet"], None, BRIDGE))
+    changed = False
+    if not SERVER_FORWARD.exists():
+        forward = sh("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip()
+        atomic_write(SERVER_FORWARD, json.dumps({"ip_forward": forward}))
+        changed = True
     sh("sysctl", "-qw", "net.ipv4.ip_forward=1")
     changed |= _overlay(o.address, o.iface, p["server_vtep"], o.client_address, p["client_vtep"], p["client_subnet"])
     changed |= hn.ensure_netns(NETNS)
@@ -218,7 +280,7 @@ def down(o) -> dict:
         sh("ip", "route", "del", f"{kept['service']}/32", check=False)
         _flush_outer_flows(kept["peer"])
     for builtin, chain in JUMPS:
-        while sh("iptables", "-t", "nat", "-D", builtin, "-j", chain, check=False).returncode == 0:
+        while sh("iptables", "-t", "nat", "-D", *jump(builtin, chain), check=False).returncode == 0:
             changed = True
     for chain in CHAINS:
         if sh("iptables", "-t", "nat", "-F", chain, check=False).returncode == 0:
@@ -229,8 +291,14 @@ def down(o) -> dict:
     for link in (HOST_VETH, BRIDGE, DEVICE):
         changed |= _delete_link(link)
     changed |= hn.delete_netns(NETNS)
+    # Before issue 24's canary, up snapshotted the whole firewall and down restored it: gone (a restore
+    # would undo what the host's kube-proxy wrote meanwhile); a snapshot an older kit left is still honoured.
     changed |= firewall.restore("vxlan-nat-client")
     changed |= firewall.restore("vxlan-nat-server")
+    if SERVER_FORWARD.exists():
+        sh("sysctl", "-qw", f"net.ipv4.ip_forward={json.loads(SERVER_FORWARD.read_text())['ip_forward']}")
+        SERVER_FORWARD.unlink()
+        changed = True
     for path in SIDE_STATE.values():
         path.unlink(missing_ok=True)
     return {"changed": changed}

@@ -28,11 +28,21 @@
  * rewrote this packet: the tuple of the packet's direction is the packet as
  * it was before NAT, the header is the packet after it. Every condition the
  * real bug had is checked, none is assumed:
- *   - UDP to the configured port (8472), IPv4, outer checksum 0;
+ *   - UDP to the configured port (8472), IPv4, the configured outer source and
+ *     destination, the configured VNI, outer checksum 0;
  *   - skb->ip_summed == CHECKSUM_PARTIAL (so `ethtool -K <vxlan> tx-checksum-ip-generic off`,
  *     which makes the stack finish the inner checksum before vxlan, turns it off
  *     exactly as it turned the real bug off);
  *   - a conntrack entry with IPS_SRC_NAT/IPS_DST_NAT whose tuple differs from the header.
+ *
+ * Scoped to the cell's own overlay, so that it can run on a host with an
+ * overlay of its own (a fleet's canary: flannel.1, VNI 1, on the same port
+ * 8472, with kube-proxy's MASQUERADE rewriting its outer packets too): a
+ * packet is touched only if its outer addresses are the configured ones
+ * (the cell's host A -> host B) and its VXLAN header (the I flag set) carries
+ * the configured VNI - the cell's device's, which no other device of the
+ * host can have on that port (the kernel refuses a second one). Every other
+ * packet to the port is counted (ST_OTHER) and left alone.
  *
  * Bounded: inert until armed, inert past expire_ns (absolute, bpf_ktime_get_ns),
  * only the configured UDP port is ever touched (never TCP, never SSH). It
@@ -68,10 +78,13 @@ static __always_inline struct sk_buff *kernel_skb(struct __sk_buff *ctx)
 struct bs_vx_cfg {
 	__u64 expire_ns; /* absolute deadline; 0: not armed */
 	__u16 port;      /* outer UDP destination port, host order */
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 vni;       /* the cell's VNI, host order */
+	__u32 saddr;     /* the cell's outer source (host A) after NAT, network order */
+	__u32 daddr;     /* the cell's outer destination (host B), network order */
 };
-/* packed by the controller as struct.Struct("<QH6x") */
-_Static_assert(sizeof(struct bs_vx_cfg) == 16, "struct bs_vx_cfg: update condition.py VX_CFG");
+/* packed by the controller as struct.Struct("<QH2xI4s4s") */
+_Static_assert(sizeof(struct bs_vx_cfg) == 24, "struct bs_vx_cfg: update condition.py VX_CFG");
 
 enum {
 	ST_TUNNEL,    /* UDP to the port */
@@ -81,6 +94,7 @@ enum {
 	ST_REWRITTEN, /* checksums written as the unfixed kernel wrote them */
 	ST_EXPIRED,   /* seen past the deadline, left alone */
 	ST_NOT_PARTIAL, /* zero checksum but not PARTIAL: the workaround's path */
+	ST_OTHER,     /* UDP to the port, not the cell's (addresses or VNI): left alone */
 	ST_MAX
 };
 
@@ -168,6 +182,14 @@ int badsum_vxlannat(struct __sk_buff *ctx)
 	l4 = l3 + ip.ihl * 4;
 	if (bpf_skb_load_bytes(ctx, l4, &udp, sizeof(udp)) || udp.dest != bpf_htons(c->port))
 		return TC_ACT_UNSPEC;
+	/* the VXLAN header (RFC 7348): flags (I = 0x08), 3 reserved, VNI (24 bits, network order), 1 reserved */
+	__u8 vx[8];
+
+	if (ip.saddr != c->saddr || ip.daddr != c->daddr || bpf_skb_load_bytes(ctx, l4 + sizeof(udp), vx, sizeof(vx)) ||
+	    !(vx[0] & 0x08) || (((__u32)vx[4] << 16) | ((__u32)vx[5] << 8) | vx[6]) != c->vni) {
+		count(ST_OTHER);
+		return TC_ACT_UNSPEC;
+	}
 	count(ST_TUNNEL);
 	if (udp.check != 0) /* the fix changed nothing for a non-zero checksum */
 		return TC_ACT_UNSPEC;
