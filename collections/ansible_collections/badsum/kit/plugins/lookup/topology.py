@@ -27,6 +27,12 @@ options:
   port:
     description: With O(args), the experiment's port.
     type: int
+  client:
+    description:
+      - With O(args), the server's client (host A). A topology with an end on host A (its record's
+        C(client_side)) is refused without one.
+    type: str
+    default: ""
 """
 
 EXAMPLES = r"""
@@ -67,6 +73,11 @@ class LookupModule(LookupBase):
         if len(records) != 1:
             raise AnsibleError("badsum.kit.topology with args=true takes one topology")
         (record,) = records
+        if record.client_side and not self.get_option("client"):
+            raise AnsibleError(
+                f"topology {record.name} has an end on host A (its record's client_side): "
+                "badsum_topology_client must name the server's client"
+            )
         variables = variables or {}
         args = {"name": record.name, "module": record.module, "mode": record.mode, "port": self.get_option("port")}
         for option, var in record.options.items():
