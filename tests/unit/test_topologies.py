@@ -220,3 +220,31 @@ def test_the_default_run_is_the_2016_incidents_table_and_the_preset_the_2020_row
     preset = yaml.safe_load((ROOT / "presets/vxlan-2020.yml").read_text())
     assert preset["badsum_experiment_topologies"] == list(topologies.of_incident("2020")) == ["vxlan-nat"]
     assert preset["badsum_experiment_conditions"] == defaults["badsum_experiment_conditions"]
+
+
+def _lookup(expression: str) -> subprocess.CompletedProcess[str]:
+    """The lookup as the topology role calls it, in a one-task ad-hoc run on the controller."""
+    ansible = Path(sys.executable).parent / "ansible"
+    return subprocess.run(
+        [str(ansible), "localhost", "-c", "local", "-m", "ansible.builtin.debug", "-a", f"msg={{{{ {expression} }}}}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_topology_with_an_end_on_host_a_is_refused_without_its_client() -> None:
+    # The topology role's one check of it (it was an assert task in every cell): before any host call.
+    refused = _lookup("lookup('badsum.kit.topology', 'vxlan-nat', args=true, port=5001)")
+    assert refused.returncode != 0
+    assert "topology vxlan-nat has an end on host A" in refused.stdout + refused.stderr
+    # With its client the lookup goes on, to the server's own variables (none on localhost).
+    named = _lookup("lookup('badsum.kit.topology', 'vxlan-nat', args=true, port=5001, client='host1')")
+    assert "has an end on host A" not in named.stdout + named.stderr
+    assert "is not set on this host" in named.stdout + named.stderr
+    # A topology without one needs no client: it too goes on to the server's variables.
+    bare = _lookup("lookup('badsum.kit.topology', 'bare', args=true, port=5001)")
+    assert "has an end on host A" not in bare.stdout + bare.stderr
+    assert "is not set on this host" in bare.stdout + bare.stderr
