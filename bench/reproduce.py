@@ -8,7 +8,7 @@ on its own), prepare, the cells, the report and the testinfra suites (those
 two run side by side) - as median / min / max over the runs, and checks the
 table each run produced. Root only.
 
-    .venv/bin/python bench/reproduce.py [--runs 3]
+    .venv/bin/python bench/reproduce.py [--runs 3] [--hosts 16]
 """
 
 from __future__ import annotations
@@ -80,14 +80,15 @@ def run_once(results_dir: Path) -> tuple[float, dict[str, float], list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--hosts", type=int, default=DEFAULT_HOSTS, help="the lab's hosts (pairs = hosts / 2)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     badsum = [str(ROOT / ".venv/bin/badsum"), "lab"]
     subprocess.run([*badsum, "down"], cwd=ROOT, check=True, capture_output=True)
     start = time.perf_counter()
-    subprocess.run([*badsum, "up"], cwd=ROOT, check=True, capture_output=True)
-    print(f"fresh lab up (badsum lab up, {DEFAULT_HOSTS} hosts + switch): {time.perf_counter() - start:.1f} s")
+    subprocess.run([*badsum, "up", "--hosts", str(args.hosts)], cwd=ROOT, check=True, capture_output=True)
+    print(f"fresh lab up (badsum lab up, {args.hosts} hosts + switch): {time.perf_counter() - start:.1f} s")
     walls, phases, wrong = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
@@ -97,7 +98,7 @@ def main() -> int:
                 phases.setdefault(name, []).append(value)
             wrong += mismatched
             print(f"run {i + 1}: {wall:.1f} s{'' if not mismatched else '  OFF THE TABLE: ' + '; '.join(mismatched)}")
-    print(f"\nmake reproduce, lab up, {args.runs} runs")
+    print(f"\nmake reproduce, lab up ({args.hosts // 2} pairs), {args.runs} runs")
     print(f"  {'end to end':22} {stats(walls)}")
     for name, values in phases.items():
         print(f"  {name:22} {stats(values)}")
