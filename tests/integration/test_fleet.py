@@ -389,6 +389,76 @@ def test_a_host_with_an_exposed_vxlan_overlay_is_found_remediated_and_rolled_bac
         net("iptables", "-t", "nat", "-D", *KUBE_MASQUERADE)
 
 
+def fleet_cli(fleet: Path, phase: str, results: Path, run_id: str, **settings: object) -> tuple[int, dict]:
+    """`badsum fleet PHASE --json`: its exit code (2: the rollout stopped) and the run's summary."""
+    extra = {"badsum_fleet_results_dir": str(results), "badsum_fleet_run_id": run_id, **settings}
+    argv = [sys.executable, "-m", "badsum", "fleet", phase, "-i", str(fleet), "--json", "-e", json.dumps(extra)]
+    run = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900, check=False)
+    assert run.returncode in (0, 2), run.stdout[-3000:] + run.stderr[-3000:]
+    return run.returncode, json.loads(run.stdout)
+
+
+def canary_cell(results: Path, run_id: str) -> dict:
+    """The canary's one cell, as `badsum summary` reads it from the run's canary/ directory."""
+    argv = [sys.executable, "-m", "badsum", "summary", str(results / run_id / "canary"), "--json"]
+    run = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode in (0, 1), run.stderr[-2000:]  # 1: a cell that is not the incident's table
+    (cell,) = json.loads(run.stdout)["cells"]
+    return cell
+
+
+def test_the_vxlan_nat_canary_is_host_a_and_its_cell_proves_the_remediation_or_stops_the_rollout(
+    fleet: Path, tmp_path: Path
+) -> None:
+    """2020 on the canary: host3 (host4's client, no containers) carries flannel's device with 2020's outer
+    checksum 0 and kube-proxy's pre-#92035 rule. The kernel has ea64d8d6c675; the bug is emulated, so the rollout
+    treats it as missing. Remediated with the guard, the canary's vxlan-nat cell (its own zero-checksum device,
+    made after the rollout: the guard's to switch off) comes out clean and the rollout goes on; without the guard
+    the cell is valid-dropped, and with the VXLAN remediation off the canary is still exposed: the rollout stops
+    at the canary both times, before any other host."""
+    netns = f"{FLEET_LAB}-h3"
+
+    def net(*cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", netns, *cmd], capture_output=True, text=True, check=False)
+
+    canary = {"badsum_fleet_canary_topology": "vxlan-nat", "badsum_fleet_canary": "host3"}
+    results = tmp_path / "results"
+    others = [h for h in HOSTS if h != "host3"]
+    for host in HOSTS:
+        assert on_host(host, "mkdir", "-p", "-m", "0755", TEXTFILE_DIR).returncode == 0
+    try:
+        # 2020's flannel.1: outer checksum 0 (noudpcsum), as in the existing vxlan test otherwise.
+        link = ["ip", "link", "add", "flannel.1", "type", "vxlan", "id", "1", "dstport", "8472"]
+        made = net(*link, "local", "198.18.200.3", "noudpcsum")
+        assert made.returncode == 0, made.stderr
+        assert net("iptables", "-t", "nat", "-A", *KUBE_MASQUERADE).returncode == 0
+        # The VXLAN remediation off: the canary stays exposed, the rollout stops before its cell.
+        # (The canary's row keeps its own call's status: the stop is the exit code and the hosts not reached.)
+        code, run = fleet_cli(fleet, "remediate", results, "vx-never", badsum_fleet_vxlan_remediation="never", **canary)
+        status = {r["host"]: r["status"] for r in run["rows"]}
+        assert code == 2 and {status[h] for h in others} == {"not reached"}, run["problems"]
+        assert {r["host"]: r["vxlan_risk_after"] for r in run["rows"]}["host3"] == "exposed"
+        assert not (results / "vx-never" / "canary").exists()  # stopped at the canary's assertion, before the cell
+        # No guard: the rollout switches flannel.1 off, but nothing switches the cell's new device off.
+        code, run = fleet_cli(fleet, "remediate", results, "vx-noguard", badsum_fleet_guard="none", **canary)
+        status = {r["host"]: r["status"] for r in run["rows"]}
+        assert code == 2 and {status[h] for h in others} == {"not reached"}, run["problems"]
+        assert {r["host"]: r["vxlan_risk_after"] for r in run["rows"]}["host3"] == "mitigated"  # flannel.1 off
+        assert canary_cell(results, "vx-noguard")["verdict"] == "valid-dropped"
+        assert fleet_cli(fleet, "rollback", results, "vx-back1")[0] == 0
+        # With the guard: the cell comes out clean, and the rollout goes on to every host.
+        code, run = fleet_cli(fleet, "remediate", results, "vx-clean", **canary)
+        assert code == 0, run["problems"]
+        assert {r["host"]: r["status"] for r in run["rows"]} == dict.fromkeys(HOSTS, "ok")
+        assert {r["host"]: r["vxlan_risk_after"] for r in run["rows"]}["host3"] == "mitigated"
+        cell = canary_cell(results, "vx-clean")
+        assert (cell["verdict"], cell["condition_kind"]) == ("clean", "emulated"), cell
+    finally:
+        fleet_cli(fleet, "rollback", results, "vx-back2")
+        net("ip", "link", "del", "flannel.1")
+        net("iptables", "-t", "nat", "-D", *KUBE_MASQUERADE)
+
+
 PYTHON36 = Path("/root/.pyenv/versions/3.6.15")  # pyenv's, on this machine: what RHEL/CentOS 7 hosts run
 
 

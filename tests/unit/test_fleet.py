@@ -124,6 +124,33 @@ def test_the_canary_is_the_first_server_and_its_cell_needs_its_client_and_switch
     assert plan["run_dir"].startswith(str(tmp_path)) and plan["run_dir"].endswith("-remediate")
 
 
+def test_the_vxlan_canary_is_host_a_and_its_cell_is_planned_on_the_server_that_names_it(tmp_path: Path) -> None:
+    """2020: the offload and NAT are on the cell's client: the canary is that client, the server is its pair's."""
+    values = checked(badsum_fleet_results_dir=str(tmp_path), badsum_fleet_canary_topology="vxlan-nat").values
+    groups, hostvars = lab(2)  # host2's client is host1, host4's is host3
+    for n, server in enumerate(("host2", "host4")):  # the cell's pod network on host B
+        hostvars[server]["badsum_pod_cidr"] = f"198.19.128.{16 * (n + 1)}/28"
+    plan, problems = fleet.plan(values, groups, hostvars, PLAY, "remediate")
+    assert problems == []
+    assert (plan["canary"], plan["canary_server"], plan["canary_hazard"]) == ("host1", "host2", "vxlan")
+    assert plan["canary_hosts"] == ["host1", "host2", "switch"]
+    plan, problems = fleet.plan({**values, "badsum_fleet_canary": "host3"}, groups, hostvars, PLAY, "remediate")
+    assert problems == [] and (plan["canary"], plan["canary_server"]) == ("host3", "host4")
+    # Named by position (no badsum_experiment_client): the client at the server's own place in the groups.
+    hostvars["host4"].pop("badsum_experiment_client")
+    plan, problems = fleet.plan({**values, "badsum_fleet_canary": "host3"}, groups, hostvars, PLAY, "remediate")
+    assert problems == [] and plan["canary_server"] == "host4"
+    # A server is no vxlan canary: it is no host's host A.
+    _, problems = fleet.plan({**values, "badsum_fleet_canary": "host2"}, groups, hostvars, PLAY, "remediate")
+    assert len(problems) == 1 and problems[0].startswith("badsum_fleet_canary='host2': the vxlan-nat cell's canary")
+    # Only the servers outside the fleet: the first fleet host a server names as its client.
+    plan, problems = fleet.plan(values, {**groups, "fleet": ["host3", "host4"]}, hostvars, PLAY, "remediate")
+    assert problems == [] and (plan["canary"], plan["canary_server"]) == ("host3", "host4")
+    # The 2016 canary is the cell's server, as before.
+    veth, _ = fleet.plan({**values, "badsum_fleet_canary_topology": "mesos"}, groups, hostvars, PLAY, "remediate")
+    assert (veth["canary"], veth["canary_server"], veth["canary_hazard"]) == ("host2", "host2", "veth")
+
+
 def test_a_fleet_without_a_fleet_group_or_without_a_usable_canary_is_refused(tmp_path: Path) -> None:
     values = checked(badsum_fleet_results_dir=str(tmp_path)).values
     groups, hostvars = lab(1)

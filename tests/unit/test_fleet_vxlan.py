@@ -332,14 +332,52 @@ def test_a_probe_that_saw_nat_handle_an_outer_checksum_clears_that_variant() -> 
     assert vxlan.affected(None, "fixed", lco_broken="no")[0] is True  # unknown outer checksum: either variant
 
 
-def test_the_second_hazards_topology_is_known_but_not_a_canary_yet() -> None:
-    """vxlan-nat's record names its bug; its emulator would act on a production canary's own overlay: refused."""
+def test_the_second_hazards_topology_is_a_canary_topology() -> None:
+    """vxlan-nat's record names its bug, and its vulnerable cell can be the canary's (its host A: test_fleet.py)."""
     from badsum.fleet import settings
 
     assert settings.hazard("mesos") == "veth" and settings.hazard("vxlan-nat") == "vxlan"
-    assert "vxlan-nat" not in settings.canary_topologies()
+    assert "vxlan-nat" in settings.canary_topologies()
     problems = settings.fleet_settings({"badsum_fleet_canary_topology": "vxlan-nat"}).problems
-    assert any("badsum_fleet_canary_topology" in p and "vxlan-nat" in p for p in problems), problems
+    assert not any("badsum_fleet_canary_topology" in p for p in problems), problems
+
+
+# -- the bug emulated (badsum_fleet_emulate_bug): the zero-checksum fix treated as missing --------------
+
+
+class FakeLinks:
+    """One zero-checksum vxlan device (the vxlan-nat cell's: 2020's default) with the offload on, for vxlan.py."""
+
+    def __init__(self, monkeypatch, udp_csum: int = 0) -> None:
+        self.on = True
+        link = netlink.Link(7, "bsflannel.1", "vxlan", 0, -1, 0, flannel_data(udp_csum))
+        monkeypatch.setattr(netlink, "links", lambda: [link])
+        monkeypatch.setattr(netlink, "feature", lambda name: {"active": self.on, "changeable": True})
+        monkeypatch.setattr(netlink, "set_feature", lambda name, on: setattr(self, "on", on))
+        monkeypatch.setattr(vxlan, "boot_id", lambda: "boot")
+        # A kernel with ea64d8d6c675, as the emulated fleet's 6.18
+        monkeypatch.setattr(vxlan.os, "uname", lambda: type("U", (), {"release": "6.18.0"})())
+
+
+def test_with_the_bug_emulated_a_zero_checksum_device_is_affected_on_a_fixed_kernel(monkeypatch) -> None:
+    links = FakeLinks(monkeypatch)
+    rules = {"iptables-nft": "-A POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully\n"}
+    plain = vxlan.audit(dumps=rules)
+    assert plain["risk"] == "not-affected" and plain["devices"][0]["affected"] is False, plain
+    assert vxlan.switch_off() == [] and links.on  # the guard rightly leaves it alone on a fixed kernel
+    emulated = vxlan.audit(dumps=rules, emulate_bug=True)
+    assert emulated["risk"] == "exposed", emulated
+    assert emulated["decided_by"].endswith(vxlan.EMULATED)
+    (item,) = vxlan.switch_off(emulate_bug=True)
+    assert item["ifname"] == "bsflannel.1" and not links.on
+    assert vxlan.audit(dumps=rules, emulate_bug=True)["risk"] == "mitigated"
+
+
+def test_the_bug_emulated_changes_nothing_for_a_device_with_its_outer_checksum_on(monkeypatch) -> None:
+    FakeLinks(monkeypatch, udp_csum=1)
+    rules = {"iptables-nft": "-A POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE --random-fully\n"}
+    assert vxlan.audit(dumps=rules)["risk"] == vxlan.audit(dumps=rules, emulate_bug=True)["risk"] == "exposed"
+    assert vxlan.nat_status("fixed") == "fixed" and vxlan.nat_status("fixed", emulate_bug=True) == "unfixed"
 
 
 # -- the guard's part: what the record asks it to look after, and its list of vxlan changes -------------
@@ -358,6 +396,9 @@ def test_the_guard_reads_which_hazards_the_record_covers(tmp_path) -> None:
     assert files.hazards() == (True, False)
     (tmp_path / "state.json").write_text("{")
     assert files.hazards() == (True, False)
+    assert files.vxlan_emulated() is False
+    (tmp_path / "state.json").write_text(json.dumps({"veth": False, "vxlan": {"guard": True, "emulate_bug": True}}))
+    assert files.vxlan_emulated() is True  # the guard then switches a zero-checksum device off too
 
 
 def test_the_guards_list_of_vxlan_changes_is_read_back_and_capped(tmp_path, monkeypatch) -> None:

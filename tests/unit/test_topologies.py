@@ -46,7 +46,7 @@ def test_the_catalogue_is_the_incidents_table_in_its_order() -> None:
         assert got == row, name
     # Beyond the article: without conntrack's checksum check, Docker's NAT delivers corrupt data too.
     assert incident.expected("docker-nat", "vulnerable", "0") == "corrupt-delivered"
-    assert fleet.canary_topologies() == ("mesos", "kubernetes", "docker-ipv6")  # not vxlan-nat: test_fleet_vxlan
+    assert fleet.canary_topologies() == ("mesos", "kubernetes", "docker-ipv6", "vxlan-nat")
     assert topologies.with_containers() == ("mesos", "kubernetes", "docker-ipv6", "docker-nat")
 
 

@@ -345,6 +345,16 @@ def _host_var(hostvars: Mapping[str, Mapping[str, Any]], host: str, name: str, f
     return fallback.get(name) if value is None else value
 
 
+def client_of(groups: Mapping[str, list[str]], hostvars: Mapping[str, Mapping[str, Any]], server: str) -> str | None:
+    """A server's client (host A): its badsum_experiment_client, else the client at its own position in the groups."""
+    servers, clients = list(groups.get("servers", [])), list(groups.get("clients", []))
+    named = hostvars.get(server, {}).get("badsum_experiment_client")
+    if named:
+        return named
+    index = servers.index(server) if server in servers else len(clients)
+    return clients[index] if index < len(clients) else None
+
+
 def plan(
     raw: Mapping[str, Any],
     groups: Mapping[str, list[str]],
@@ -371,8 +381,8 @@ def plan(
     wanted = settings.get(p + "topologies") or []
     pairs: dict[str, dict] = {}
     # Without badsum_experiment_client, a server's client is the client at its own position.
-    for index, server in ((servers.index(s), s) for s in chosen or servers):
-        client = _host_var(hostvars, server, p + "client", {}) or (clients[index] if index < len(clients) else None)
+    for server in chosen or servers:
+        client = client_of(groups, hostvars, server)
         if client is None:
             problems.append(
                 f"server {server} has no client: group clients has {len(clients)} host(s) for "

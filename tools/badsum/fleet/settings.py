@@ -37,12 +37,46 @@ def hazard(topology: str) -> str:
 
 def canary_topologies() -> tuple[str, ...]:
     """The canary cell must be one whose vulnerable cell goes wrong when unprotected: corrupt data delivered into a
-    container (2016). Not the 2020 row's yet. Its cell is now scoped to itself (VNI, mark, ctmark, the emulator's
-    VNI and addresses: tests/integration/test_vxlan_nat.py runs it beside a production-shaped flannel.1 and
-    kube-proxy), but it cannot prove the canary's remediation: the knob that matters is on host A, the canary's
-    client (the canary is the cell's host B), and on a kernel with ea64d8d6c675 - the emulated fleet's - the
-    guard rightly leaves a zero-checksum device such as the cell's alone, so the cell would stay valid-dropped."""
-    return tuple(t.name for t in topologies.catalogue().values() if t.exposed == "always" and t.container != "none")
+    container (2016), or valid data dropped (2020, vxlan-nat). For vxlan-nat the canary is the cell's host A, its
+    client - where the offload on the cell's vxlan device and NAT are, what remediation changes - and the server is
+    the host that names it as its client (canary_cell_hosts). On the emulated fleet (badsum_fleet_emulate_bug) the
+    kernel has ea64d8d6c675: the audit, the record and the guard then treat it as missing (host/fleet/vxlan.py), as
+    the cell's emulator does, so the guard switches the cell's own zero-checksum device off too."""
+    return tuple(
+        t.name
+        for t in topologies.catalogue().values()
+        if (t.exposed == "always" and t.container != "none") or getattr(t, "bug", "") == VXLAN_BUG
+    )
+
+
+def canary_cell_hosts(
+    values: Mapping[str, Any], groups: Mapping[str, list[str]], hostvars: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, str, str]:
+    """(canary, the cell's server, a problem or ""): the canary is the cell's server (2016) or its client (2020).
+
+    Unnamed (badsum_fleet_canary: ""), it is the first host of group fleet that can be that: a server (veth), or
+    a server's client (vxlan). Either way the other end of the pair need not be in group fleet.
+    """
+    fleet, servers = list(groups.get(GROUP, [])), list(groups.get("servers", []))
+    named = values.get(P + "canary") or ""
+    if hazard(values[P + "canary_topology"]) == "veth":
+        canary = named or next((h for h in fleet if h in servers), "")
+        return canary, canary, ""
+    clients = {s: experiment.client_of(groups, hostvars, s) for s in servers}
+    if named:
+        server = next((s for s in servers if clients[s] == named), "")
+        if not server and named in fleet:
+            return (
+                named,
+                "",
+                (
+                    f"{P}canary={named!r}: the {values[P + 'canary_topology']} cell's canary is its host A, the client "
+                    "of a server: no host of group servers has it as its badsum_experiment_client"
+                ),
+            )
+        return named, server, ""
+    server = next((s for h in fleet for s in servers if clients[s] == h), "")
+    return clients[server] if server else "", server, ""
 
 
 BATCH_RE = re.compile(r"^([1-9]\d{0,5})$|^([1-9]\d?|100)%$")
@@ -116,7 +150,7 @@ CHECKS = {
     "canary_cell": as_bool,
     "canary_cell_waiver": _waiver,
     "canary": _host,
-    "canary_topology": lambda n, v: as_choice(n, v, canary_topologies(), "a routed container path"),
+    "canary_topology": lambda n, v: as_choice(n, v, canary_topologies(), "a routed container path, or vxlan-nat"),
     "retire": as_bool,
     "vxlan_remediation": lambda n, v: as_choice(n, v, specs.choices(n)),
     "transport": lambda n, v: as_choice(n, v, specs.choices("badsum_fleet_transport")),
@@ -158,7 +192,7 @@ def plan(
             "(inventories/examples/fleet/hosts.yml shows how)"
         ]
     problems: list[str] = []
-    out: dict[str, Any] = {"hosts": fleet, "canary": "", "canary_hosts": []}
+    out: dict[str, Any] = {"hosts": fleet, "canary": "", "canary_server": "", "canary_hosts": []}
     for host in fleet:
         for name in PER_HOST:
             if P + name in hostvars.get(host, {}):
@@ -167,19 +201,22 @@ def plan(
                 except Invalid as exc:
                     problems.append(str(exc))
     if playbook == "remediate" and values.get(P + "canary_cell"):
-        canary = values.get(P + "canary") or next((h for h in fleet if h in groups.get("servers", [])), "")
+        canary, server, problem = canary_cell_hosts(values, groups, hostvars)
         if not canary:
             problems.append(
-                f"{P}canary_cell=true, but no host of group {GROUP} is in group servers with a client: name one "
-                f"with {P}canary (and give it badsum_experiment_client), or set {P}canary_cell=false"
+                f"{P}canary_cell=true, but no host of group {GROUP} is in group servers with a client"
+                + (" (for vxlan-nat: the client of one)" if hazard(values[P + "canary_topology"]) == "vxlan" else "")
+                + f": name one with {P}canary (and give it badsum_experiment_client), or set {P}canary_cell=false"
             )
         elif canary not in fleet:
             problems.append(f"{P}canary={canary!r}: not a host of group {GROUP}")
+        elif problem:
+            problems.append(problem)
         else:
             cell_settings = {
                 "badsum_experiment_topologies": [values[P + "canary_topology"]],
                 "badsum_experiment_conditions": ["vulnerable"],
-                "badsum_experiment_servers": [canary],
+                "badsum_experiment_servers": [server],
                 "badsum_experiment_spread": False,
                 "badsum_experiment_backend": play_vars.get("badsum_experiment_backend", "ebpf"),
                 "badsum_experiment_port": play_vars.get("badsum_experiment_port"),
@@ -189,6 +226,7 @@ def plan(
             if cell_plan:
                 out.update(
                     canary=canary,
+                    canary_server=server,
                     canary_hosts=cell_plan["hosts"],
                     canary_hazard=hazard(values[P + "canary_topology"]),
                 )

@@ -148,7 +148,7 @@ def show(args: argparse.Namespace, probed: Optional[dict] = None) -> dict:
     )
     klass, reason = risk(vulnerable, found)
     try:
-        hazard = vxlan.audit(probe=args.probe)
+        hazard = vxlan.audit(probe=args.probe, emulate_bug=args.emulate_bug)
     except HostError as exc:
         hazard = {"risk": "unknown", "reason": f"the VXLAN audit could not run: {exc}", "devices": []}
     return {

@@ -258,6 +258,14 @@ class Files:
             return True, False
         return bool(state.get("veth", True)), bool((state.get("vxlan") or {}).get("guard"))
 
+    def vxlan_emulated(self) -> bool:
+        """Whether the record's remediation treated ea64d8d6c675 as missing (the bug emulated: labs, vxlan.py)."""
+        try:
+            state = json.loads(read_text(self.dir / "state.json"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(state, dict) and bool((state.get("vxlan") or {}).get("emulate_bug"))
+
     def record_vxlan(self, items: List[dict]) -> None:
         """One line per vxlan device the guard switched off; capped (past the cap they stay off at rollback)."""
         if not items:
@@ -392,7 +400,8 @@ def run_daemon(files: Files, interval: float) -> None:
             try:
                 veths, devices = files.hazards()
                 done = (sweeper.full() if everything else sweeper.after_events(named)) if veths else []
-                switched = vxlan.switch_off(record=files.record_vxlan) if devices else []
+                emulated = files.vxlan_emulated() if devices else False
+                switched = vxlan.switch_off(record=files.record_vxlan, emulate_bug=emulated) if devices else []
             except Exception as exc:  # one failed pass must not end the guard
                 files.write_log(f"pass failed, again in 1 s: {exc!r}")
                 next_full = min(next_full, now + 1)

@@ -145,9 +145,11 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None, veths_too
     cni_items = (
         cni.plan_install(args.cni_conf_dir, args.cni_bin_dir, log=str(state_dir() / CNI_LOG)) if veth_part else []
     )
-    hazard = vxlan.audit() if vxlan.MODES[args.vxlan] else {"risk": "not-applicable"}
+    # The bug emulated (labs): the rollout's --emulate-bug, or the record's from an earlier apply.
+    emulated = bool(getattr(args, "emulate_bug", False) or (state or {}).get("vxlan", {}).get("emulate_bug"))
+    hazard = vxlan.audit(emulate_bug=emulated) if vxlan.MODES[args.vxlan] else {"risk": "not-applicable"}
     vxlan_part = hazard["risk"] in vxlan.MODES[args.vxlan] or bool((state or {}).get("vxlan", {}).get("guard"))
-    devices = vxlan.switch_off(check=True) if vxlan_part else []
+    devices = vxlan.switch_off(check=True, emulate_bug=emulated) if vxlan_part else []
     # Started (under systemd: written, enabled, restarted) unless it already covers new containers.
     gap = guard_gap(mode) if mode != "none" else None
     start = gap is not None
@@ -184,6 +186,8 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None, veths_too
     state["vxlan"] = {
         "mode": args.vxlan,
         "guard": vxlan_part,
+        # The guard treats ea64d8d6c675 as missing too (vxlan.py: the emulated fleet's canary cell).
+        "emulate_bug": emulated,
         "devices": recorded_vxlan + [d for d in devices if vxlan.key(d) not in {vxlan.key(r) for r in recorded_vxlan}],
     }
     state["guard"] = {"mode": mode, "started_by_badsum": start or state.get("guard", {}).get("started_by_badsum")}
@@ -194,7 +198,7 @@ def apply(args: argparse.Namespace, applied: Optional[Applied] = None, veths_too
     save_state(state)  # before any change, durably: an interrupted apply can still be rolled back
     done = guard.sweep(scope) if veth_part else []
     applied.veths = done
-    switched = vxlan.switch_off() if vxlan_part else []
+    switched = vxlan.switch_off(emulate_bug=emulated) if vxlan_part else []
     applied.vxlan = switched
     more = [d for d in switched if vxlan.key(d) not in {vxlan.key(r) for r in state["vxlan"]["devices"]}]
     if more:  # made between the look and the change (the overlay recreated it): recorded too
@@ -477,7 +481,9 @@ def verify(args: argparse.Namespace) -> dict:
         when, why = gap
         problems.append(f"containers created {when} would come up with rx on: {why}")
     if (state or {}).get("vxlan", {}).get("guard"):
-        still = [d["ifname"] for d in vxlan.audit()["devices"] if d["affected"] and d["tx_csum_generic"] != "off"]
+        emulated = bool(state["vxlan"].get("emulate_bug"))
+        found = vxlan.audit(emulate_bug=emulated)["devices"]
+        still = [d["ifname"] for d in found if d["affected"] and d["tx_csum_generic"] != "off"]
         problems += [f"{name} (vxlan) still has tx-checksum-ip-generic on" for name in still]
     veth = state is None or bool(state.get("veth", True))  # False: the second hazard's workaround only
     if not veth:
@@ -517,7 +523,7 @@ def rollout(args: argparse.Namespace) -> dict:
         if (
             not args.check
             and (before.get("vxlan") or {}).get("risk") == "mitigated"
-            and vxlan.audit()["risk"] in vxlan.MODES[args.vxlan]
+            and vxlan.audit(emulate_bug=args.emulate_bug)["risk"] in vxlan.MODES[args.vxlan]
         ):
             result["apply"] = apply(args, veths_too=False)
             action += "; the VXLAN workaround kept"

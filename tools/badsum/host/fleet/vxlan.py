@@ -30,6 +30,13 @@ The hazard's class, apart from the 2016 one (audit.py's `risk`):
                     kernel with the fix)
     not-applicable  no vxlan device on this host
 
+With emulate_bug (badsum_fleet_emulate_bug: labs only, as the veth probe's
+emulator), the kernel is taken to lack ea64d8d6c675 whatever it is: the
+emulated fleet's kernel has it, and the experiment's vxlan-nat cell puts the
+unfixed NAT back with its emulator (shared/programs/vxlannat.bpf.c). The audit,
+the remediation record and the guard then treat a zero-checksum device as the
+2020 kernels made it, affected - so the canary's vxlan-nat cell can prove them.
+
 Devices live in the host's namespace. A device is known again by this boot,
 its ifindex and its name: the kernel hands out ifindexes cyclically and never
 reuses one within a boot before 2^31 more devices, so a device that flannel
@@ -58,6 +65,8 @@ from . import vxlan_probe
 RISKS = metrics.VXLAN_RISKS
 # What remediation acts on (badsum_fleet_vxlan_remediation): the classes whose devices it switches off.
 MODES = metrics.VXLAN_REMEDIATION
+# The zero-checksum fix treated as missing (emulate_bug): what decided_by says.
+EMULATED = "the bug emulated (badsum_fleet_emulate_bug): ea64d8d6c675 treated as missing"
 RULES_BUDGET = 15.0  # seconds for every iptables-save and nft together
 KUBE_MARK = "0x4000"
 
@@ -335,12 +344,18 @@ def classify(found: List[dict], rules: List[dict], problems: List[str]) -> Tuple
     return "latent", f"tx-checksum-ip-generic on: {names}; no NAT rule rewrites outer VXLAN packets today"
 
 
-def audit(dumps: Optional[Dict[str, str]] = None, probe: bool = False) -> dict:
+def nat_status(status: str, emulate_bug: bool = False) -> str:
+    """The zero-checksum fix's status as the hazard is judged: "unfixed" when the bug is emulated (labs)."""
+    return "unfixed" if emulate_bug else status
+
+
+def audit(dumps: Optional[Dict[str, str]] = None, probe: bool = False, emulate_bug: bool = False) -> dict:
     """This namespace's part of the audit for the VXLAN hazard (read-only).
 
     With probe, on a host that has a vxlan device, the active probe
     (vxlan_probe.py, ~2 s) decides from the kernel's behaviour: its answers
     win over the release table, as the veth probe's do (audit.vulnerability).
+    With emulate_bug, the fix is treated as missing whatever they say (labs).
     """
     release = os.uname().release
     nat_fix = kernels.classify_nat_zero_csum(release)
@@ -355,6 +370,8 @@ def audit(dumps: Optional[Dict[str, str]] = None, probe: bool = False) -> dict:
         status = {"present": "fixed", "missing": "unfixed"}.get(probed["zero_csum_fix"], status)
         lco = probed["lco_broken"] if probed["lco_broken"] in ("yes", "no") else "yes"
         decided_by = f"probe ({probed['kind']}): {probed['reason']}"
+    if nat_status(status, emulate_bug) != status:
+        status, decided_by = nat_status(status, emulate_bug), f"{decided_by}; {EMULATED}"
     found = devices(status, lco)
     rules, problems = nat_rules(found, dumps) if found else ([], [])
     klass, reason = classify(found, rules, problems)
@@ -377,7 +394,10 @@ def audit(dumps: Optional[Dict[str, str]] = None, probe: bool = False) -> dict:
 
 
 def switch_off(
-    check: bool = False, nat_fix: Optional[str] = None, record: Optional[Callable[[List[dict]], None]] = None
+    check: bool = False,
+    nat_fix: Optional[str] = None,
+    record: Optional[Callable[[List[dict]], None]] = None,
+    emulate_bug: bool = False,
 ) -> List[dict]:
     """tx-checksum-ip-generic off on every affected vxlan device that has it on: the records of what changed.
 
@@ -385,8 +405,9 @@ def switch_off(
     tries again on its next pass, remediation's verification reports it.
     `record` is told of each device before it changes (the guard's write-ahead:
     killed between the two, it leaves no device off that rollback does not know).
+    emulate_bug: the fix treated as missing (labs; the record's vxlan.emulate_bug for the guard).
     """
-    status = nat_fix or kernels.classify_nat_zero_csum(os.uname().release)["status"]
+    status = nat_status(nat_fix or kernels.classify_nat_zero_csum(os.uname().release)["status"], emulate_bug)
     boot = boot_id()
     done = []
     for link in netlink.links():

@@ -17,6 +17,11 @@ HOST_VARS = (
     "badsum_experiment_corruptor",
     "badsum_experiment_corruption_iface",
     "badsum_experiment_corruption_hook",
+    # what the canary topologies' records read from the server's inventory (their meta/topology.yml: kubernetes'
+    # and vxlan-nat's pod CIDR, docker-ipv6's bridges)
+    "badsum_pod_cidr",
+    "badsum_docker_bip",
+    "badsum_docker_ipv6_cidr",
     # a host's own way to be reached (badsum.fleet.settings.PER_HOST)
     "badsum_fleet_transport",
     "badsum_fleet_python",
