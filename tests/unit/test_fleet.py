@@ -424,6 +424,27 @@ def test_records_reach_the_disk_before_the_rename_and_the_rename_after(
     assert target.stat().st_mode & 0o777 == 0o600 and target.read_text() == "{}"
 
 
+def test_two_writers_with_the_same_pid_in_one_directory_both_land(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An embedded lab's hosts share their lib dir, each in a PID namespace of its own: two kit
+    # calls there can have the same PID (CI saw two installs at PID 8, one lost its temporary file).
+    from badsum.host.shared import common
+
+    monkeypatch.setattr(os, "getpid", lambda: 8)
+    real_rename, target, nested = os.rename, tmp_path / "kit.pyz", []
+
+    def rename(src: str, dst: str) -> None:
+        if not nested:  # the other host writes the same file between this one's write and its rename
+            nested.append(True)
+            common.atomic_write(target, "theirs")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    common.atomic_write(target, "ours")
+    assert target.read_text() == "ours" and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_a_container_gone_between_rollbacks_look_and_its_change_is_counted_not_fatal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

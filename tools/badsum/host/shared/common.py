@@ -189,10 +189,12 @@ def atomic_write(path: Path, data: Union[bytes, str], mode: int = 0o644) -> None
     configuration (libcni, systemd, node_exporter) takes it for a file of its own.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # The PID and a random part: hosts sharing a directory (an embedded lab's) run in PID
+    # namespaces of their own, where two writers can have the same PID.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp")
     if isinstance(data, str):
         data = data.encode()
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         os.fchmod(fd, mode)  # whatever the umask took away
         view = memoryview(data)

@@ -74,8 +74,10 @@ def install(params: dict) -> dict:
     if hashlib.sha256(data).hexdigest() != wanted:
         return {"failed": True, "msg": "the host kit arrived damaged (SHA-256 mismatch)"}
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    # Hosts sharing the directory (an embedded lab's) may install at once, each in a PID
+    # namespace of its own: a PID alone does not make the temporary name this call's.
+    tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    with open(tmp, "xb") as f:
         f.write(data)
     os.chmod(tmp, 0o755)
     os.rename(tmp, path)  # hosts sharing the directory may install at once: each rename is whole
