@@ -389,16 +389,15 @@ def test_the_guard_reads_which_hazards_the_record_covers(tmp_path) -> None:
     from badsum.host.fleet import guard
 
     files = guard.Files(str(tmp_path))
-    assert files.hazards() == (True, False)  # no record: veths as before the second hazard, no vxlan device
+    assert files.hazards() == (True, False, False)  # no record: veths as before the second hazard, no vxlan device
     (tmp_path / "state.json").write_text(json.dumps({"veth": False, "vxlan": {"guard": True}}))
-    assert files.hazards() == (False, True)
+    assert files.hazards() == (False, True, False)
     (tmp_path / "state.json").write_text(json.dumps({"veths": []}))  # an older badsum's record
-    assert files.hazards() == (True, False)
+    assert files.hazards() == (True, False, False)
     (tmp_path / "state.json").write_text("{")
-    assert files.hazards() == (True, False)
-    assert files.vxlan_emulated() is False
+    assert files.hazards() == (True, False, False)
     (tmp_path / "state.json").write_text(json.dumps({"veth": False, "vxlan": {"guard": True, "emulate_bug": True}}))
-    assert files.vxlan_emulated() is True  # the guard then switches a zero-checksum device off too
+    assert files.hazards()[2] is True  # the guard then switches a zero-checksum device off too
 
 
 def test_the_guards_list_of_vxlan_changes_is_read_back_and_capped(tmp_path, monkeypatch) -> None:

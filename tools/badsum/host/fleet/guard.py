@@ -243,28 +243,24 @@ class Files:
                     found.append(item)
         return found
 
-    def hazards(self) -> Tuple[bool, bool]:
-        """(container veths, vxlan devices): what the record asks the guard to look after.
+    def hazards(self) -> Tuple[bool, bool, bool]:
+        """(container veths, vxlan devices, the 2020 fix treated as missing): what the record asks the guard
+        to look after, read once a pass.
 
         Read on every pass (remediation may add the second hazard while the guard
         runs). A record it cannot read: veths, as before the second hazard, and
-        no vxlan device (nothing could record what the guard changed).
+        no vxlan device (nothing could record what the guard changed). The third:
+        the record's remediation treated ea64d8d6c675 as missing (the bug emulated:
+        labs, vxlan.py), so the guard switches a zero-checksum device off too.
         """
         try:
             state = json.loads(read_text(self.dir / "state.json"))
         except (OSError, ValueError):
-            return True, False
+            return True, False, False
         if not isinstance(state, dict):
-            return True, False
-        return bool(state.get("veth", True)), bool((state.get("vxlan") or {}).get("guard"))
-
-    def vxlan_emulated(self) -> bool:
-        """Whether the record's remediation treated ea64d8d6c675 as missing (the bug emulated: labs, vxlan.py)."""
-        try:
-            state = json.loads(read_text(self.dir / "state.json"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(state, dict) and bool((state.get("vxlan") or {}).get("emulate_bug"))
+            return True, False, False
+        vxlan_state = state.get("vxlan") or {}
+        return bool(state.get("veth", True)), bool(vxlan_state.get("guard")), bool(vxlan_state.get("emulate_bug"))
 
     def record_vxlan(self, items: List[dict]) -> None:
         """One line per vxlan device the guard switched off; capped (past the cap they stay off at rollback)."""
@@ -398,9 +394,8 @@ def run_daemon(files: Files, interval: float) -> None:
             everything = now >= next_full or lost
             last = now
             try:
-                veths, devices = files.hazards()
+                veths, devices, emulated = files.hazards()
                 done = (sweeper.full() if everything else sweeper.after_events(named)) if veths else []
-                emulated = files.vxlan_emulated() if devices else False
                 switched = vxlan.switch_off(record=files.record_vxlan, emulate_bug=emulated) if devices else []
             except Exception as exc:  # one failed pass must not end the guard
                 files.write_log(f"pass failed, again in 1 s: {exc!r}")

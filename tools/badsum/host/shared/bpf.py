@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 from pathlib import Path
+from typing import Tuple
 
 from .common import HostError, Parser, atomic_write, lib_dir, package_data, sh
 
@@ -59,11 +60,14 @@ def build(args: argparse.Namespace) -> dict:
         if not shutil.which(tool):
             raise HostError(f"`{tool}` is not installed: the eBPF programs need clang, llvm, libbpf-dev and bpftool")
     built = {program: _build_one(program) for program in dict.fromkeys(args.program)}
-    return {"changed": any(built.values()), "objects": {p: str(object_path(p)) for p in built}}
+    return {
+        "changed": any(changed for _, changed in built.values()),
+        "objects": {p: str(o) for p, (o, _) in built.items()},
+    }
 
 
-def _build_one(program: str) -> bool:
-    """Build one program unless it is built; whether it was."""
+def _build_one(program: str) -> Tuple[Path, bool]:
+    """Build one program unless it is built: its object, and whether it was built now."""
     import tempfile
 
     out = object_path(program)
@@ -71,13 +75,13 @@ def _build_one(program: str) -> bool:
     with open(out.parent / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first host builds; the others find it done
         if out.exists():
-            return False
+            return out, False
         with tempfile.TemporaryDirectory(prefix="badsum-bpf-") as workdir:
             _compile(program, out, Path(workdir))
     for stale in out.parent.glob(f"{program}-{os.uname().release}-*.bpf.o"):
         if stale != out:
             os.unlink(stale)
-    return True
+    return out, True
 
 
 def build_parser() -> Parser:
