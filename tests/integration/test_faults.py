@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,34 @@ def plan(seed: int) -> list[tuple[str, signal.Signals, float]]:
     ids=lambda v: v.name if isinstance(v, signal.Signals) else str(v),
 )
 def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: str, sig, after: float) -> None:
+    deadline = time.monotonic() + after
+    interrupt(tmp_path, kind, sig, lambda results: time.monotonic() >= deadline)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_run_interrupted_while_it_verifies_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
+    """The testinfra suite runs on the controller from a worker of the playbook: it ends with the run (CI found it
+    running on after the teardown)."""
+    assert interrupt(tmp_path, "badsum reproduce", sig, verifying), "the run never reached its testinfra suites"
+
+
+def verifying(results: Path) -> bool:
+    """Whether the testinfra suites of the run writing to `results` are running."""
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"tests/testinfra" in argv and any(a.startswith(f"--badsum-run={results}".encode()) for a in argv):
+            return True
+    return False
+
+
+def interrupt(tmp_path: Path, kind: str, sig: signal.Signals, until: Callable[[Path], bool]) -> bool:
+    """Run `kind`, signal its process group once until(results) holds, take the lab down; nothing may be left.
+
+    Whether until() held before the run ended by itself.
+    """
     inventory = embedded_inventory(tmp_path / "inventory")
     results = tmp_path / "results"
     badsum("lab", "down", "--lab", LAB)
@@ -104,8 +133,9 @@ def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: 
         start_new_session=True,
     )
     seen: set[tuple[int, int]] = set()
-    deadline = time.monotonic() + after
-    while time.monotonic() < deadline and proc.poll() is None:
+    reached = False
+    limit = time.monotonic() + 120  # a run takes about 40 s with a fresh lab
+    while proc.poll() is None and time.monotonic() < limit and not (reached := until(results)):
         seen |= lab_processes(LAB)  # containers too: they exist only while a Docker cell runs
         time.sleep(0.05)
     seen |= lab_processes(LAB)
@@ -124,3 +154,4 @@ def test_an_interrupted_run_leaves_nothing_after_lab_down(tmp_path: Path, kind: 
     # And from outside the lab's bookkeeping: no new daemon, cgroup, root-namespace rule or filter anywhere.
     assert machine_residue(before) == []
     assert (results_intact(results) if results.exists() else []) == []
+    return reached

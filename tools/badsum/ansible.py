@@ -57,6 +57,16 @@ class ModuleError(RuntimeError):
     """A module call whose answer could not be read (the host never answered, Ansible itself failed)."""
 
 
+def tether() -> dict[str, str]:
+    """The environment that ties an ansible-playbook to this process: it gets SIGTERM when this one dies.
+
+    badsum.kit.workers reads it. ansible-runner starts ansible-playbook in a
+    session of its own that ignores SIGHUP: without the tie, a `badsum
+    reproduce` killed with SIGKILL left its playbook running on the lab.
+    """
+    return {"BADSUM_TETHER_PID": str(os.getpid())}
+
+
 def environment(**extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -81,7 +91,9 @@ def playbook(
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
     argv += list(options)
-    run = dict(cwd=paths.PROJECT, env=environment(), text=True, timeout=timeout, check=False, preexec_fn=preexec_fn)
+    run = dict(
+        cwd=paths.PROJECT, env=environment(**tether()), text=True, timeout=timeout, check=False, preexec_fn=preexec_fn
+    )
     if log is None:
         return subprocess.run(argv, capture_output=True, **run)
     with log.open("w") as out:
@@ -133,7 +145,7 @@ def watched(
             inventory=str(inventory),
             extravars=extra_vars,
             cmdline=" ".join(options) or None,
-            envvars={"ANSIBLE_CONFIG": str(paths.ANSIBLE_CFG), "PATH": environment()["PATH"]},
+            envvars={"ANSIBLE_CONFIG": str(paths.ANSIBLE_CFG), "PATH": environment()["PATH"], **tether()},
             event_handler=handler,
             quiet=True,
         )
