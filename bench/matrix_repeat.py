@@ -16,7 +16,7 @@ With --preset (e.g. presets/vxlan-2020.yml, the 2020 row) each run is given
 cells it prints the connect times and host B's UdpInCsumErrors per
 condition (median/min/max).
 
-    .venv/bin/python bench/matrix_repeat.py [--runs 5] [--hosts 16] [--lab-up] [--preset FILE] [--lab ID]
+    .venv/bin/python bench/matrix_repeat.py [--runs 5] [--hosts 12] [--lab-up] [--preset FILE] [--lab ID]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ on its own), prepare, the cells, the report and the testinfra suites (those
 two run side by side) - as median / min / max over the runs, and checks the
 table each run produced. Root only.
 
-    .venv/bin/python bench/reproduce.py [--runs 3] [--hosts 16]
+    .venv/bin/python bench/reproduce.py [--runs 3] [--hosts 12]
 """
 
 from __future__ import annotations

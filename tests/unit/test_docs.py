@@ -345,7 +345,7 @@ def test_a_planted_mismatch_in_a_page_copy_is_found(tmp_path: Path) -> None:
     )
     planted = page.read_text()
     assert default_mismatches(planted) == [
-        "badsum_lab_hosts: the page says '10', its default is '16'",
+        "badsum_lab_hosts: the page says '10', its default is '12'",
         "badsum_experiment_rate: the page says '10', its default is '20'",
     ]
     assert unknown_names(planted) == ["badsum_experiment_ratee"]
@@ -356,7 +356,7 @@ def test_a_planted_mismatch_in_a_page_copy_is_found(tmp_path: Path) -> None:
 
 
 def test_a_stated_default_is_compared_with_the_role_or_the_provider() -> None:
-    assert default_mismatches("`badsum_lab_hosts` (default 16)") == []
+    assert default_mismatches("`badsum_lab_hosts` (default 12)") == []
     assert default_mismatches("`badsum_fleet_plan` (default 3)") == []  # an output: nothing to compare
     assert default_mismatches("`badsum_fleet_guard_interval` (default 30)") == [
         "badsum_fleet_guard_interval: the page says '30', its default is '60'"
