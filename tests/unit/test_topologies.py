@@ -75,6 +75,7 @@ def record(**over) -> dict:
         ({"client_route": ["a"]}, "client_route must be [] or [prefix variable, via variable]"),
         ({"colour": "red"}, "unknown fields colour"),
         ({"name": "mesos2"}, "name 'mesos2' is not its role's (badsum_topology_mesos)"),
+        ({"client_side": True}, "client_side is for the 2020 bug's overlays (bug vxlan-nat), not bug veth"),
     ],
 )
 def test_a_record_that_cannot_be_used_names_its_file_and_field(tmp_path: Path, over: dict, message: str) -> None:

@@ -25,7 +25,8 @@ roles/badsum_topology_<name>/, whose meta/topology.yml is its one record:
                  acts on host A, whose NAT rewrites the outer VXLAN packets)
     client_side  does the topology have an end on host A too (an overlay):
                  the same host module wires it there with side=client, and
-                 unwires it, around the server's side
+                 unwires it, around the server's side; only the 2020 bug's
+                 cells take that step (a 2016 cell does not queue it)
 
 Every other layer reads it: the settings (names, inventory), the incident's
 table, the fleet's canary, the workshop, the VM table, molecule, the tests.
@@ -138,6 +139,11 @@ def _load(path: Path) -> Topology:
         raise TopologyError(f"{path}: exposed must be one of {', '.join(EXPOSED)}")
     if data["bug"] not in BUGS:
         raise TopologyError(f"{path}: bug must be one of {', '.join(BUGS)}")
+    if data["client_side"] and data["bug"] != "vxlan-nat":
+        # The 2016 cells (roles/badsum_experiment/tasks/cell_veth.yml) wire host B's end alone.
+        raise TopologyError(
+            f"{path}: client_side is for the 2020 bug's overlays (bug vxlan-nat), not bug {data['bug']}"
+        )
     if len(data["client_route"]) not in (0, 2):
         raise TopologyError(f"{path}: client_route must be [] or [prefix variable, via variable]")
     # An option comes from the server's inventory, or from the shared role's defaults (roles/badsum_topology).
