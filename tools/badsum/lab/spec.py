@@ -25,8 +25,8 @@ LAB_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,5}$")
 # hosts pair up as client and server, so that many cells run side by side.
 # Six pairs, not eight: the run is CPU-bound, and on 2 cores eight pairs'
 # extra hosts cost more (each prepared, verified, its cells' tasks queued beside
-# the others) than their parallelism gains - 28.0 s a run against 24.4 s for
-# six and 24.2 s for five (bench/reproduce.py --hosts N, docs/benchmarks.md).
+# the others) than their parallelism gains: about a second a run
+# (bench/reproduce.py --hosts N, docs/benchmarks.md).
 DEFAULT_LAB = "lab0"
 DEFAULT_HOSTS = 12
 MAX_HOSTS = 200
