@@ -47,17 +47,15 @@ PR_SET_PDEATHSIG = 1
 TETHER = "BADSUM_TETHER_PID"
 
 
-def _contain(parent: int, forker: int, prctl) -> None:
-    if forker != parent:
-        return  # a fork by a worker or deeper (the handlers are inherited): not ours to tie
-    if prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0 and os.getppid() != parent:
-        os._exit(1)  # the parent died before the request was made: nothing will send the signal now
-
-
 def _tie(starter: int, prctl) -> None:
     """End this process (SIGTERM) when `starter`, its parent, dies; at once if it already has."""
     if prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0 and os.getppid() != starter:
-        os._exit(1)  # reparented: the command that started this run is gone
+        os._exit(1)  # reparented before the request was made: nothing will send the signal now
+
+
+def _contain(parent: int, forker: int, prctl) -> None:
+    if forker == parent:  # a fork by a worker or deeper (the handlers are inherited) is not ours to tie
+        _tie(parent, prctl)
 
 
 class CallbackModule(CallbackBase):
