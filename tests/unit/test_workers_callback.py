@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from badsum.ansible import TETHER
 from badsum.host.shared.common import alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,9 +105,9 @@ def test_a_killed_playbook_takes_its_workers_with_it(tmp_path: Path) -> None:
             proc.wait(timeout=10)
 
 
-STARTER = """
+STARTER = f"""
 import os, subprocess, sys
-env = dict(os.environ, BADSUM_TETHER_PID=str(os.getpid()))
+env = dict(os.environ, {TETHER}=str(os.getpid()))
 # A session of its own, as ansible-runner starts ansible-playbook: the starter's death sends it nothing by itself.
 child = subprocess.Popen(sys.argv[1:], env=env, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

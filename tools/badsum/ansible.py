@@ -35,6 +35,8 @@ from badsum.exitcodes import UsageError
 from badsum.host.shared.common import alive
 
 RUNNER_PREFIX = "badsum-runner-"
+# The variable that ties an ansible-playbook to the badsum command that started it (tether()).
+TETHER = "BADSUM_TETHER_PID"
 ANSIBLE_LOCAL_TMP = Path("~/.ansible/tmp/badsum").expanduser()  # ansible.cfg's local_tmp
 # The tasks that check settings and inventories before anything changes: a run they stop was refused.
 CHECKS = frozenset(
@@ -64,7 +66,7 @@ def tether() -> dict[str, str]:
     session of its own that ignores SIGHUP: without the tie, a `badsum
     reproduce` killed with SIGKILL left its playbook running on the lab.
     """
-    return {"BADSUM_TETHER_PID": str(os.getpid())}
+    return {TETHER: str(os.getpid())}
 
 
 def environment(**extra: str) -> dict[str, str]:

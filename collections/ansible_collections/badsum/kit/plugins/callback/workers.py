@@ -31,6 +31,8 @@ import signal
 
 from ansible.plugins.callback import CallbackBase
 
+from badsum.ansible import TETHER  # the controller's badsum package, next to Ansible
+
 DOCUMENTATION = r"""
 name: workers
 type: aggregate
@@ -44,7 +46,6 @@ description:
 """
 
 PR_SET_PDEATHSIG = 1
-TETHER = "BADSUM_TETHER_PID"
 
 
 def _tie(starter: int, prctl) -> None:
